@@ -1,0 +1,156 @@
+//! [`PoolBuilder`]: how many workers, how work is cut, and `build`.
+
+use std::time::Duration;
+
+use crate::channel::frame::MAX_FRAME;
+use crate::driver::{Config, Driver};
+use crate::error::{Error, ErrorKind};
+use crate::pool::Pool;
+use crate::sys::{self, Cells};
+use crate::task::Init;
+use crate::zygote::Zygote;
+use crate::registry;
+
+/// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
+///
+/// ```
+/// use pool_runtime::{worker_init, Pool};
+///
+/// #[worker_init]
+/// fn open(name: &String) -> String { name.clone() }
+///
+/// # fn main() -> Result<(), pool_runtime::Error> {
+/// let pool = Pool::builder().workers(2).chunk_size(64).build(open, "db".to_string())?;
+/// assert_eq!(pool.workers(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    workers: usize,
+    chunk_size: Option<usize>,
+    max_frame: usize,
+    shutdown_grace: Duration,
+    respawn_limit: u32,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            chunk_size: None,
+            max_frame: MAX_FRAME,
+            shutdown_grace: Duration::from_secs(2),
+            respawn_limit: 3,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (default: the number of CPUs). At least 1.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Inputs per frame sent to a worker. By default the pool picks it as it
+    /// goes, from how long tasks take (aiming at a few milliseconds of work
+    /// per frame), so tiny tasks travel by the thousand and slow ones alone.
+    pub fn chunk_size(mut self, n: usize) -> Self {
+        self.chunk_size = Some(n.clamp(1, u32::MAX as usize));
+        self
+    }
+
+    /// The largest frame either side accepts (default 1 GiB). An input or a
+    /// batch of results larger than this is an error for those inputs.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.clamp(1024, u32::MAX as usize);
+        self
+    }
+
+    /// How long workers still busy when the pool ends may finish before
+    /// they are killed (default 2 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How many times in a row a slot may fail to start a replacement worker
+    /// (its init failing or crashing) before it stays empty (default 3).
+    pub fn respawn_limit(mut self, n: u32) -> Self {
+        self.respawn_limit = n.max(1);
+        self
+    }
+
+    /// Starts the workers: each runs `init(&args)` once, after the fork.
+    ///
+    /// `args` is moved in and never serialized: it need not be `Serialize`,
+    /// `Send`, `Clone` or even `'static` (a `&Table` works). The workers read
+    /// it copy-on-write from the fork server, a copy of this process taken
+    /// now; the driver's own copy is dropped before `build` returns.
+    ///
+    /// An init that returns `Result<S, E>` can leave the pool's state type to
+    /// be inferred from the tasks used on it; where nothing else names it,
+    /// write the type: `let pool: Pool<State> = ...`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Init`] if an init returns an error, panics or dies (no
+    /// worker process is left behind); [`ErrorKind::Io`] if a process or a
+    /// channel cannot be created.
+    ///
+    /// # Fork safety
+    ///
+    /// The fork happens here, once. If other threads of the program hold a
+    /// lock at that instant (a `Mutex` that `init` needs, say), the workers
+    /// find it locked forever: build pools before starting such threads, or
+    /// make sure they hold no lock `init` takes.
+    pub fn build<A, S, I, M>(self, init: I, args: A) -> Result<Pool<S>, Error>
+    where
+        I: Init<A, S, M>,
+        S: 'static,
+    {
+        registry::prepare();
+        let config = Config {
+            workers: self.workers,
+            max_frame: self.max_frame,
+            chunk_size: self.chunk_size,
+            shutdown_grace: self.shutdown_grace,
+            respawn_limit: self.respawn_limit,
+        };
+        let cells = Cells::new(self.workers)?;
+        let (ours, theirs) = sys::packet_pair()?;
+        sys::register_internal(std::os::fd::AsRawFd::as_raw_fd(&ours));
+        let max_frame = self.max_frame;
+        let zygote = sys::fork_with(|| {
+            sys::close_internal_fds();
+            Zygote { init: &init, args: &args, cells: &cells, ctl: theirs, max_frame }.main::<S, M>()
+        });
+        // The fork server holds its own copy now; the driver needs neither.
+        drop((init, args));
+        let zygote = match zygote {
+            Ok(pid) => pid,
+            Err(e) => {
+                sys::unregister_internal(std::os::fd::AsRawFd::as_raw_fd(&ours));
+                return Err(e.into());
+            }
+        };
+        let driver = Driver::new(ours, zygote, cells, config)?;
+        {
+            let mut core = driver.lock();
+            for slot in 0..self.workers {
+                core.spawn(slot);
+            }
+        }
+        let status = {
+            let core = driver.wait_until(|core| core.startup_status().is_some());
+            core.startup_status().expect("waited for it")
+        };
+        match status {
+            Ok(()) => Ok(Pool::new(driver)),
+            Err(why) => {
+                driver.shutdown();
+                Err(Error::new(ErrorKind::Init(why)))
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Length-prefixed frames: `u32` little-endian length, then that many bytes.
+//!
+//! The length is checked against a limit before anything is allocated, and
+//! the buffer only grows as bytes really arrive, so a hostile prefix costs
+//! nothing but an error.
+
+use std::io::{self, Read};
+
+/// The largest frame either side accepts by default: 1 GiB.
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// Bytes in the length prefix.
+pub(crate) const PREFIX: usize = 4;
+
+/// A frame that cannot be accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The length prefix asks for more than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    /// The peer closed the channel in the middle of a frame.
+    #[error("channel closed in the middle of a frame ({have} of {want} bytes)")]
+    Truncated { have: usize, want: usize },
+}
+
+/// Starts a frame in `buf`: reserves the length prefix, to be filled by [`finish`].
+pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; PREFIX]);
+    start
+}
+
+/// Writes the length prefix of the frame begun at `start`.
+pub(crate) fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), FrameError> {
+    let len = buf.len() - start - PREFIX;
+    if len > limit || len > u32::MAX as usize {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    buf[start..start + PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reassembles frames from a non-blocking byte stream.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` that hold data.
+    filled: usize,
+    limit: usize,
+}
+
+/// What one call to [`FrameReader::fill`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Some bytes arrived (maybe not a whole frame).
+    Data,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// The peer closed its end.
+    Eof,
+}
+
+impl FrameReader {
+    pub(crate) fn new(limit: usize) -> Self {
+        FrameReader { buf: Vec::new(), filled: 0, limit }
+    }
+
+    /// How many bytes the frame at the front still needs, if its prefix is known.
+    fn wanted(&self) -> Result<usize, FrameError> {
+        if self.filled < PREFIX {
+            return Ok(PREFIX);
+        }
+        let len = u32::from_le_bytes(self.buf[..PREFIX].try_into().unwrap()) as usize;
+        if len > self.limit {
+            return Err(FrameError::TooLarge { len, limit: self.limit });
+        }
+        Ok(PREFIX + len)
+    }
+
+    /// Reads what `src` has now into the buffer, growing it only as far as the
+    /// frame at the front needs (and at most 4 MiB at a time).
+    pub(crate) fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
+        const STEP: usize = 64 * 1024;
+        const MAX_STEP: usize = 4 << 20;
+        let wanted = self.wanted()?;
+        let target = if wanted > self.filled {
+            self.filled + (wanted - self.filled).clamp(STEP, MAX_STEP)
+        } else {
+            self.filled + STEP
+        };
+        if self.buf.len() < target {
+            self.buf.resize(target, 0);
+        }
+        loop {
+            match src.read(&mut self.buf[self.filled..]) {
+                Ok(0) => return Ok(Fill::Eof),
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(Fill::Data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
+                // A reset or any other failure is the end of the channel.
+                Err(_) => return Ok(Fill::Eof),
+            }
+        }
+    }
+
+    /// Takes the complete frame at the front, without its prefix. When the
+    /// frame is all the buffer holds, the buffer itself is handed over (no copy).
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        let wanted = self.wanted()?;
+        if self.filled < PREFIX || self.filled < wanted {
+            return Ok(None);
+        }
+        if self.filled == wanted {
+            let mut frame = std::mem::take(&mut self.buf);
+            frame.truncate(wanted);
+            frame.drain(..PREFIX);
+            self.filled = 0;
+            return Ok(Some(frame));
+        }
+        let frame = self.buf[PREFIX..wanted].to_vec();
+        self.buf.copy_within(wanted..self.filled, 0);
+        self.filled -= wanted;
+        Ok(Some(frame))
+    }
+
+    /// After [`Fill::Eof`]: an error if a frame was cut short.
+    pub(crate) fn check_clean_eof(&self) -> Result<(), FrameError> {
+        if self.filled == 0 {
+            Ok(())
+        } else {
+            Err(FrameError::Truncated { have: self.filled, want: self.wanted().unwrap_or(0) })
+        }
+    }
+}
+
+/// Reads one whole frame from a blocking stream into `buf` (cleared first).
+/// `Ok(false)` means the peer closed the channel between frames.
+pub(crate) fn read_blocking(src: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    let mut prefix = [0u8; PREFIX];
+    let mut have = 0;
+    while have < PREFIX {
+        match src.read(&mut prefix[have..]) {
+            Ok(0) if have == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            FrameError::TooLarge { len, limit },
+        ));
+    }
+    buf.clear();
+    // Grows with the bytes that really arrive.
+    let got = src.take(len as u64).read_to_end(buf)?;
+    if got < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for p in payloads {
+            let s = begin(&mut buf);
+            buf.extend_from_slice(p);
+            finish(&mut buf, s, MAX_FRAME).unwrap();
+        }
+        buf
+    }
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_survive_any_split() {
+        let bytes = framed(&[b"one", b"", b"three three", &[7u8; 70_000]]);
+        for step in [1, 2, 3, 5, 64, 100_000] {
+            let mut r = FrameReader::new(MAX_FRAME);
+            let mut src = Trickle(&bytes, step);
+            let mut got = Vec::new();
+            while r.fill(&mut src).unwrap() == Fill::Data {
+                while let Some(f) = r.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got.len(), 4, "step {step}");
+            assert_eq!(got[0], b"one");
+            assert!(got[1].is_empty());
+            assert_eq!(got[3].len(), 70_000);
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_is_refused_before_allocating() {
+        let mut r = FrameReader::new(1024);
+        let mut src = Trickle(&u32::MAX.to_le_bytes(), 4);
+        r.fill(&mut src).unwrap();
+        assert_eq!(r.next_frame(), Err(FrameError::TooLarge { len: u32::MAX as usize, limit: 1024 }));
+        assert!(r.buf.len() <= 64 * 1024 + 4);
+    }
+
+    #[test]
+    fn a_large_claim_grows_only_with_the_bytes() {
+        // Claims 900 MiB, sends 10 bytes.
+        let mut bytes = (900u32 << 20).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1; 10]);
+        let mut r = FrameReader::new(MAX_FRAME);
+        let mut src = Trickle(&bytes, 1 << 20);
+        while r.fill(&mut src).unwrap() == Fill::Data {}
+        assert_eq!(r.next_frame(), Ok(None));
+        assert!(r.buf.capacity() <= 5 << 20, "capacity {}", r.buf.capacity());
+        assert!(r.check_clean_eof().is_err());
+    }
+
+    #[test]
+    fn blocking_read_checks_limit_and_truncation() {
+        let bytes = framed(&[b"hello"]);
+        let mut buf = Vec::new();
+        assert!(read_blocking(&mut &bytes[..], &mut buf, 16).unwrap());
+        assert_eq!(buf, b"hello");
+        assert!(!read_blocking(&mut &b""[..], &mut buf, 16).unwrap());
+        assert!(read_blocking(&mut &bytes[..], &mut buf, 4).is_err());
+        assert!(read_blocking(&mut &bytes[..bytes.len() - 1], &mut buf, 16).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The private channel between the driver and one worker: a `socketpair`,
+//! length-prefixed frames with a hard size limit, fixed message headers.
+
+pub(crate) mod frame;
+pub(crate) mod message;

@@ -1,0 +1,86 @@
+//! The one place that knows how values become bytes.
+//!
+//! Default: postcard (a stable, documented wire format). With the
+//! `codec-bincode` feature: bincode 2.0.1 (see the README for why it is not
+//! the default). Everything else in the crate calls only these functions.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A value that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(String);
+
+/// Appends the encoding of `value` to `out`.
+#[cfg(not(feature = "codec-bincode"))]
+pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    postcard::to_io(value, &mut *out)
+        .map(drop)
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes one value from the front of `bytes`, returning it and the rest.
+///
+/// Never trusts `bytes`: lengths inside are checked against what is there,
+/// so a hostile input is an error, not a panic or a large allocation.
+#[cfg(not(feature = "codec-bincode"))]
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    postcard::take_from_bytes(bytes).map_err(|e| CodecError(e.to_string()))
+}
+
+#[cfg(feature = "codec-bincode")]
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ crate::channel::frame::MAX_FRAME }>()
+}
+
+/// Appends the encoding of `value` to `out`.
+#[cfg(feature = "codec-bincode")]
+pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(drop)
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes one value from the front of `bytes`, returning it and the rest.
+#[cfg(feature = "codec-bincode")]
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(v, n)| (v, &bytes[n..]))
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_back_to_back() {
+        let mut buf = Vec::new();
+        encode(&(7u64, "seven".to_string()), &mut buf).unwrap();
+        encode(&vec![1u8, 2, 3], &mut buf).unwrap();
+        let ((n, s), rest): ((u64, String), _) = decode(&buf).unwrap();
+        let (v, rest): (Vec<u8>, _) = decode(rest).unwrap();
+        assert_eq!((n, s.as_str(), v, rest.len()), (7, "seven", vec![1, 2, 3], 0));
+    }
+
+    #[test]
+    fn hostile_length_is_an_error_not_an_allocation() {
+        // A Vec<u8> claiming u32::MAX elements, followed by three bytes.
+        let mut buf = Vec::new();
+        encode(&(u32::MAX as u64), &mut buf).unwrap();
+        buf.extend_from_slice(&[1, 2, 3]);
+        assert!(decode::<Vec<u8>>(&buf).is_err());
+        assert!(decode::<Vec<u64>>(&buf).is_err());
+        assert!(decode::<String>(&buf).is_err());
+    }
+
+    #[test]
+    fn truncated_input_is_an_error() {
+        let mut buf = Vec::new();
+        encode(&"hello world".to_string(), &mut buf).unwrap();
+        for cut in 0..buf.len() {
+            assert!(decode::<String>(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Worker-side glue: decode each input of a batch, call the task, encode each
+//! outcome. Monomorphized per task by the registry entries the macros emit.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::task::{Exit, Task};
+
+/// The outcome of one item, as the first byte of its slot in a result frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Status {
+    /// The task returned; its encoded output follows.
+    Ok = 0,
+    /// The task panicked; the encoded message follows.
+    Panicked = 1,
+    /// The input could not be decoded or the output encoded; the message follows.
+    Codec = 2,
+}
+
+impl Status {
+    pub(crate) fn from_byte(b: u8) -> Option<Status> {
+        match b {
+            0 => Some(Status::Ok),
+            1 => Some(Status::Panicked),
+            2 => Some(Status::Codec),
+            _ => None,
+        }
+    }
+}
+
+/// Called by a batch at the start of each item: it records progress where the
+/// driver can see it if the worker dies, and ships finished results now and
+/// then so that a long batch streams back.
+pub(crate) trait Progress {
+    /// Item `index` of the batch is about to run; `out` holds the results of
+    /// the items since the last flush.
+    fn item_started(&mut self, index: u32, out: &mut Vec<u8>);
+}
+
+/// One batch of inputs on its way through a worker.
+pub struct Batch<'a> {
+    input: &'a [u8],
+    count: u32,
+    out: &'a mut Vec<u8>,
+    progress: &'a mut dyn Progress,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("count", &self.count).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(
+        input: &'a [u8],
+        count: u32,
+        out: &'a mut Vec<u8>,
+        progress: &'a mut dyn Progress,
+    ) -> Self {
+        Batch { input, count, out, progress }
+    }
+
+    fn push<T: Serialize + ?Sized>(&mut self, status: Status, value: &T) {
+        let mark = self.out.len();
+        self.out.push(status as u8);
+        if let Err(e) = codec::encode(value, self.out) {
+            self.out.truncate(mark);
+            self.out.push(Status::Codec as u8);
+            let msg = format!("could not encode the result: {e}");
+            codec::encode(msg.as_str(), self.out).expect("a string always encodes");
+        }
+    }
+
+    fn run<A, R>(&mut self, mut call: impl FnMut(A) -> R) -> Result<(), String>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        for i in 0..self.count {
+            self.progress.item_started(i, self.out);
+            match codec::decode::<A>(self.input) {
+                Ok((input, rest)) => {
+                    self.input = rest;
+                    match catch_unwind(AssertUnwindSafe(|| call(input))) {
+                        Ok(output) => self.push(Status::Ok, &output),
+                        Err(payload) => self.push(Status::Panicked, &panic_message(&*payload)),
+                    }
+                }
+                Err(e) => {
+                    // The cursor is lost: this item and every later one fail.
+                    let msg = format!("could not decode the input: {e}");
+                    for _ in i..self.count {
+                        self.push(Status::Codec, msg.as_str());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The message and location of the last panic on this thread, recorded by
+    /// the worker's panic hook (the payload alone has no location).
+    pub(crate) static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The text of a panic: what the worker's hook recorded, else the payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(recorded) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
+        return recorded;
+    }
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs a batch of a task that takes the state `S`.
+pub fn run_batch<S: 'static, M, T: Task<S, M>>(
+    task: T,
+    state: &mut dyn Any,
+    batch: &mut Batch<'_>,
+) -> Result<(), String> {
+    let state = state
+        .downcast_mut::<S>()
+        .ok_or_else(|| format!("task expects a state of type `{}`", std::any::type_name::<S>()))?;
+    batch.run(|input| task.call(state, input))
+}
+
+/// Runs a batch of a task that takes no state.
+pub fn run_stateless<M, T: Task<(), M>>(
+    task: T,
+    _state: &mut dyn Any,
+    batch: &mut Batch<'_>,
+) -> Result<(), String> {
+    batch.run(|input| task.call(&mut (), input))
+}
+
+/// Consumes a worker's state with an exit hook and encodes what it returns,
+/// preceded by a [`Status`] byte.
+pub fn run_exit<S: 'static, E: Exit<S>>(
+    exit: E,
+    state: Box<dyn Any>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let state = state
+        .downcast::<S>()
+        .map_err(|_| format!("exit hook expects a state of type `{}`", std::any::type_name::<S>()))?;
+    let mut p = NoProgress;
+    let mut batch = Batch::new(&[], 0, out, &mut p);
+    match catch_unwind(AssertUnwindSafe(move || exit.call(*state))) {
+        Ok(output) => batch.push(Status::Ok, &output),
+        Err(payload) => batch.push(Status::Panicked, &panic_message(&*payload)),
+    }
+    Ok(())
+}
+
+struct NoProgress;
+impl Progress for NoProgress {
+    fn item_started(&mut self, _: u32, _: &mut Vec<u8>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_square(inputs: &[u8], count: u32) -> Vec<u8> {
+        fn square(x: u64) -> u64 {
+            if x == 3 {
+                panic!("three");
+            }
+            x * x
+        }
+        let mut out = Vec::new();
+        let mut p = NoProgress;
+        let mut batch = Batch::new(inputs, count, &mut out, &mut p);
+        run_stateless(square, &mut (), &mut batch).unwrap();
+        out
+    }
+
+    #[test]
+    fn each_item_gets_its_outcome() {
+        let mut inputs = Vec::new();
+        for x in [2u64, 3, 4] {
+            codec::encode(&x, &mut inputs).unwrap();
+        }
+        let out = run_square(&inputs, 3);
+        let (s0, rest) = (out[0], &out[1..]);
+        let (v0, rest): (u64, _) = codec::decode(rest).unwrap();
+        let (s1, rest) = (rest[0], &rest[1..]);
+        let (m1, rest): (String, _) = codec::decode(rest).unwrap();
+        let (s2, rest) = (rest[0], &rest[1..]);
+        let (v2, rest): (u64, _) = codec::decode(rest).unwrap();
+        assert_eq!((s0, v0, s1, s2, v2, rest.len()), (0, 4, 1, 0, 16, 0));
+        assert!(m1.contains("three"), "{m1}");
+    }
+
+    #[test]
+    fn undecodable_input_fails_the_rest_of_the_batch() {
+        let out = run_square(&[0xff], 2);
+        assert_eq!(out[0], Status::Codec as u8);
+        let (msg, rest): (String, _) = codec::decode(&out[1..]).unwrap();
+        assert!(msg.contains("decode"), "{msg}");
+        assert_eq!(rest[0], Status::Codec as u8);
+    }
+}

@@ -1,0 +1,139 @@
+//! One worker slot as the driver sees it: the channel, what is queued to be
+//! written, which batches the worker holds, and where it is in its life.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{recv, MsgFlags};
+use nix::unistd::Pid;
+
+use crate::channel::frame::{Fill, FrameError, FrameReader};
+use crate::sys;
+
+/// Where a worker slot is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Nothing yet.
+    Empty,
+    /// Asked the zygote for a worker; no pid yet.
+    Spawning,
+    /// The worker runs its init.
+    Starting { pid: Pid },
+    /// The worker serves batches.
+    Ready { pid: Pid },
+    /// The worker was asked to run its exit hook and leave.
+    Exiting { pid: Pid },
+    /// The worker's channel closed; its exit status may still be coming.
+    Dead { pid: Pid, code: Option<i32>, since: Instant, during_init: bool, exiting: bool },
+    /// The worker left after (or while) running its exit hook: `how` it ended.
+    Gone { how: String },
+    /// No worker can be started in this slot: why.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) generation: u32,
+    pub(crate) state: SlotState,
+    pub(crate) chan: Option<OwnedFd>,
+    pub(crate) reader: FrameReader,
+    /// Frames to write, and how much of the front one is written.
+    pub(crate) out: VecDeque<(Arc<Vec<u8>>, usize)>,
+    /// Tags of the batches the worker holds, oldest first.
+    pub(crate) inflight: VecDeque<u64>,
+    pub(crate) exit_result: Option<Vec<u8>>,
+    /// Init attempts that failed in a row.
+    pub(crate) init_failures: u32,
+    pub(crate) last_init_error: Option<String>,
+    pub(crate) protocol_error: Option<String>,
+    max_frame: usize,
+}
+
+impl Slot {
+    pub(crate) fn new(max_frame: usize) -> Self {
+        Slot {
+            generation: 0,
+            state: SlotState::Empty,
+            chan: None,
+            reader: FrameReader::new(max_frame),
+            out: VecDeque::new(),
+            inflight: VecDeque::new(),
+            exit_result: None,
+            init_failures: 0,
+            last_init_error: None,
+            protocol_error: None,
+            max_frame,
+        }
+    }
+
+    /// Creates a fresh channel; keeps the driver's end (non-blocking) and
+    /// returns the worker's end, to be handed to the zygote.
+    pub(crate) fn open_channel(&mut self) -> nix::Result<OwnedFd> {
+        self.close();
+        let (mine, theirs) = sys::stream_pair()?;
+        let flags = OFlag::from_bits_truncate(fcntl(&mine, FcntlArg::F_GETFL)?);
+        fcntl(&mine, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        sys::register_internal(mine.as_raw_fd());
+        self.chan = Some(mine);
+        self.reader = FrameReader::new(self.max_frame);
+        Ok(theirs)
+    }
+
+    /// Closes the driver's end of the channel, if open.
+    pub(crate) fn close(&mut self) {
+        if let Some(chan) = self.chan.take() {
+            sys::unregister_internal(chan.as_raw_fd());
+        }
+        self.out.clear();
+    }
+
+    pub(crate) fn pid(&self) -> Option<Pid> {
+        match self.state {
+            SlotState::Starting { pid } | SlotState::Ready { pid } | SlotState::Exiting { pid } | SlotState::Dead { pid, .. } => {
+                Some(pid)
+            }
+            _ => None,
+        }
+    }
+
+    /// The descriptor to poll and the events wanted (`-1`: none).
+    pub(crate) fn poll_interest(&self) -> (i32, i16) {
+        match &self.chan {
+            Some(c) if self.out.is_empty() => (c.as_raw_fd(), libc::POLLIN),
+            Some(c) => (c.as_raw_fd(), libc::POLLIN | libc::POLLOUT),
+            None => (-1, 0),
+        }
+    }
+
+    pub(crate) fn push_frame(&mut self, frame: Arc<Vec<u8>>) {
+        self.out.push_back((frame, 0));
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Reads what the channel has now.
+    pub(crate) fn fill(&mut self) -> Result<Fill, FrameError> {
+        let Some(chan) = &self.chan else { return Ok(Fill::Eof) };
+        let mut src = NonBlocking(chan.as_raw_fd());
+        let fill = self.reader.fill(&mut src)?;
+        if fill == Fill::Eof {
+            self.reader.check_clean_eof()?;
+        }
+        Ok(fill)
+    }
+}
+
+/// `Read` over a non-blocking socket.
+struct NonBlocking(i32);
+
+impl io::Read for NonBlocking {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv(self.0, buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+    }
+}

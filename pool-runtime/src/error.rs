@@ -1,0 +1,83 @@
+//! The one error type of the crate: what went wrong, said plainly.
+
+use std::fmt;
+
+/// Why a call on a pool failed, or why one input got no result.
+///
+/// Inspect it with [`Error::kind`]; print it for a message that says what
+/// happened (a panic's message and location, the signal that killed a worker,
+/// the init's own error).
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A worker's init returned an error or panicked.
+    Init(String),
+    /// The task panicked on this input; the worker lives on.
+    Panicked(String),
+    /// The worker running this input died: the text says how (signal, exit code).
+    WorkerDied(String),
+    /// The input could not be encoded or decoded, or the output could not.
+    Codec(String),
+    /// The function passed to the pool carries no `#[worker_task]` or
+    /// `#[worker_exit]` attribute, so workers cannot find it by name.
+    NotRegistered(&'static str),
+    /// The pool can no longer run anything (its fork server died, or no
+    /// worker could be started).
+    PoolBroken(String),
+    /// A system call failed.
+    Io(String),
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error { kind }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Init(m) => write!(f, "worker init failed: {m}"),
+            ErrorKind::Panicked(m) => write!(f, "task panicked: {m}"),
+            ErrorKind::WorkerDied(m) => write!(f, "worker died while running this input: {m}"),
+            ErrorKind::Codec(m) => write!(f, "serialization failed: {m}"),
+            ErrorKind::NotRegistered(name) => write!(
+                f,
+                "`{name}` is not registered: mark it with #[worker_task] (or #[worker_exit])"
+            ),
+            ErrorKind::PoolBroken(m) => write!(f, "the pool cannot run tasks: {m}"),
+            ErrorKind::Io(m) => write!(f, "system error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<nix::Error> for Error {
+    fn from(e: nix::Error) -> Self {
+        Error::new(ErrorKind::Io(e.desc().to_string()))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io(e.to_string()))
+    }
+}
+
+impl From<crate::codec::CodecError> for Error {
+    fn from(e: crate::codec::CodecError) -> Self {
+        Error::new(ErrorKind::Codec(e.to_string()))
+    }
+}

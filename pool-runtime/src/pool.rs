@@ -1,0 +1,554 @@
+//! [`Pool`]: the calls users make, and the lazy result streams behind them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::builder::PoolBuilder;
+use crate::channel::frame;
+use crate::channel::message::write;
+use crate::codec;
+use crate::dispatch::Status;
+use crate::driver::{Completion, Driver, JobId};
+use crate::error::{Error, ErrorKind};
+use crate::registry;
+use crate::task::{Exit, Task};
+
+/// A pool of worker processes, each holding its own state `S`.
+///
+/// `Pool<S>` is `Send + Sync` whatever `S` is: the state only ever lives in
+/// the workers. Several threads may submit to one pool at once.
+///
+/// Dropping the pool (or [`join`](Pool::join)) ends the workers without
+/// running an exit hook; [`join_with`](Pool::join_with) runs one. Either way,
+/// no worker process, running or zombie, outlives the pool.
+pub struct Pool<S> {
+    driver: Driver,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S> std::fmt::Debug for Pool<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("workers", &self.driver.config.workers).finish_non_exhaustive()
+    }
+}
+
+impl Pool<()> {
+    /// A builder with the default settings (one worker per CPU).
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+}
+
+impl<S: 'static> Pool<S> {
+    pub(crate) fn new(driver: Driver) -> Self {
+        Pool { driver, _state: PhantomData }
+    }
+
+    /// The number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.driver.config.workers
+    }
+
+    /// Runs `task` on every input; returns the outputs in input order.
+    ///
+    /// # Errors
+    ///
+    /// The first failure in input order (a panic, a worker that died, a
+    /// codec error); the inputs not yet started are then dropped. Use
+    /// [`imap`](Pool::imap) to get one outcome per input instead.
+    pub fn map<T, M, I>(&self, task: T, inputs: I) -> Result<Vec<T::Output>, Error>
+    where
+        T: Task<S, M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.imap(task, inputs).collect()
+    }
+
+    /// Runs `task` on every input, lazily: inputs are pulled from the
+    /// iterator only as workers need them (a bounded window), and outcomes
+    /// come back in input order, one per input.
+    pub fn imap<T, M, I>(&self, _task: T, inputs: I) -> Imap<'_, I::IntoIter, T::Output>
+    where
+        T: Task<S, M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        Imap::new(&self.driver, task_index::<T>(), inputs.into_iter(), true)
+    }
+
+    /// Like [`imap`](Pool::imap), but outcomes come back as soon as they are
+    /// ready, in whatever order that is.
+    pub fn imap_unordered<T, M, I>(&self, _task: T, inputs: I) -> Imap<'_, I::IntoIter, T::Output>
+    where
+        T: Task<S, M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        Imap::new(&self.driver, task_index::<T>(), inputs.into_iter(), false)
+    }
+
+    /// Runs `task` on one input and waits for its output.
+    pub fn apply<T, M>(&self, task: T, input: T::Input) -> Result<T::Output, Error>
+    where
+        T: Task<S, M>,
+    {
+        self.submit(task, input).wait()
+    }
+
+    /// Starts `task` on one input now; the handle gives the output later.
+    /// Dropping the handle discards the output.
+    pub fn submit<T, M>(&self, _task: T, input: T::Input) -> Submitted<'_, T::Output>
+    where
+        T: Task<S, M>,
+    {
+        let job = self.driver.lock().new_job();
+        let stream = match task_index::<T>().and_then(|task| self.send_one(job, task, &input, &[None])) {
+            Ok(count) => Imap::attached(&self.driver, job, count, true),
+            Err(e) => Imap::failed(&self.driver, job, e),
+        };
+        Submitted { stream }
+    }
+
+    /// Runs `task` once on every live worker, with the same input; returns
+    /// the outputs in worker order.
+    ///
+    /// # Errors
+    ///
+    /// The first failure, in worker order.
+    pub fn broadcast<T, M>(&self, _task: T, input: T::Input) -> Result<Vec<T::Output>, Error>
+    where
+        T: Task<S, M>,
+    {
+        let job = self.driver.lock().new_job();
+        let slots: Vec<Option<usize>> = self.driver.lock().ready_slots().into_iter().map(Some).collect();
+        let count = self.send_one(job, task_index::<T>()?, &input, &slots)?;
+        Imap::<std::iter::Empty<()>, T::Output>::attached(&self.driver, job, count, true).collect()
+    }
+
+    /// Encodes `input` once and queues it as one batch per entry of `slots`
+    /// (`None`: any worker). Returns how many batches were queued.
+    fn send_one<A: Serialize>(&self, job: JobId, task: u32, input: &A, slots: &[Option<usize>]) -> Result<u64, Error> {
+        let mut bytes = Vec::new();
+        let start = write::run(&mut bytes, 0, task, 1);
+        let offset = bytes.len() as u32;
+        codec::encode(input, &mut bytes)?;
+        frame::finish(&mut bytes, start, self.driver.config.max_frame)
+            .map_err(|e| Error::new(ErrorKind::Codec(format!("input too large to send: {e}"))))?;
+        let mut core = self.driver.lock();
+        for (i, &slot) in slots.iter().enumerate() {
+            core.submit(job, task, i as u64, 1, bytes.clone(), vec![offset], slot);
+        }
+        core.dispatch();
+        self.driver.nudge(&core);
+        Ok(slots.len() as u64)
+    }
+
+    /// Ends the workers, running `exit` on each one's state; returns what
+    /// each returned, in worker order.
+    ///
+    /// # Errors
+    ///
+    /// If a worker died before or during its exit hook, or the hook panicked.
+    pub fn join_with<E: Exit<S>>(self, _exit: E) -> Result<Vec<E::Output>, Error> {
+        let hook = registry::exit_index::<E>().ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
+        let asked = self.driver.lock().begin_exit(Some(hook));
+        let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> = asked.iter().map(|_| None).collect();
+        drop(self.driver.wait_until(|core| {
+            for (i, &slot) in asked.iter().enumerate() {
+                if outcomes[i].is_none() {
+                    outcomes[i] = core.exit_outcome(slot);
+                }
+            }
+            outcomes.iter().all(Option::is_some)
+        }));
+        self.driver.shutdown();
+        outcomes
+            .into_iter()
+            .map(|o| {
+                let body = o.expect("waited for every outcome")?;
+                let (status, rest) = body.split_first().ok_or_else(|| Error::new(ErrorKind::Codec("empty exit outcome".into())))?;
+                decode_outcome(*status, rest).map(|(value, _)| value)
+            })
+            .collect()
+    }
+
+    /// Ends the workers without running an exit hook, and waits until every
+    /// worker process is gone. Dropping the pool does the same.
+    pub fn join(self) -> Result<(), Error> {
+        self.driver.shutdown();
+        Ok(())
+    }
+}
+
+impl<S> Drop for Pool<S> {
+    fn drop(&mut self) {
+        self.driver.shutdown();
+    }
+}
+
+fn task_index<T: 'static>() -> Result<u32, Error> {
+    registry::task_index::<T>().ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<T>())))
+}
+
+/// Decodes one outcome: a [`Status`] byte was split off; `rest` starts with its value.
+fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[u8]), Error> {
+    let malformed = |e: codec::CodecError| Error::new(ErrorKind::Codec(format!("malformed outcome from a worker: {e}")));
+    match Status::from_byte(status) {
+        Some(Status::Ok) => codec::decode::<R>(rest).map_err(malformed),
+        Some(Status::Panicked) => {
+            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
+            Err(Error::new(ErrorKind::Panicked(msg)))
+        }
+        Some(Status::Codec) => {
+            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
+            Err(Error::new(ErrorKind::Codec(msg)))
+        }
+        None => Err(Error::new(ErrorKind::Codec(format!("unknown outcome status {status} from a worker")))),
+    }
+}
+
+/// The handle of one [`Pool::submit`]ted call.
+#[derive(Debug)]
+pub struct Submitted<'p, R> {
+    stream: Imap<'p, std::iter::Empty<()>, R>,
+}
+
+// `Submitted` erases its input type: the one input was encoded at submit.
+impl<'p, R: DeserializeOwned> Submitted<'p, R> {
+    /// Waits for the output.
+    pub fn wait(mut self) -> Result<R, Error> {
+        self.stream.next().unwrap_or_else(|| Err(Error::new(ErrorKind::PoolBroken("the call produced no outcome".into()))))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Aim for this much work per frame, so that per-frame costs vanish but
+/// workers stay balanced and outcomes keep flowing.
+const TARGET_BATCH_NANOS: f64 = 2_000_000.0;
+const MAX_CHUNK: u32 = 1 << 16;
+/// A frame stops taking inputs past this size.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Picks how many inputs go in the next frame, from how long frames take.
+#[derive(Debug)]
+struct Chunker {
+    fixed: Option<u32>,
+    size: u32,
+    cap: u32,
+    /// Smoothed cost of one item, in ns, once measured.
+    per_item: Option<f64>,
+}
+
+impl Chunker {
+    fn new(fixed: Option<usize>, hint: Option<usize>, workers: usize) -> Self {
+        let cap = hint.map_or(MAX_CHUNK, |n| (n / (workers * 4)).clamp(1, MAX_CHUNK as usize) as u32);
+        Chunker { fixed: fixed.map(|n| n as u32), size: 1, cap, per_item: None }
+    }
+
+    fn size(&self) -> u32 {
+        self.fixed.unwrap_or(self.size)
+    }
+
+    fn observe(&mut self, count: u32, nanos: f64) {
+        let per = (nanos / count as f64).max(1.0);
+        let per = match self.per_item {
+            Some(old) => 0.7 * old + 0.3 * per,
+            None => per,
+        };
+        self.per_item = Some(per);
+        let ideal = (TARGET_BATCH_NANOS / per) as u64;
+        self.size = ideal.clamp(1, (self.size as u64 * 8).min(self.cap as u64)) as u32;
+    }
+}
+
+/// Where the stream is in one completion's outcomes.
+#[derive(Debug)]
+struct Cursor {
+    frame: Vec<u8>,
+    at: usize,
+    next: u64,
+    left: u32,
+}
+
+/// A lazy stream of outcomes, one per input: from [`Pool::imap`] and
+/// [`Pool::imap_unordered`].
+///
+/// Inputs are pulled from the source iterator only to keep the workers busy
+/// (a bounded window). Dropping the stream early stops pulling and discards
+/// outcomes still in flight; the pool stays usable.
+pub struct Imap<'p, I, R> {
+    driver: &'p Driver,
+    job: JobId,
+    task: u32,
+    inputs: Option<I>,
+    ordered: bool,
+    pulled: u64,
+    delivered: u64,
+    arrived: VecDeque<Completion>,
+    pending: BTreeMap<u64, Completion>,
+    cursor: Option<Cursor>,
+    chunker: Chunker,
+    /// When each batch still out was sent, by its first index.
+    sent: HashMap<u64, (u32, Instant)>,
+    setup_error: Option<Error>,
+    _out: PhantomData<fn() -> R>,
+}
+
+impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap").field("pulled", &self.pulled).field("delivered", &self.delivered).finish_non_exhaustive()
+    }
+}
+
+impl<'p, I, R> Imap<'p, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    fn new(driver: &'p Driver, task: Result<u32, Error>, inputs: I, ordered: bool) -> Self {
+        let hint = match inputs.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(hi),
+            _ => None,
+        };
+        let job = driver.lock().new_job();
+        let mut s = Self::with_job(driver, job, Some(inputs), 0, ordered, hint);
+        match task {
+            Ok(t) => s.task = t,
+            Err(e) => s.setup_error = Some(e),
+        }
+        s
+    }
+
+    fn with_job(driver: &'p Driver, job: JobId, inputs: Option<I>, pulled: u64, ordered: bool, hint: Option<usize>) -> Self {
+        Imap {
+            driver,
+            job,
+            task: 0,
+            inputs,
+            ordered,
+            pulled,
+            delivered: 0,
+            arrived: VecDeque::new(),
+            pending: BTreeMap::new(),
+            cursor: None,
+            chunker: Chunker::new(driver.config.chunk_size, hint, driver.config.workers),
+            sent: HashMap::new(),
+            setup_error: None,
+            _out: PhantomData,
+        }
+    }
+
+    /// A stream over a job whose `count` items were queued elsewhere.
+    fn attached(driver: &'p Driver, job: JobId, count: u64, ordered: bool) -> Self {
+        Self::with_job(driver, job, None, count, ordered, None)
+    }
+
+    /// A stream whose only outcome is `error`.
+    fn failed(driver: &'p Driver, job: JobId, error: Error) -> Self {
+        let mut s = Self::with_job(driver, job, None, 0, true, None);
+        s.setup_error = Some(error);
+        s
+    }
+
+    /// How many inputs may be out (pulled, outcome not yet handed back).
+    fn window(&self) -> u64 {
+        (self.chunker.size() as u64 * self.driver.config.workers as u64 * 4).max(8)
+    }
+
+    /// Pulls inputs into frames and queues them, while the window has room.
+    fn feed(&mut self) {
+        while self.pulled - self.delivered < self.window() {
+            let Some(inputs) = self.inputs.as_mut() else { return };
+            let want = self.chunker.size();
+            let mut bytes = Vec::new();
+            let start = write::run(&mut bytes, 0, self.task, 0);
+            let mut offsets = Vec::new();
+            let first = self.pulled;
+            let mut failed = None;
+            while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
+                let Some(input) = inputs.next() else {
+                    self.inputs = None;
+                    break;
+                };
+                let at = bytes.len();
+                if let Err(e) = codec::encode(&input, &mut bytes) {
+                    // This input fails alone; the batch ends before it.
+                    bytes.truncate(at);
+                    failed = Some(Error::from(e));
+                    break;
+                }
+                offsets.push(at as u32);
+            }
+            let count = offsets.len() as u32;
+            if count > 0 {
+                write::patch_run_count(&mut bytes, start, count);
+                match frame::finish(&mut bytes, start, self.driver.config.max_frame) {
+                    Ok(()) => {
+                        self.sent.insert(first, (count, Instant::now()));
+                        let mut core = self.driver.lock();
+                        core.submit(self.job, self.task, first, count, bytes, offsets, None);
+                        core.dispatch();
+                        if core.wants_write() {
+                            self.driver.nudge(&core);
+                        }
+                    }
+                    Err(e) => {
+                        for k in 0..count as u64 {
+                            let error = Error::new(ErrorKind::Codec(format!("input too large to send: {e}")));
+                            self.pending.insert(first + k, Completion::Failed { index: first + k, error });
+                        }
+                    }
+                }
+                self.pulled += count as u64;
+            }
+            if let Some(error) = failed {
+                self.pending.insert(self.pulled, Completion::Failed { index: self.pulled, error });
+                self.pulled += 1;
+            }
+        }
+    }
+
+    /// The next outcome of the open completion, if any.
+    fn from_cursor(&mut self) -> Option<Result<R, Error>> {
+        let cur = self.cursor.as_mut()?;
+        if cur.left == 0 {
+            self.cursor = None;
+            return None;
+        }
+        cur.left -= 1;
+        cur.next += 1;
+        self.delivered += 1;
+        let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
+        let decoded = match bytes.split_first() {
+            Some((&status, rest)) => decode_outcome::<R>(status, rest).map(|(v, rest)| (Ok(v), rest)).or_else(|e| {
+                // An error outcome is well-formed if its message decoded.
+                match e.kind() {
+                    ErrorKind::Panicked(_) | ErrorKind::Codec(_) if Status::from_byte(status).is_some() => {
+                        codec::decode::<String>(rest).map(|(_, rest)| (Err(e), rest)).map_err(|_| ())
+                    }
+                    _ => Err(()),
+                }
+            }),
+            None => Err(()),
+        };
+        match decoded {
+            Ok((outcome, rest)) => {
+                cur.at = cur.frame.len() - rest.len();
+                Some(outcome)
+            }
+            Err(()) => {
+                // The rest of this frame cannot be read: each item left fails.
+                cur.at = cur.frame.len();
+                Some(Err(Error::new(ErrorKind::Codec("malformed outcome from a worker".into()))))
+            }
+        }
+    }
+
+    /// Opens the next completion that may be handed out.
+    fn open_next(&mut self) -> Option<Result<R, Error>> {
+        let entry = if self.ordered {
+            let (&first, _) = self.pending.first_key_value()?;
+            if first != self.delivered {
+                return None;
+            }
+            self.pending.remove(&first)?
+        } else {
+            self.pending.pop_first()?.1
+        };
+        match entry {
+            Completion::Failed { error, .. } => {
+                self.delivered += 1;
+                Some(Err(error))
+            }
+            Completion::Items { first, count, frame, body } => {
+                self.cursor = Some(Cursor { frame, at: body, next: first, left: count });
+                self.from_cursor()
+            }
+        }
+    }
+
+    fn receive(&mut self) {
+        let job = self.job;
+        let mut core = self.driver.wait_until(|core| core.has_completions(job));
+        core.take_completions(job, &mut self.arrived);
+        drop(core);
+        let now = Instant::now();
+        for c in self.arrived.drain(..) {
+            if let Completion::Items { first, count, .. } = &c {
+                if let Some((sent_count, at)) = self.sent.remove(first) {
+                    if sent_count == *count {
+                        self.chunker.observe(*count, (now - at).as_nanos() as f64);
+                    }
+                }
+            }
+            self.pending.insert(c.first(), c);
+        }
+        if self.sent.len() > 256 {
+            let delivered = self.delivered;
+            self.sent.retain(|first, (count, _)| first + *count as u64 > delivered);
+        }
+    }
+}
+
+impl<I, R> Iterator for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.setup_error.take() {
+            self.inputs = None;
+            self.pulled = self.delivered;
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(outcome) = self.from_cursor() {
+                return Some(outcome);
+            }
+            if let Some(outcome) = self.open_next() {
+                return Some(outcome);
+            }
+            self.feed();
+            if self.inputs.is_none() && self.delivered == self.pulled {
+                return None;
+            }
+            if self.pending.first_key_value().is_some_and(|(&k, _)| !self.ordered || k == self.delivered) {
+                continue;
+            }
+            self.receive();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let out = (self.pulled - self.delivered) as usize;
+        match &self.inputs {
+            None => (out, Some(out)),
+            Some(i) => {
+                let (lo, hi) = i.size_hint();
+                (out + lo, hi.map(|h| h + out))
+            }
+        }
+    }
+}
+
+impl<I, R> FusedIterator for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+}
+
+impl<I, R> Drop for Imap<'_, I, R> {
+    fn drop(&mut self) {
+        self.driver.lock().abandon(self.job);
+    }
+}

@@ -1,0 +1,48 @@
+//! Everything the macros' output names, and nothing users should call.
+
+pub use linkme;
+pub use serde::de::DeserializeOwned;
+pub use serde::Serialize;
+
+pub use crate::dispatch::{run_batch, run_exit, run_stateless, Batch};
+pub use crate::registry::{ExitEntry, TaskEntry, EXITS, TASKS};
+
+use std::any::TypeId;
+
+/// The `TypeId` of a fn item, from the item itself.
+pub fn type_id_of_val<T: 'static>(_: &T) -> TypeId {
+    TypeId::of::<T>()
+}
+
+/// A `#[worker_task]` argument: it crosses to the worker with serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[worker_task]` argument: it must implement `Serialize` and `DeserializeOwned`",
+    label = "this argument is sent to a worker process",
+    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or take an owned type (`String`, `Vec<T>`) instead of a borrowed one"
+)]
+pub trait TaskArgument: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> TaskArgument for T {}
+
+/// A `#[worker_task]` or `#[worker_exit]` result: it crosses back with serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from a worker: it must implement `Serialize` and `DeserializeOwned`",
+    label = "this value is sent back from a worker process",
+    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait TaskOutput: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> TaskOutput for T {}
+
+/// A pool's state: it lives in one worker for the worker's whole life.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a worker's state: it must be `'static` and sized",
+    note = "own the data (`String`, `Arc<T>`) instead of borrowing it"
+)]
+pub trait WorkerState: 'static {}
+impl<T: 'static> WorkerState for T {}
+
+/// Spanned on an argument type by the macros: fails to compile unless `T` is a [`TaskArgument`].
+pub const fn assert_argument<T: TaskArgument>() {}
+/// Spanned on a result type by the macros: fails to compile unless `T` is a [`TaskOutput`].
+pub const fn assert_output<T: TaskOutput>() {}
+/// Spanned on a state type by the macros.
+pub const fn assert_state<T: WorkerState>() {}

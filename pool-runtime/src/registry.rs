@@ -1,0 +1,134 @@
+//! The registry of annotated functions, filled at link time by the macros.
+//!
+//! Every `#[worker_task]` and `#[worker_exit]` adds one entry with a stable
+//! name (`module_path!()` + `::` + fn name) and the type-erased glue that
+//! decodes, calls and encodes. A worker finds the glue by index (a forked
+//! worker has the very same table) or by name (a worker that is not a fork).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::dispatch::Batch;
+
+/// Glue that runs one batch of a task against a worker's state.
+pub type RunBatch = fn(&mut dyn Any, &mut Batch<'_>) -> Result<(), String>;
+/// Glue that consumes a worker's state and encodes the exit hook's result.
+pub type RunExit = fn(Box<dyn Any>, &mut Vec<u8>) -> Result<(), String>;
+
+/// One `#[worker_task]`.
+#[derive(Debug)]
+pub struct TaskEntry {
+    /// `module::path::fn_name`.
+    pub name: &'static str,
+    /// The `TypeId` of the fn item, so the driver can go from the value to the entry.
+    pub type_id: fn() -> TypeId,
+    /// Decode → call → encode for a batch.
+    pub run: RunBatch,
+}
+
+/// One `#[worker_exit]`.
+#[derive(Debug)]
+pub struct ExitEntry {
+    /// `module::path::fn_name`.
+    pub name: &'static str,
+    /// The `TypeId` of the fn item.
+    pub type_id: fn() -> TypeId,
+    /// Consume the state, encode the result.
+    pub run: RunExit,
+}
+
+/// Every `#[worker_task]` linked into this binary, in link order.
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
+
+/// Every `#[worker_exit]` linked into this binary, in link order.
+#[linkme::distributed_slice]
+pub static EXITS: [ExitEntry];
+
+/// A sorted view of one slice, with lookups by name and by type.
+struct Table<E: 'static> {
+    /// Sorted by name, so that the index of an entry is the same in every
+    /// process that runs this binary.
+    entries: Vec<&'static E>,
+    by_type: HashMap<TypeId, u32>,
+    by_name: HashMap<&'static str, u32>,
+}
+
+impl<E> Table<E> {
+    fn new(slice: &'static [E], name: fn(&E) -> &'static str, ty: fn(&E) -> TypeId) -> Self {
+        let mut entries: Vec<&'static E> = slice.iter().collect();
+        entries.sort_by_key(|e| name(e));
+        let by_type = entries.iter().enumerate().map(|(i, e)| (ty(e), i as u32)).collect();
+        let by_name = entries.iter().enumerate().map(|(i, e)| (name(e), i as u32)).collect();
+        Table { entries, by_type, by_name }
+    }
+}
+
+fn tasks() -> &'static Table<TaskEntry> {
+    static TABLE: OnceLock<Table<TaskEntry>> = OnceLock::new();
+    TABLE.get_or_init(|| Table::new(&TASKS, |e| e.name, |e| (e.type_id)()))
+}
+
+fn exits() -> &'static Table<ExitEntry> {
+    static TABLE: OnceLock<Table<ExitEntry>> = OnceLock::new();
+    TABLE.get_or_init(|| Table::new(&EXITS, |e| e.name, |e| (e.type_id)()))
+}
+
+/// Builds both tables now. Called before any fork, so that no child can
+/// inherit a table half-built by another thread.
+pub(crate) fn prepare() {
+    tasks();
+    exits();
+}
+
+/// The index of the task whose fn item has type `T`.
+pub(crate) fn task_index<T: 'static>() -> Option<u32> {
+    tasks().by_type.get(&TypeId::of::<T>()).copied()
+}
+
+/// The index of the exit hook whose fn item has type `T`.
+pub(crate) fn exit_index<T: 'static>() -> Option<u32> {
+    exits().by_type.get(&TypeId::of::<T>()).copied()
+}
+
+pub(crate) fn task_at(index: u32) -> Option<&'static TaskEntry> {
+    tasks().entries.get(index as usize).copied()
+}
+
+pub(crate) fn exit_at(index: u32) -> Option<&'static ExitEntry> {
+    exits().entries.get(index as usize).copied()
+}
+
+/// Looks a `#[worker_task]` up by its stable name, `module::path::fn_name`.
+///
+/// This is how a worker that is not a fork of the driver finds the glue.
+pub fn task_by_name(name: &str) -> Option<&'static TaskEntry> {
+    let t = tasks();
+    t.by_name.get(name).map(|&i| t.entries[i as usize])
+}
+
+/// Looks a `#[worker_exit]` up by its stable name.
+pub fn exit_by_name(name: &str) -> Option<&'static ExitEntry> {
+    let t = exits();
+    t.by_name.get(name).map(|&i| t.entries[i as usize])
+}
+
+/// The stable name of the task whose fn item is `task`, if it is registered.
+///
+/// ```
+/// use pool_runtime::worker_task;
+///
+/// #[worker_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// assert!(pool_runtime::registry::task_name(square).unwrap().ends_with("::square"));
+/// ```
+pub fn task_name<T: 'static>(_task: T) -> Option<&'static str> {
+    task_index::<T>().and_then(task_at).map(|e| e.name)
+}
+
+/// Every registered task name, sorted.
+pub fn task_names() -> impl Iterator<Item = &'static str> {
+    tasks().entries.iter().map(|e| e.name)
+}

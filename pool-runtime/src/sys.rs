@@ -1,0 +1,224 @@
+//! The raw system calls the pool needs and nix does not wrap: fork with the
+//! io locks held, `_exit`, descriptor hygiene across forks, the shared
+//! progress cells, dying with the parent. Every `unsafe` of the crate is here.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use nix::unistd::{ForkResult, Pid};
+
+/// Ends this process at once: no atexit handlers, no flushing of stdio
+/// buffers inherited from the driver, no destructors. See `_exit(2)`.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and takes no pointers; it is the
+    // documented way for a forked child to end without running the parent's
+    // cleanup a second time.
+    unsafe { libc::_exit(code) }
+}
+
+/// Forks; the child runs `child` and never returns into the caller's code.
+///
+/// Holds the std io locks across the fork, so that no other thread of a
+/// multithreaded driver can own them at the instant of the fork (the child
+/// would find them locked forever). glibc's own `fork` does the same for the
+/// allocator's locks.
+pub(crate) fn fork_with<F: FnOnce() -> i32>(child: F) -> nix::Result<Pid> {
+    let out = std::io::stdout().lock();
+    let err = std::io::stderr().lock();
+    // SAFETY: the child below only runs `child` and then `_exit`s, never
+    // returning into code that assumes the parent's threads exist. The locks
+    // another thread could have held (stdio here, malloc's in glibc) are held
+    // by this thread across the fork. `child` is the zygote or a worker main,
+    // written for a process whose only thread is this one.
+    let forked = unsafe { nix::unistd::fork() };
+    match forked? {
+        ForkResult::Child => {
+            drop((out, err));
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            exit_now(code)
+        }
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// A connected pair of stream sockets, both close-on-exec. See `socketpair(2)`.
+pub(crate) fn stream_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+}
+
+/// A connected pair of packet sockets (message boundaries kept), close-on-exec.
+pub(crate) fn packet_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+}
+
+/// Sends one packet, with `fd` attached if given (`SCM_RIGHTS`).
+pub(crate) fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one packet into `buf`; returns its length (0 at end of stream)
+/// and the descriptor attached to it, if any.
+pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+    let mut space = nix::cmsg_space!(RawFd);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fd = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel just installed `raw` in this process for
+                // us (SCM_RIGHTS); nothing else owns it yet.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, fd))
+}
+
+// ---------------------------------------------------------------------------
+// Descriptor hygiene. Linux has no close-on-fork flag, so the driver keeps a
+// list of the descriptors it owns for pools; a freshly forked fork server
+// closes them all, so that it never holds another pool's channels (or its
+// own driver's end of one, which would hide the driver's death from it).
+// Lock-free, because the child reads it right after a fork.
+
+const SLOTS: usize = 4096;
+static INTERNAL_FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+
+/// Remembers `fd` as a driver-side descriptor that children must not keep.
+pub(crate) fn register_internal(fd: RawFd) {
+    for slot in &INTERNAL_FDS {
+        if slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return;
+        }
+    }
+    // More than SLOTS live channels: the extra one is just not tracked; its
+    // only cost is that a fork server may hold a stray copy of it.
+}
+
+/// Forgets `fd` (it is about to be closed).
+pub(crate) fn unregister_internal(fd: RawFd) {
+    for slot in &INTERNAL_FDS {
+        if slot.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return;
+        }
+    }
+}
+
+/// In a fresh child: closes every registered driver-side descriptor.
+pub(crate) fn close_internal_fds() {
+    for slot in &INTERNAL_FDS {
+        let fd = slot.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: `fd` is a driver-side descriptor the child inherited and
+            // must not keep; no object in the child is used with it again (the
+            // parent's owners of it are never dropped here: the child `_exit`s).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Closes a raw descriptor number this process inherited and will not use.
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: called in a fresh child on descriptors whose owning objects
+    // belong to the parent's code and are never dropped in the child.
+    unsafe { libc::close(fd) };
+}
+
+// ---------------------------------------------------------------------------
+// Progress cells: one cache line per worker slot in a shared anonymous
+// mapping, created before the fork server, so the driver, the fork server and
+// every worker see the same memory. A worker writes which item it is running;
+// if it dies, the driver reads there which input killed it.
+
+/// What one worker is doing, visible to the driver.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub(crate) struct Cell {
+    /// The batch the worker is running (0: none).
+    pub(crate) tag: AtomicU64,
+    /// The index, within that batch, of the item it is running.
+    pub(crate) item: AtomicU32,
+}
+
+/// The shared mapping of [`Cell`]s, one per worker slot.
+#[derive(Debug)]
+pub(crate) struct Cells {
+    ptr: NonNull<Cell>,
+    len: usize,
+}
+
+// SAFETY: the mapping only holds atomics, which may be shared across threads.
+unsafe impl Send for Cells {}
+// SAFETY: as above; every access goes through `&Cell`, whose fields are atomic.
+unsafe impl Sync for Cells {}
+
+impl Cells {
+    pub(crate) fn new(len: usize) -> nix::Result<Self> {
+        use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+        let bytes = std::num::NonZeroUsize::new(len.max(1) * std::mem::size_of::<Cell>()).unwrap();
+        // SAFETY: a fresh anonymous mapping aliases nothing; the kernel zeroes
+        // it, and all-zero bytes are a valid `Cell` (atomics of 0).
+        let ptr = unsafe {
+            mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+        }?;
+        Ok(Cells { ptr: ptr.cast(), len: len.max(1) })
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &Cell {
+        assert!(i < self.len, "cell {i} of {}", self.len);
+        // SAFETY: `i` is in bounds of the mapping, which lives as long as `self`.
+        unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+}
+
+impl Drop for Cells {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `new` with this length and no
+        // reference into it outlives `self`.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<Cell>()) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// In a worker: die with the fork server that started it (SIGKILL on its
+/// death), and leave now if it is already gone. See `prctl(2)`.
+pub(crate) fn die_with_parent(parent: Pid) {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent {
+        exit_now(0);
+    }
+}
+
+/// Ignores the terminal's SIGINT: the driver decides what Ctrl-C means.
+pub(crate) fn ignore_sigint() {
+    // SAFETY: SIG_IGN installs no handler code, so nothing can run in a
+    // signal context.
+    let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+}
+
+/// Waits for events on raw descriptors. See `poll(2)`.
+///
+/// Takes raw `pollfd`s so the caller can wait without holding the lock of the
+/// structure that owns the descriptors; the caller guarantees they stay open
+/// for the whole call.
+pub(crate) fn poll_raw(fds: &mut [libc::pollfd], timeout_ms: i32) -> nix::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `pollfd` for the
+    // length passed; the kernel writes only the `revents` fields.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    nix::errno::Errno::result(n).map(|n| n as usize)
+}

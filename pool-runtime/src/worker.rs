@@ -1,0 +1,169 @@
+//! A worker's life: init once, say ready (or why not), serve batches until
+//! the channel closes or an exit is asked for, then `_exit` (by the caller).
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::channel::frame;
+use crate::channel::message::{write, Message};
+use crate::dispatch::{panic_message, Batch, Progress, LAST_PANIC};
+use crate::registry;
+use crate::sys::{self, Cell};
+use crate::task::{Init, WorkerInfo};
+
+/// Exit codes a worker uses to tell the driver what went wrong on its side.
+pub(crate) mod code {
+    /// The channel broke or carried a malformed frame.
+    pub(crate) const PROTOCOL: i32 = 3;
+}
+
+/// The worker's main; returns its exit code.
+pub(crate) fn main<A, S: 'static, I, M>(
+    init: &I,
+    args: &A,
+    info: WorkerInfo,
+    chan: OwnedFd,
+    cell: &Cell,
+    zygote: Pid,
+    max_frame: usize,
+) -> i32
+where
+    I: Init<A, S, M>,
+{
+    sys::die_with_parent(zygote);
+    // A task's panic is that task's error: record where it happened for the
+    // error message, and print nothing (the driver reports it).
+    std::panic::set_hook(Box::new(|p| {
+        let text = match p.payload().downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => p.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "Box<dyn Any>".into()),
+        };
+        let at = p.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
+    }));
+    let mut stream = UnixStream::from(chan);
+    let mut out = Vec::with_capacity(4096);
+
+    let state = match catch_unwind(AssertUnwindSafe(|| init.init(args, info))) {
+        Ok(Ok(state)) => state,
+        Ok(Err(message)) => return fail_init(&mut stream, &message),
+        Err(payload) => return fail_init(&mut stream, &format!("init panicked: {}", panic_message(&*payload))),
+    };
+    write::ready(&mut out);
+    if stream.write_all(&out).is_err() {
+        return code::PROTOCOL;
+    }
+    let mut state: Box<dyn std::any::Any> = Box::new(state);
+
+    let mut input = Vec::new();
+    loop {
+        match frame::read_blocking(&mut stream, &mut input, max_frame) {
+            Ok(true) => {}
+            Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
+            Err(_) => return code::PROTOCOL,
+        }
+        match Message::parse(&input) {
+            Ok(Message::Run { tag, task, count, body }) => {
+                let Some(entry) = registry::task_at(task) else { return code::PROTOCOL };
+                out.clear();
+                let start = write::done(&mut out, tag, 0, 0);
+                cell.tag.store(tag, Ordering::Release);
+                let mut flusher = Flusher { stream: &mut stream, cell, tag, flushed: 0, start, last: Instant::now(), small: count < 256, max_frame, broken: false };
+                let ran = {
+                    let mut batch = Batch::new(body, count, &mut out, &mut flusher);
+                    (entry.run)(&mut *state, &mut batch)
+                };
+                if ran.is_err() || flusher.broken {
+                    return code::PROTOCOL;
+                }
+                let flushed = flusher.flushed;
+                cell.tag.store(0, Ordering::Release);
+                if !send_done(&mut stream, &mut out, start, flushed, count - flushed, max_frame) {
+                    return code::PROTOCOL;
+                }
+            }
+            Ok(Message::Exit { hook }) => {
+                out.clear();
+                let start = write::exited(&mut out);
+                if let Some(entry) = hook.and_then(registry::exit_at) {
+                    if (entry.run)(state, &mut out).is_err() {
+                        return code::PROTOCOL;
+                    }
+                }
+                if frame::finish(&mut out, start, max_frame).is_err() || stream.write_all(&out).is_err() {
+                    return code::PROTOCOL;
+                }
+                return 0;
+            }
+            _ => return code::PROTOCOL,
+        }
+    }
+}
+
+fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
+    let mut out = Vec::new();
+    write::init_failed(&mut out, message);
+    let _ = stream.write_all(&out);
+    0
+}
+
+/// Finishes the `Done` frame in `out` and sends it. A frame over the limit
+/// (results too large) is replaced by one error per item.
+fn send_done(stream: &mut UnixStream, out: &mut Vec<u8>, start: usize, first: u32, count: u32, max_frame: usize) -> bool {
+    write::patch_done(out, start, first, count);
+    if frame::finish(out, start, max_frame).is_err() {
+        let tag = u64::from_le_bytes(out[start + 5..start + 13].try_into().unwrap());
+        out.clear();
+        let start = write::done(out, tag, first, count);
+        let msg = format!("the results of this batch exceed the frame limit of {max_frame} bytes");
+        for _ in 0..count {
+            out.push(crate::dispatch::Status::Codec as u8);
+            crate::codec::encode(msg.as_str(), out).expect("a string always encodes");
+        }
+        if frame::finish(out, start, max_frame).is_err() {
+            return false;
+        }
+    }
+    stream.write_all(out).is_ok()
+}
+
+/// Records which item runs (in the shared cell) and streams finished results
+/// back every so often, so a long batch shows progress and loses little if
+/// the worker dies.
+struct Flusher<'a> {
+    stream: &'a mut UnixStream,
+    cell: &'a Cell,
+    tag: u64,
+    /// Items already sent back.
+    flushed: u32,
+    /// Where the `Done` frame starts in `out`.
+    start: usize,
+    last: Instant,
+    /// Few items: check the clock at every one.
+    small: bool,
+    max_frame: usize,
+    broken: bool,
+}
+
+impl Progress for Flusher<'_> {
+    fn item_started(&mut self, index: u32, out: &mut Vec<u8>) {
+        const EVERY: Duration = Duration::from_millis(20);
+        self.cell.item.store(index, Ordering::Release);
+        if index > self.flushed && (self.small || index % 64 == 0) && self.last.elapsed() >= EVERY {
+            let count = index - self.flushed;
+            if !send_done(self.stream, out, self.start, self.flushed, count, self.max_frame) {
+                self.broken = true;
+            }
+            out.clear();
+            self.start = write::done(out, self.tag, index, 0);
+            self.flushed = index;
+            self.last = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The fork server ("zygote"): the only process the driver ever forks.
+//!
+//! `build` forks it once, holding the std io locks; from then on it is a
+//! single-threaded copy of the driver that holds the init arguments
+//! copy-on-write. It forks every worker, first ones and replacements alike, so
+//! no fork ever happens in the multithreaded driver after `build`. It reaps its
+//! workers and reports how each ended. When its control socket closes (the
+//! pool ended, or the driver died) it kills what is left and leaves.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::sys::{self, Cells};
+use crate::task::{Init, WorkerInfo};
+use crate::worker;
+
+/// A control packet between driver and zygote: a kind and two numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ctl {
+    /// Driver → zygote: fork a worker for `slot` (its channel is attached).
+    Spawn { slot: u32, generation: u32 },
+    /// Driver → zygote: send `signal` to worker `pid`.
+    Kill { pid: i32, signal: i32 },
+    /// Driver → zygote: stop; SIGKILL whatever still runs after `grace_ms`.
+    Shutdown { grace_ms: u32 },
+    /// Zygote → driver: the worker for `slot` is process `pid`.
+    Spawned { slot: u32, pid: i32 },
+    /// Zygote → driver: fork failed for `slot` with `errno`.
+    SpawnFailed { slot: u32, errno: i32 },
+    /// Zygote → driver: `pid` ended: exit code `code`, or killed by signal `-code`.
+    Exited { pid: i32, code: i32 },
+}
+
+impl Ctl {
+    pub(crate) const SIZE: usize = 9;
+
+    pub(crate) fn encode(self) -> [u8; Self::SIZE] {
+        let (k, a, b): (u8, u32, i32) = match self {
+            Ctl::Spawn { slot, generation } => (1, slot, generation as i32),
+            Ctl::Kill { pid, signal } => (2, pid as u32, signal),
+            Ctl::Shutdown { grace_ms } => (3, grace_ms, 0),
+            Ctl::Spawned { slot, pid } => (10, slot, pid),
+            Ctl::SpawnFailed { slot, errno } => (11, slot, errno),
+            Ctl::Exited { pid, code } => (12, pid as u32, code),
+        };
+        let mut out = [0u8; Self::SIZE];
+        out[0] = k;
+        out[1..5].copy_from_slice(&a.to_le_bytes());
+        out[5..9].copy_from_slice(&b.to_le_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Ctl> {
+        if bytes.len() != Self::SIZE {
+            return None;
+        }
+        let a = u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+        let b = i32::from_le_bytes(bytes[5..9].try_into().unwrap());
+        Some(match bytes[0] {
+            1 => Ctl::Spawn { slot: a, generation: b as u32 },
+            2 => Ctl::Kill { pid: a as i32, signal: b },
+            3 => Ctl::Shutdown { grace_ms: a },
+            10 => Ctl::Spawned { slot: a, pid: b },
+            11 => Ctl::SpawnFailed { slot: a, errno: b },
+            12 => Ctl::Exited { pid: a as i32, code: b },
+            _ => return None,
+        })
+    }
+}
+
+/// What the zygote needs to start workers.
+pub(crate) struct Zygote<'a, A, I> {
+    pub(crate) init: &'a I,
+    pub(crate) args: &'a A,
+    pub(crate) cells: &'a Cells,
+    pub(crate) ctl: OwnedFd,
+    pub(crate) max_frame: usize,
+}
+
+impl<A, I> Zygote<'_, A, I> {
+    /// The zygote's whole life. Returns the exit code for `_exit`.
+    pub(crate) fn main<S: 'static, M>(self) -> i32
+    where
+        I: Init<A, S, M>,
+    {
+        sys::ignore_sigint();
+        let me = nix::unistd::getpid();
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
+        let Ok(old_mask) = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK) else { return 2 };
+        let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) else {
+            return 2;
+        };
+        let mut children: HashMap<Pid, u32> = HashMap::new();
+        let mut ctl_open = true;
+        let mut deadline: Option<Instant> = None;
+        let mut buf = [0u8; 64];
+        let send = |ctl: &OwnedFd, msg: Ctl| {
+            let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
+        };
+
+        loop {
+            if !ctl_open || deadline.is_some() {
+                if children.is_empty() {
+                    return 0;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    for pid in children.keys() {
+                        let _ = kill(*pid, Signal::SIGKILL);
+                    }
+                }
+            }
+            let timeout = match deadline {
+                Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if ctl_open {
+                fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return 2,
+            }
+            let ctl_ready = ctl_open && fds[1].any().unwrap_or(false);
+            drop(fds);
+
+            // Reap every child that ended, and say how.
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => {
+                        children.remove(&pid);
+                        if ctl_open {
+                            send(&self.ctl, Ctl::Exited { pid: pid.as_raw(), code });
+                        }
+                    }
+                    Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                        children.remove(&pid);
+                        if ctl_open {
+                            send(&self.ctl, Ctl::Exited { pid: pid.as_raw(), code: -(sig as i32) });
+                        }
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+
+            if !ctl_ready {
+                continue;
+            }
+            match sys::recv_packet(self.ctl.as_fd(), &mut buf) {
+                Ok((0, _)) | Err(_) => {
+                    // The driver is gone (or dropped the pool): nothing may outlive it.
+                    ctl_open = false;
+                    for pid in children.keys() {
+                        let _ = kill(*pid, Signal::SIGKILL);
+                    }
+                }
+                Ok((n, fd)) => match Ctl::decode(&buf[..n]) {
+                    Some(Ctl::Spawn { slot, generation }) if deadline.is_none() => {
+                        let Some(chan) = fd else { continue };
+                        let info = WorkerInfo { index: slot as usize, generation };
+                        let (ctl_raw, sfd_raw) = (self.ctl.as_raw_fd(), sfd.as_raw_fd());
+                        let forked = sys::fork_with(|| {
+                            sys::close_raw(ctl_raw);
+                            sys::close_raw(sfd_raw);
+                            let _ = old_mask.thread_set_mask();
+                            worker::main(self.init, self.args, info, chan, self.cells.get(slot as usize), me, self.max_frame)
+                        });
+                        match forked {
+                            Ok(pid) => {
+                                children.insert(pid, slot);
+                                send(&self.ctl, Ctl::Spawned { slot, pid: pid.as_raw() });
+                            }
+                            Err(e) => send(&self.ctl, Ctl::SpawnFailed { slot, errno: e as i32 }),
+                        }
+                        // `chan` was moved into the closure and dropped here: the
+                        // zygote keeps no copy of any worker's channel.
+                    }
+                    Some(Ctl::Kill { pid, signal }) => {
+                        let pid = Pid::from_raw(pid);
+                        if children.contains_key(&pid) {
+                            if let Ok(sig) = Signal::try_from(signal) {
+                                let _ = kill(pid, sig);
+                            }
+                        }
+                    }
+                    Some(Ctl::Shutdown { grace_ms }) => {
+                        deadline = Some(Instant::now() + Duration::from_millis(grace_ms.into()));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+/// How a worker process ended, in words for an error message.
+pub(crate) fn describe_exit(code: i32) -> String {
+    if code < 0 {
+        match Signal::try_from(-code) {
+            Ok(sig) => format!("killed by signal {} ({})", -code, sig.as_str()),
+            Err(_) => format!("killed by signal {}", -code),
+        }
+    } else {
+        format!("exited with code {code}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctl_round_trip() {
+        for m in [
+            Ctl::Spawn { slot: 3, generation: 9 },
+            Ctl::Kill { pid: 1234, signal: 9 },
+            Ctl::Shutdown { grace_ms: 500 },
+            Ctl::Spawned { slot: 1, pid: 77 },
+            Ctl::SpawnFailed { slot: 2, errno: 11 },
+            Ctl::Exited { pid: 88, code: -11 },
+        ] {
+            assert_eq!(Ctl::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(Ctl::decode(&[0; 3]), None);
+        assert_eq!(Ctl::decode(&[99; Ctl::SIZE]), None);
+    }
+
+    #[test]
+    fn exits_are_described_by_signal_name() {
+        assert_eq!(describe_exit(-9), "killed by signal 9 (SIGKILL)");
+        assert_eq!(describe_exit(-11), "killed by signal 11 (SIGSEGV)");
+        assert_eq!(describe_exit(3), "exited with code 3");
+    }
+}

@@ -1,0 +1,95 @@
+//! The runtime on its own: entries written by hand exactly as the macros
+//! emit them, so a runtime bug shows here without the macros in the way.
+
+use pool_runtime::__private::{linkme, run_batch, run_exit, run_stateless, type_id_of_val, ExitEntry, TaskEntry, EXITS, TASKS};
+use pool_runtime::{ErrorKind, Pool};
+
+struct Counter {
+    base: u64,
+    seen: u64,
+}
+
+fn start(base: &u64) -> Counter {
+    Counter { base: *base, seen: 0 }
+}
+
+fn add(c: &mut Counter, x: u64) -> u64 {
+    c.seen += 1;
+    if x == 13 {
+        panic!("unlucky {x}");
+    }
+    c.base + x
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn seen(c: Counter) -> u64 {
+    c.seen
+}
+
+fn unregistered(x: u64) -> u64 {
+    x
+}
+
+#[linkme::distributed_slice(TASKS)]
+#[linkme(crate = linkme)]
+static ADD: TaskEntry = TaskEntry {
+    name: concat!(module_path!(), "::add"),
+    type_id: || type_id_of_val(&add),
+    run: |s, b| run_batch::<Counter, _, _>(add, s, b),
+};
+
+#[linkme::distributed_slice(TASKS)]
+#[linkme(crate = linkme)]
+static SQUARE: TaskEntry = TaskEntry {
+    name: concat!(module_path!(), "::square"),
+    type_id: || type_id_of_val(&square),
+    run: |s, b| run_stateless::<_, _>(square, s, b),
+};
+
+#[linkme::distributed_slice(EXITS)]
+#[linkme(crate = linkme)]
+static SEEN: ExitEntry = ExitEntry {
+    name: concat!(module_path!(), "::seen"),
+    type_id: || type_id_of_val(&seen),
+    run: |s, o| run_exit::<Counter, _>(seen, s, o),
+};
+
+#[test]
+fn map_apply_broadcast_join_with() {
+    let pool = Pool::builder().workers(2).build(start, 100).unwrap();
+    assert_eq!(pool.map(add, 0..5).unwrap(), vec![100, 101, 102, 103, 104]);
+    assert_eq!(pool.apply(add, 7).unwrap(), 107);
+    assert_eq!(pool.map(square, 0..1000u64).unwrap(), (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    let b = pool.broadcast(add, 1).unwrap();
+    assert_eq!(b, vec![101, 101]);
+    let seen = pool.join_with(seen).unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.iter().sum::<u64>(), 5 + 1 + 2);
+}
+
+#[test]
+fn a_panic_is_that_input_error_only() {
+    let pool = Pool::builder().workers(2).build(start, 0).unwrap();
+    let out: Vec<_> = pool.imap(add, 10..16).collect();
+    assert_eq!(out.len(), 6);
+    for (x, r) in (10..16).zip(&out) {
+        match r {
+            Ok(v) => assert_eq!(*v, x),
+            Err(e) => {
+                assert_eq!(x, 13);
+                assert!(matches!(e.kind(), ErrorKind::Panicked(m) if m.contains("unlucky 13")), "{e}");
+            }
+        }
+    }
+    assert_eq!(pool.apply(add, 1).unwrap(), 1);
+}
+
+#[test]
+fn an_unregistered_function_is_an_error() {
+    let pool = Pool::builder().workers(1).build(start, 0).unwrap();
+    let e = pool.map(unregistered, 0..3u64).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::NotRegistered(n) if n.contains("unregistered")), "{e}");
+}
