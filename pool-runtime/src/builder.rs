@@ -1,15 +1,16 @@
 //! [`PoolBuilder`]: how many workers, how work is cut, and `build`.
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::channel::frame::MAX_FRAME;
 use crate::driver::{Config, Driver};
 use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
+use crate::registry;
 use crate::sys::{self, Cells};
 use crate::task::Init;
 use crate::zygote::Zygote;
-use crate::registry;
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
 ///
@@ -119,18 +120,29 @@ impl PoolBuilder {
         };
         let cells = Cells::new(self.workers)?;
         let (ours, theirs) = sys::packet_pair()?;
-        sys::register_internal(std::os::fd::AsRawFd::as_raw_fd(&ours));
+        let theirs_raw = theirs.as_raw_fd();
+        sys::register_internal(ours.as_raw_fd());
+        sys::register_internal(theirs_raw);
         let max_frame = self.max_frame;
         let zygote = sys::fork_with(|| {
-            sys::close_internal_fds();
-            Zygote { init: &init, args: &args, cells: &cells, ctl: theirs, max_frame }.main::<S, M>()
+            sys::close_internal_fds(theirs_raw);
+            Zygote {
+                init: &init,
+                args: &args,
+                cells: &cells,
+                ctl: &theirs,
+                max_frame,
+            }
+            .main::<S, M>()
         });
+        sys::unregister_internal(theirs_raw);
+        drop(theirs);
         // The fork server holds its own copy now; the driver needs neither.
         drop((init, args));
         let zygote = match zygote {
             Ok(pid) => pid,
             Err(e) => {
-                sys::unregister_internal(std::os::fd::AsRawFd::as_raw_fd(&ours));
+                sys::unregister_internal(ours.as_raw_fd());
                 return Err(e.into());
             }
         };

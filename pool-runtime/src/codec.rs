@@ -61,7 +61,10 @@ mod tests {
         encode(&vec![1u8, 2, 3], &mut buf).unwrap();
         let ((n, s), rest): ((u64, String), _) = decode(&buf).unwrap();
         let (v, rest): (Vec<u8>, _) = decode(rest).unwrap();
-        assert_eq!((n, s.as_str(), v, rest.len()), (7, "seven", vec![1, 2, 3], 0));
+        assert_eq!(
+            (n, s.as_str(), v, rest.len()),
+            (7, "seven", vec![1, 2, 3], 0)
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub struct Batch<'a> {
 
 impl std::fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").field("count", &self.count).finish_non_exhaustive()
+        f.debug_struct("Batch")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +65,12 @@ impl<'a> Batch<'a> {
         out: &'a mut Vec<u8>,
         progress: &'a mut dyn Progress,
     ) -> Self {
-        Batch { input, count, out, progress }
+        Batch {
+            input,
+            count,
+            out,
+            progress,
+        }
     }
 
     fn push<T: Serialize + ?Sized>(&mut self, status: Status, value: &T) {
@@ -132,9 +139,12 @@ pub fn run_batch<S: 'static, M, T: Task<S, M>>(
     state: &mut dyn Any,
     batch: &mut Batch<'_>,
 ) -> Result<(), String> {
-    let state = state
-        .downcast_mut::<S>()
-        .ok_or_else(|| format!("task expects a state of type `{}`", std::any::type_name::<S>()))?;
+    let state = state.downcast_mut::<S>().ok_or_else(|| {
+        format!(
+            "task expects a state of type `{}`",
+            std::any::type_name::<S>()
+        )
+    })?;
     batch.run(|input| task.call(state, input))
 }
 
@@ -154,9 +164,12 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
     state: Box<dyn Any>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let state = state
-        .downcast::<S>()
-        .map_err(|_| format!("exit hook expects a state of type `{}`", std::any::type_name::<S>()))?;
+    let state = state.downcast::<S>().map_err(|_| {
+        format!(
+            "exit hook expects a state of type `{}`",
+            std::any::type_name::<S>()
+        )
+    })?;
     let mut p = NoProgress;
     let mut batch = Batch::new(&[], 0, out, &mut p);
     match catch_unwind(AssertUnwindSafe(move || exit.call(*state))) {

@@ -33,7 +33,9 @@ pub struct Pool<S> {
 
 impl<S> std::fmt::Debug for Pool<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("workers", &self.driver.config.workers).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("workers", &self.driver.config.workers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,7 +48,10 @@ impl Pool<()> {
 
 impl<S: 'static> Pool<S> {
     pub(crate) fn new(driver: Driver) -> Self {
-        Pool { driver, _state: PhantomData }
+        Pool {
+            driver,
+            _state: PhantomData,
+        }
     }
 
     /// The number of worker slots.
@@ -105,10 +110,11 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
     {
         let job = self.driver.lock().new_job();
-        let stream = match task_index::<T>().and_then(|task| self.send_one(job, task, &input, &[None])) {
-            Ok(count) => Imap::attached(&self.driver, job, count, true),
-            Err(e) => Imap::failed(&self.driver, job, e),
-        };
+        let stream =
+            match task_index::<T>().and_then(|task| self.send_one(job, task, &input, &[None])) {
+                Ok(count) => Imap::attached(&self.driver, job, count, true),
+                Err(e) => Imap::failed(&self.driver, job, e),
+            };
         Submitted { stream }
     }
 
@@ -123,14 +129,26 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
     {
         let job = self.driver.lock().new_job();
-        let slots: Vec<Option<usize>> = self.driver.lock().ready_slots().into_iter().map(Some).collect();
+        let slots: Vec<Option<usize>> = self
+            .driver
+            .lock()
+            .ready_slots()
+            .into_iter()
+            .map(Some)
+            .collect();
         let count = self.send_one(job, task_index::<T>()?, &input, &slots)?;
         Imap::<std::iter::Empty<()>, T::Output>::attached(&self.driver, job, count, true).collect()
     }
 
     /// Encodes `input` once and queues it as one batch per entry of `slots`
     /// (`None`: any worker). Returns how many batches were queued.
-    fn send_one<A: Serialize>(&self, job: JobId, task: u32, input: &A, slots: &[Option<usize>]) -> Result<u64, Error> {
+    fn send_one<A: Serialize>(
+        &self,
+        job: JobId,
+        task: u32,
+        input: &A,
+        slots: &[Option<usize>],
+    ) -> Result<u64, Error> {
         let mut bytes = Vec::new();
         let start = write::run(&mut bytes, 0, task, 1);
         let offset = bytes.len() as u32;
@@ -153,9 +171,11 @@ impl<S: 'static> Pool<S> {
     ///
     /// If a worker died before or during its exit hook, or the hook panicked.
     pub fn join_with<E: Exit<S>>(self, _exit: E) -> Result<Vec<E::Output>, Error> {
-        let hook = registry::exit_index::<E>().ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
+        let hook = registry::exit_index::<E>()
+            .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
         let asked = self.driver.lock().begin_exit(Some(hook));
-        let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> = asked.iter().map(|_| None).collect();
+        let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
+            asked.iter().map(|_| None).collect();
         drop(self.driver.wait_until(|core| {
             for (i, &slot) in asked.iter().enumerate() {
                 if outcomes[i].is_none() {
@@ -169,7 +189,9 @@ impl<S: 'static> Pool<S> {
             .into_iter()
             .map(|o| {
                 let body = o.expect("waited for every outcome")?;
-                let (status, rest) = body.split_first().ok_or_else(|| Error::new(ErrorKind::Codec("empty exit outcome".into())))?;
+                let (status, rest) = body
+                    .split_first()
+                    .ok_or_else(|| Error::new(ErrorKind::Codec("empty exit outcome".into())))?;
                 decode_outcome(*status, rest).map(|(value, _)| value)
             })
             .collect()
@@ -190,12 +212,17 @@ impl<S> Drop for Pool<S> {
 }
 
 fn task_index<T: 'static>() -> Result<u32, Error> {
-    registry::task_index::<T>().ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<T>())))
+    registry::task_index::<T>()
+        .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<T>())))
 }
 
 /// Decodes one outcome: a [`Status`] byte was split off; `rest` starts with its value.
 fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[u8]), Error> {
-    let malformed = |e: codec::CodecError| Error::new(ErrorKind::Codec(format!("malformed outcome from a worker: {e}")));
+    let malformed = |e: codec::CodecError| {
+        Error::new(ErrorKind::Codec(format!(
+            "malformed outcome from a worker: {e}"
+        )))
+    };
     match Status::from_byte(status) {
         Some(Status::Ok) => codec::decode::<R>(rest).map_err(malformed),
         Some(Status::Panicked) => {
@@ -206,7 +233,9 @@ fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[
             let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
             Err(Error::new(ErrorKind::Codec(msg)))
         }
-        None => Err(Error::new(ErrorKind::Codec(format!("unknown outcome status {status} from a worker")))),
+        None => Err(Error::new(ErrorKind::Codec(format!(
+            "unknown outcome status {status} from a worker"
+        )))),
     }
 }
 
@@ -220,7 +249,11 @@ pub struct Submitted<'p, R> {
 impl<'p, R: DeserializeOwned> Submitted<'p, R> {
     /// Waits for the output.
     pub fn wait(mut self) -> Result<R, Error> {
-        self.stream.next().unwrap_or_else(|| Err(Error::new(ErrorKind::PoolBroken("the call produced no outcome".into()))))
+        self.stream.next().unwrap_or_else(|| {
+            Err(Error::new(ErrorKind::PoolBroken(
+                "the call produced no outcome".into(),
+            )))
+        })
     }
 }
 
@@ -245,8 +278,15 @@ struct Chunker {
 
 impl Chunker {
     fn new(fixed: Option<usize>, hint: Option<usize>, workers: usize) -> Self {
-        let cap = hint.map_or(MAX_CHUNK, |n| (n / (workers * 4)).clamp(1, MAX_CHUNK as usize) as u32);
-        Chunker { fixed: fixed.map(|n| n as u32), size: 1, cap, per_item: None }
+        let cap = hint.map_or(MAX_CHUNK, |n| {
+            (n / (workers * 4)).clamp(1, MAX_CHUNK as usize) as u32
+        });
+        Chunker {
+            fixed: fixed.map(|n| n as u32),
+            size: 1,
+            cap,
+            per_item: None,
+        }
     }
 
     fn size(&self) -> u32 {
@@ -300,7 +340,10 @@ pub struct Imap<'p, I, R> {
 
 impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap").field("pulled", &self.pulled).field("delivered", &self.delivered).finish_non_exhaustive()
+        f.debug_struct("Imap")
+            .field("pulled", &self.pulled)
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
     }
 }
 
@@ -324,7 +367,14 @@ where
         s
     }
 
-    fn with_job(driver: &'p Driver, job: JobId, inputs: Option<I>, pulled: u64, ordered: bool, hint: Option<usize>) -> Self {
+    fn with_job(
+        driver: &'p Driver,
+        job: JobId,
+        inputs: Option<I>,
+        pulled: u64,
+        ordered: bool,
+        hint: Option<usize>,
+    ) -> Self {
         Imap {
             driver,
             job,
@@ -363,7 +413,9 @@ where
     /// Pulls inputs into frames and queues them, while the window has room.
     fn feed(&mut self) {
         while self.pulled - self.delivered < self.window() {
-            let Some(inputs) = self.inputs.as_mut() else { return };
+            let Some(inputs) = self.inputs.as_mut() else {
+                return;
+            };
             let want = self.chunker.size();
             let mut bytes = Vec::new();
             let start = write::run(&mut bytes, 0, self.task, 0);
@@ -399,15 +451,29 @@ where
                     }
                     Err(e) => {
                         for k in 0..count as u64 {
-                            let error = Error::new(ErrorKind::Codec(format!("input too large to send: {e}")));
-                            self.pending.insert(first + k, Completion::Failed { index: first + k, error });
+                            let error = Error::new(ErrorKind::Codec(format!(
+                                "input too large to send: {e}"
+                            )));
+                            self.pending.insert(
+                                first + k,
+                                Completion::Failed {
+                                    index: first + k,
+                                    error,
+                                },
+                            );
                         }
                     }
                 }
                 self.pulled += count as u64;
             }
             if let Some(error) = failed {
-                self.pending.insert(self.pulled, Completion::Failed { index: self.pulled, error });
+                self.pending.insert(
+                    self.pulled,
+                    Completion::Failed {
+                        index: self.pulled,
+                        error,
+                    },
+                );
                 self.pulled += 1;
             }
         }
@@ -425,15 +491,21 @@ where
         self.delivered += 1;
         let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
         let decoded = match bytes.split_first() {
-            Some((&status, rest)) => decode_outcome::<R>(status, rest).map(|(v, rest)| (Ok(v), rest)).or_else(|e| {
-                // An error outcome is well-formed if its message decoded.
-                match e.kind() {
-                    ErrorKind::Panicked(_) | ErrorKind::Codec(_) if Status::from_byte(status).is_some() => {
-                        codec::decode::<String>(rest).map(|(_, rest)| (Err(e), rest)).map_err(|_| ())
+            Some((&status, rest)) => decode_outcome::<R>(status, rest)
+                .map(|(v, rest)| (Ok(v), rest))
+                .or_else(|e| {
+                    // An error outcome is well-formed if its message decoded.
+                    match e.kind() {
+                        ErrorKind::Panicked(_) | ErrorKind::Codec(_)
+                            if Status::from_byte(status).is_some() =>
+                        {
+                            codec::decode::<String>(rest)
+                                .map(|(_, rest)| (Err(e), rest))
+                                .map_err(|_| ())
+                        }
+                        _ => Err(()),
                     }
-                    _ => Err(()),
-                }
-            }),
+                }),
             None => Err(()),
         };
         match decoded {
@@ -444,7 +516,9 @@ where
             Err(()) => {
                 // The rest of this frame cannot be read: each item left fails.
                 cur.at = cur.frame.len();
-                Some(Err(Error::new(ErrorKind::Codec("malformed outcome from a worker".into()))))
+                Some(Err(Error::new(ErrorKind::Codec(
+                    "malformed outcome from a worker".into(),
+                ))))
             }
         }
     }
@@ -465,8 +539,18 @@ where
                 self.delivered += 1;
                 Some(Err(error))
             }
-            Completion::Items { first, count, frame, body } => {
-                self.cursor = Some(Cursor { frame, at: body, next: first, left: count });
+            Completion::Items {
+                first,
+                count,
+                frame,
+                body,
+            } => {
+                self.cursor = Some(Cursor {
+                    frame,
+                    at: body,
+                    next: first,
+                    left: count,
+                });
                 self.from_cursor()
             }
         }
@@ -490,7 +574,8 @@ where
         }
         if self.sent.len() > 256 {
             let delivered = self.delivered;
-            self.sent.retain(|first, (count, _)| first + *count as u64 > delivered);
+            self.sent
+                .retain(|first, (count, _)| first + *count as u64 > delivered);
         }
     }
 }
@@ -520,7 +605,11 @@ where
             if self.inputs.is_none() && self.delivered == self.pulled {
                 return None;
             }
-            if self.pending.first_key_value().is_some_and(|(&k, _)| !self.ordered || k == self.delivered) {
+            if self
+                .pending
+                .first_key_value()
+                .is_some_and(|(&k, _)| !self.ordered || k == self.delivered)
+            {
                 continue;
             }
             self.receive();

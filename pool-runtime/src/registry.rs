@@ -59,9 +59,21 @@ impl<E> Table<E> {
     fn new(slice: &'static [E], name: fn(&E) -> &'static str, ty: fn(&E) -> TypeId) -> Self {
         let mut entries: Vec<&'static E> = slice.iter().collect();
         entries.sort_by_key(|e| name(e));
-        let by_type = entries.iter().enumerate().map(|(i, e)| (ty(e), i as u32)).collect();
-        let by_name = entries.iter().enumerate().map(|(i, e)| (name(e), i as u32)).collect();
-        Table { entries, by_type, by_name }
+        let by_type = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (ty(e), i as u32))
+            .collect();
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (name(e), i as u32))
+            .collect();
+        Table {
+            entries,
+            by_type,
+            by_name,
+        }
     }
 }
 

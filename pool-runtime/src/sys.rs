@@ -50,28 +50,56 @@ pub(crate) fn fork_with<F: FnOnce() -> i32>(child: F) -> nix::Result<Pid> {
 
 /// A connected pair of stream sockets, both close-on-exec. See `socketpair(2)`.
 pub(crate) fn stream_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
-    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 /// A connected pair of packet sockets (message boundaries kept), close-on-exec.
 pub(crate) fn packet_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 /// Sends one packet, with `fd` attached if given (`SCM_RIGHTS`).
-pub(crate) fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+pub(crate) fn send_packet(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> nix::Result<()> {
     let raw = fd.map(|f| [f.as_raw_fd()]);
     let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
     Ok(())
 }
 
 /// Receives one packet into `buf`; returns its length (0 at end of stream)
 /// and the descriptor attached to it, if any.
-pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+pub(crate) fn recv_packet(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Option<OwnedFd>)> {
     let mut space = nix::cmsg_space!(RawFd);
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
     let mut fd = None;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -101,7 +129,10 @@ static INTERNAL_FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 /// Remembers `fd` as a driver-side descriptor that children must not keep.
 pub(crate) fn register_internal(fd: RawFd) {
     for slot in &INTERNAL_FDS {
-        if slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if slot
+            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             return;
         }
     }
@@ -112,17 +143,20 @@ pub(crate) fn register_internal(fd: RawFd) {
 /// Forgets `fd` (it is about to be closed).
 pub(crate) fn unregister_internal(fd: RawFd) {
     for slot in &INTERNAL_FDS {
-        if slot.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if slot
+            .compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             return;
         }
     }
 }
 
-/// In a fresh child: closes every registered driver-side descriptor.
-pub(crate) fn close_internal_fds() {
+/// In a fresh child: closes every registered driver-side descriptor but `keep`.
+pub(crate) fn close_internal_fds(keep: RawFd) {
     for slot in &INTERNAL_FDS {
         let fd = slot.swap(-1, Ordering::AcqRel);
-        if fd >= 0 {
+        if fd >= 0 && fd != keep {
             // SAFETY: `fd` is a driver-side descriptor the child inherited and
             // must not keep; no object in the child is used with it again (the
             // parent's owners of it are never dropped here: the child `_exit`s).
@@ -173,9 +207,17 @@ impl Cells {
         // SAFETY: a fresh anonymous mapping aliases nothing; the kernel zeroes
         // it, and all-zero bytes are a valid `Cell` (atomics of 0).
         let ptr = unsafe {
-            mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+            mmap_anonymous(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
         }?;
-        Ok(Cells { ptr: ptr.cast(), len: len.max(1) })
+        Ok(Cells {
+            ptr: ptr.cast(),
+            len: len.max(1),
+        })
     }
 
     pub(crate) fn get(&self, i: usize) -> &Cell {
@@ -189,7 +231,9 @@ impl Drop for Cells {
     fn drop(&mut self) {
         // SAFETY: the mapping was created by `new` with this length and no
         // reference into it outlives `self`.
-        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<Cell>()) };
+        let _ = unsafe {
+            nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<Cell>())
+        };
     }
 }
 

@@ -42,9 +42,16 @@ where
     std::panic::set_hook(Box::new(|p| {
         let text = match p.payload().downcast_ref::<&str>() {
             Some(s) => s.to_string(),
-            None => p.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "Box<dyn Any>".into()),
+            None => p
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "Box<dyn Any>".into()),
         };
-        let at = p.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        let at = p
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
         LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
     }));
     let mut stream = UnixStream::from(chan);
@@ -53,7 +60,12 @@ where
     let state = match catch_unwind(AssertUnwindSafe(|| init.init(args, info))) {
         Ok(Ok(state)) => state,
         Ok(Err(message)) => return fail_init(&mut stream, &message),
-        Err(payload) => return fail_init(&mut stream, &format!("init panicked: {}", panic_message(&*payload))),
+        Err(payload) => {
+            return fail_init(
+                &mut stream,
+                &format!("init panicked: {}", panic_message(&*payload)),
+            )
+        }
     };
     write::ready(&mut out);
     if stream.write_all(&out).is_err() {
@@ -69,12 +81,29 @@ where
             Err(_) => return code::PROTOCOL,
         }
         match Message::parse(&input) {
-            Ok(Message::Run { tag, task, count, body }) => {
-                let Some(entry) = registry::task_at(task) else { return code::PROTOCOL };
+            Ok(Message::Run {
+                tag,
+                task,
+                count,
+                body,
+            }) => {
+                let Some(entry) = registry::task_at(task) else {
+                    return code::PROTOCOL;
+                };
                 out.clear();
                 let start = write::done(&mut out, tag, 0, 0);
                 cell.tag.store(tag, Ordering::Release);
-                let mut flusher = Flusher { stream: &mut stream, cell, tag, flushed: 0, start, last: Instant::now(), small: count < 256, max_frame, broken: false };
+                let mut flusher = Flusher {
+                    stream: &mut stream,
+                    cell,
+                    tag,
+                    flushed: 0,
+                    start,
+                    last: Instant::now(),
+                    small: count < 256,
+                    max_frame,
+                    broken: false,
+                };
                 let ran = {
                     let mut batch = Batch::new(body, count, &mut out, &mut flusher);
                     (entry.run)(&mut *state, &mut batch)
@@ -84,7 +113,14 @@ where
                 }
                 let flushed = flusher.flushed;
                 cell.tag.store(0, Ordering::Release);
-                if !send_done(&mut stream, &mut out, start, flushed, count - flushed, max_frame) {
+                if !send_done(
+                    &mut stream,
+                    &mut out,
+                    start,
+                    flushed,
+                    count - flushed,
+                    max_frame,
+                ) {
                     return code::PROTOCOL;
                 }
             }
@@ -96,7 +132,9 @@ where
                         return code::PROTOCOL;
                     }
                 }
-                if frame::finish(&mut out, start, max_frame).is_err() || stream.write_all(&out).is_err() {
+                if frame::finish(&mut out, start, max_frame).is_err()
+                    || stream.write_all(&out).is_err()
+                {
                     return code::PROTOCOL;
                 }
                 return 0;
@@ -115,7 +153,14 @@ fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
 
 /// Finishes the `Done` frame in `out` and sends it. A frame over the limit
 /// (results too large) is replaced by one error per item.
-fn send_done(stream: &mut UnixStream, out: &mut Vec<u8>, start: usize, first: u32, count: u32, max_frame: usize) -> bool {
+fn send_done(
+    stream: &mut UnixStream,
+    out: &mut Vec<u8>,
+    start: usize,
+    first: u32,
+    count: u32,
+    max_frame: usize,
+) -> bool {
     write::patch_done(out, start, first, count);
     if frame::finish(out, start, max_frame).is_err() {
         let tag = u64::from_le_bytes(out[start + 5..start + 13].try_into().unwrap());
@@ -157,7 +202,14 @@ impl Progress for Flusher<'_> {
         self.cell.item.store(index, Ordering::Release);
         if index > self.flushed && (self.small || index % 64 == 0) && self.last.elapsed() >= EVERY {
             let count = index - self.flushed;
-            if !send_done(self.stream, out, self.start, self.flushed, count, self.max_frame) {
+            if !send_done(
+                self.stream,
+                out,
+                self.start,
+                self.flushed,
+                count,
+                self.max_frame,
+            ) {
                 self.broken = true;
             }
             out.clear();

@@ -64,12 +64,21 @@ impl Ctl {
         let a = u32::from_le_bytes(bytes[1..5].try_into().unwrap());
         let b = i32::from_le_bytes(bytes[5..9].try_into().unwrap());
         Some(match bytes[0] {
-            1 => Ctl::Spawn { slot: a, generation: b as u32 },
-            2 => Ctl::Kill { pid: a as i32, signal: b },
+            1 => Ctl::Spawn {
+                slot: a,
+                generation: b as u32,
+            },
+            2 => Ctl::Kill {
+                pid: a as i32,
+                signal: b,
+            },
             3 => Ctl::Shutdown { grace_ms: a },
             10 => Ctl::Spawned { slot: a, pid: b },
             11 => Ctl::SpawnFailed { slot: a, errno: b },
-            12 => Ctl::Exited { pid: a as i32, code: b },
+            12 => Ctl::Exited {
+                pid: a as i32,
+                code: b,
+            },
             _ => return None,
         })
     }
@@ -80,7 +89,7 @@ pub(crate) struct Zygote<'a, A, I> {
     pub(crate) init: &'a I,
     pub(crate) args: &'a A,
     pub(crate) cells: &'a Cells,
-    pub(crate) ctl: OwnedFd,
+    pub(crate) ctl: &'a OwnedFd,
     pub(crate) max_frame: usize,
 }
 
@@ -94,8 +103,11 @@ impl<A, I> Zygote<'_, A, I> {
         let me = nix::unistd::getpid();
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
-        let Ok(old_mask) = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK) else { return 2 };
-        let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) else {
+        let Ok(old_mask) = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
+            return 2;
+        };
+        let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        else {
             return 2;
         };
         let mut children: HashMap<Pid, u32> = HashMap::new();
@@ -118,8 +130,11 @@ impl<A, I> Zygote<'_, A, I> {
                 }
             }
             let timeout = match deadline {
-                Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
-                    .unwrap_or(PollTimeout::MAX),
+                Some(d) => PollTimeout::try_from(
+                    d.saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                )
+                .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
@@ -140,13 +155,25 @@ impl<A, I> Zygote<'_, A, I> {
                     Ok(WaitStatus::Exited(pid, code)) => {
                         children.remove(&pid);
                         if ctl_open {
-                            send(&self.ctl, Ctl::Exited { pid: pid.as_raw(), code });
+                            send(
+                                self.ctl,
+                                Ctl::Exited {
+                                    pid: pid.as_raw(),
+                                    code,
+                                },
+                            );
                         }
                     }
                     Ok(WaitStatus::Signaled(pid, sig, _)) => {
                         children.remove(&pid);
                         if ctl_open {
-                            send(&self.ctl, Ctl::Exited { pid: pid.as_raw(), code: -(sig as i32) });
+                            send(
+                                self.ctl,
+                                Ctl::Exited {
+                                    pid: pid.as_raw(),
+                                    code: -(sig as i32),
+                                },
+                            );
                         }
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -168,20 +195,43 @@ impl<A, I> Zygote<'_, A, I> {
                 Ok((n, fd)) => match Ctl::decode(&buf[..n]) {
                     Some(Ctl::Spawn { slot, generation }) if deadline.is_none() => {
                         let Some(chan) = fd else { continue };
-                        let info = WorkerInfo { index: slot as usize, generation };
+                        let info = WorkerInfo {
+                            index: slot as usize,
+                            generation,
+                        };
                         let (ctl_raw, sfd_raw) = (self.ctl.as_raw_fd(), sfd.as_raw_fd());
                         let forked = sys::fork_with(|| {
                             sys::close_raw(ctl_raw);
                             sys::close_raw(sfd_raw);
                             let _ = old_mask.thread_set_mask();
-                            worker::main(self.init, self.args, info, chan, self.cells.get(slot as usize), me, self.max_frame)
+                            worker::main(
+                                self.init,
+                                self.args,
+                                info,
+                                chan,
+                                self.cells.get(slot as usize),
+                                me,
+                                self.max_frame,
+                            )
                         });
                         match forked {
                             Ok(pid) => {
                                 children.insert(pid, slot);
-                                send(&self.ctl, Ctl::Spawned { slot, pid: pid.as_raw() });
+                                send(
+                                    self.ctl,
+                                    Ctl::Spawned {
+                                        slot,
+                                        pid: pid.as_raw(),
+                                    },
+                                );
                             }
-                            Err(e) => send(&self.ctl, Ctl::SpawnFailed { slot, errno: e as i32 }),
+                            Err(e) => send(
+                                self.ctl,
+                                Ctl::SpawnFailed {
+                                    slot,
+                                    errno: e as i32,
+                                },
+                            ),
                         }
                         // `chan` was moved into the closure and dropped here: the
                         // zygote keeps no copy of any worker's channel.
@@ -223,8 +273,14 @@ mod tests {
     #[test]
     fn ctl_round_trip() {
         for m in [
-            Ctl::Spawn { slot: 3, generation: 9 },
-            Ctl::Kill { pid: 1234, signal: 9 },
+            Ctl::Spawn {
+                slot: 3,
+                generation: 9,
+            },
+            Ctl::Kill {
+                pid: 1234,
+                signal: 9,
+            },
             Ctl::Shutdown { grace_ms: 500 },
             Ctl::Spawned { slot: 1, pid: 77 },
             Ctl::SpawnFailed { slot: 2, errno: 11 },

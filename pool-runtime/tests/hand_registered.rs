@@ -1,7 +1,9 @@
 //! The runtime on its own: entries written by hand exactly as the macros
 //! emit them, so a runtime bug shows here without the macros in the way.
 
-use pool_runtime::__private::{linkme, run_batch, run_exit, run_stateless, type_id_of_val, ExitEntry, TaskEntry, EXITS, TASKS};
+use pool_runtime::__private::{
+    linkme, run_batch, run_exit, run_stateless, type_id_of_val, ExitEntry, TaskEntry, EXITS, TASKS,
+};
 use pool_runtime::{ErrorKind, Pool};
 
 struct Counter {
@@ -10,7 +12,10 @@ struct Counter {
 }
 
 fn start(base: &u64) -> Counter {
-    Counter { base: *base, seen: 0 }
+    Counter {
+        base: *base,
+        seen: 0,
+    }
 }
 
 fn add(c: &mut Counter, x: u64) -> u64 {
@@ -62,7 +67,10 @@ fn map_apply_broadcast_join_with() {
     let pool = Pool::builder().workers(2).build(start, 100).unwrap();
     assert_eq!(pool.map(add, 0..5).unwrap(), vec![100, 101, 102, 103, 104]);
     assert_eq!(pool.apply(add, 7).unwrap(), 107);
-    assert_eq!(pool.map(square, 0..1000u64).unwrap(), (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map(square, 0..1000u64).unwrap(),
+        (0..1000u64).map(|x| x * x).collect::<Vec<_>>()
+    );
     let b = pool.broadcast(add, 1).unwrap();
     assert_eq!(b, vec![101, 101]);
     let seen = pool.join_with(seen).unwrap();
@@ -80,7 +88,10 @@ fn a_panic_is_that_input_error_only() {
             Ok(v) => assert_eq!(*v, x),
             Err(e) => {
                 assert_eq!(x, 13);
-                assert!(matches!(e.kind(), ErrorKind::Panicked(m) if m.contains("unlucky 13")), "{e}");
+                assert!(
+                    matches!(e.kind(), ErrorKind::Panicked(m) if m.contains("unlucky 13")),
+                    "{e}"
+                );
             }
         }
     }
@@ -91,5 +102,8 @@ fn a_panic_is_that_input_error_only() {
 fn an_unregistered_function_is_an_error() {
     let pool = Pool::builder().workers(1).build(start, 0).unwrap();
     let e = pool.map(unregistered, 0..3u64).unwrap_err();
-    assert!(matches!(e.kind(), ErrorKind::NotRegistered(n) if n.contains("unregistered")), "{e}");
+    assert!(
+        matches!(e.kind(), ErrorKind::NotRegistered(n) if n.contains("unregistered")),
+        "{e}"
+    );
 }

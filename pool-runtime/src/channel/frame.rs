@@ -62,7 +62,11 @@ pub(crate) enum Fill {
 
 impl FrameReader {
     pub(crate) fn new(limit: usize) -> Self {
-        FrameReader { buf: Vec::new(), filled: 0, limit }
+        FrameReader {
+            buf: Vec::new(),
+            filled: 0,
+            limit,
+        }
     }
 
     /// How many bytes the frame at the front still needs, if its prefix is known.
@@ -72,7 +76,10 @@ impl FrameReader {
         }
         let len = u32::from_le_bytes(self.buf[..PREFIX].try_into().unwrap()) as usize;
         if len > self.limit {
-            return Err(FrameError::TooLarge { len, limit: self.limit });
+            return Err(FrameError::TooLarge {
+                len,
+                limit: self.limit,
+            });
         }
         Ok(PREFIX + len)
     }
@@ -131,14 +138,21 @@ impl FrameReader {
         if self.filled == 0 {
             Ok(())
         } else {
-            Err(FrameError::Truncated { have: self.filled, want: self.wanted().unwrap_or(0) })
+            Err(FrameError::Truncated {
+                have: self.filled,
+                want: self.wanted().unwrap_or(0),
+            })
         }
     }
 }
 
 /// Reads one whole frame from a blocking stream into `buf` (cleared first).
 /// `Ok(false)` means the peer closed the channel between frames.
-pub(crate) fn read_blocking(src: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+pub(crate) fn read_blocking(
+    src: &mut impl Read,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<bool> {
     let mut prefix = [0u8; PREFIX];
     let mut have = 0;
     while have < PREFIX {
@@ -218,7 +232,13 @@ mod tests {
         let mut r = FrameReader::new(1024);
         let mut src = Trickle(&u32::MAX.to_le_bytes(), 4);
         r.fill(&mut src).unwrap();
-        assert_eq!(r.next_frame(), Err(FrameError::TooLarge { len: u32::MAX as usize, limit: 1024 }));
+        assert_eq!(
+            r.next_frame(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX as usize,
+                limit: 1024
+            })
+        );
         assert!(r.buf.len() <= 64 * 1024 + 4);
     }
 

@@ -17,7 +17,12 @@ const NO_HOOK: u32 = u32::MAX;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
     /// Driver → worker: run `count` inputs (encoded back to back in `body`) with task `task`.
-    Run { tag: u64, task: u32, count: u32, body: &'a [u8] },
+    Run {
+        tag: u64,
+        task: u32,
+        count: u32,
+        body: &'a [u8],
+    },
     /// Driver → worker: run the exit hook (if any), answer `Exited`, then leave.
     Exit { hook: Option<u32> },
     /// Worker → driver: init succeeded.
@@ -25,7 +30,12 @@ pub(crate) enum Message<'a> {
     /// Worker → driver: init failed; the body is the message.
     InitFailed { message: &'a str },
     /// Worker → driver: outcomes of items `first .. first + count` of batch `tag`.
-    Done { tag: u64, first: u32, count: u32, body: &'a [u8] },
+    Done {
+        tag: u64,
+        first: u32,
+        count: u32,
+        body: &'a [u8],
+    },
     /// Worker → driver: the exit hook's outcome (status byte + encoded value), empty if none ran.
     Exited { body: &'a [u8] },
 }
@@ -62,16 +72,29 @@ impl<'a> Message<'a> {
     pub(crate) fn parse(frame: &'a [u8]) -> Result<Self, ProtocolError> {
         let mut c = Cursor(frame);
         let msg = match c.u8()? {
-            RUN => Message::Run { tag: c.u64()?, task: c.u32()?, count: c.u32()?, body: c.0 },
+            RUN => Message::Run {
+                tag: c.u64()?,
+                task: c.u32()?,
+                count: c.u32()?,
+                body: c.0,
+            },
             EXIT => {
                 let hook = c.u32()?;
-                Message::Exit { hook: (hook != NO_HOOK).then_some(hook) }
+                Message::Exit {
+                    hook: (hook != NO_HOOK).then_some(hook),
+                }
             }
             READY => Message::Ready,
             INIT_FAILED => Message::InitFailed {
-                message: std::str::from_utf8(c.0).map_err(|_| ProtocolError("message is not UTF-8"))?,
+                message: std::str::from_utf8(c.0)
+                    .map_err(|_| ProtocolError("message is not UTF-8"))?,
             },
-            DONE => Message::Done { tag: c.u64()?, first: c.u32()?, count: c.u32()?, body: c.0 },
+            DONE => Message::Done {
+                tag: c.u64()?,
+                first: c.u32()?,
+                count: c.u32()?,
+                body: c.0,
+            },
             EXITED => Message::Exited { body: c.0 },
             _ => return Err(ProtocolError("unknown message kind")),
         };
@@ -168,18 +191,34 @@ mod tests {
         frame::finish(&mut buf, s, 100).unwrap();
         assert_eq!(
             Message::parse(payload(&buf)),
-            Ok(Message::Run { tag: 7, task: 3, count: 2, body: b"xy" })
+            Ok(Message::Run {
+                tag: 7,
+                task: 3,
+                count: 2,
+                body: b"xy"
+            })
         );
 
         let mut buf = Vec::new();
         let s = write::done(&mut buf, 9, 0, 0);
         write::patch_done(&mut buf, s, 4, 5);
         frame::finish(&mut buf, s, 100).unwrap();
-        assert_eq!(Message::parse(payload(&buf)), Ok(Message::Done { tag: 9, first: 4, count: 5, body: b"" }));
+        assert_eq!(
+            Message::parse(payload(&buf)),
+            Ok(Message::Done {
+                tag: 9,
+                first: 4,
+                count: 5,
+                body: b""
+            })
+        );
 
         let mut buf = Vec::new();
         write::exit(&mut buf, None);
-        assert_eq!(Message::parse(payload(&buf)), Ok(Message::Exit { hook: None }));
+        assert_eq!(
+            Message::parse(payload(&buf)),
+            Ok(Message::Exit { hook: None })
+        );
     }
 
     #[test]

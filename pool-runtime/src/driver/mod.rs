@@ -42,7 +42,12 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) enum Completion {
     /// Outcomes of job items `first .. first + count`, starting at `body` in `frame`.
-    Items { first: u64, count: u32, frame: Vec<u8>, body: usize },
+    Items {
+        first: u64,
+        count: u32,
+        frame: Vec<u8>,
+        body: usize,
+    },
     /// Job item `index` has no outcome but this error.
     Failed { index: u64, error: Error },
 }
@@ -115,7 +120,10 @@ pub(crate) struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("slots", &self.slots).field("queued", &self.queue.len()).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("slots", &self.slots)
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,10 +137,17 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(zygote_ctl: OwnedFd, zygote_pid: Pid, cells: Cells, config: Config) -> Result<Self, Error> {
+    pub(crate) fn new(
+        zygote_ctl: OwnedFd,
+        zygote_pid: Pid,
+        cells: Cells,
+        config: Config,
+    ) -> Result<Self, Error> {
         let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         sys::register_internal(wake.as_fd().as_raw_fd());
-        let slots = (0..config.workers).map(|_| Slot::new(config.max_frame)).collect();
+        let slots = (0..config.workers)
+            .map(|_| Slot::new(config.max_frame))
+            .collect();
         let core = Core {
             slots,
             queue: VecDeque::new(),
@@ -148,7 +163,12 @@ impl Driver {
             pollfds: Vec::new(),
             config: config.clone(),
         };
-        Ok(Driver { core: Mutex::new(core), cv: Condvar::new(), wake, config })
+        Ok(Driver {
+            core: Mutex::new(core),
+            cv: Condvar::new(),
+            wake,
+            config,
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
@@ -156,7 +176,10 @@ impl Driver {
     }
 
     /// Drives the pool until `done` holds, and returns with the lock held.
-    pub(crate) fn wait_until(&self, mut done: impl FnMut(&mut Core) -> bool) -> MutexGuard<'_, Core> {
+    pub(crate) fn wait_until(
+        &self,
+        mut done: impl FnMut(&mut Core) -> bool,
+    ) -> MutexGuard<'_, Core> {
         let mut core = self.lock();
         loop {
             if done(&mut core) {
@@ -203,8 +226,17 @@ impl Driver {
             slot.close();
         }
         let grace = core.config.shutdown_grace;
-        let Some(ctl) = core.zygote_ctl.take() else { return };
-        let _ = sys::send_packet(ctl.as_fd(), &Ctl::Shutdown { grace_ms: grace.as_millis() as u32 }.encode(), None);
+        let Some(ctl) = core.zygote_ctl.take() else {
+            return;
+        };
+        let _ = sys::send_packet(
+            ctl.as_fd(),
+            &Ctl::Shutdown {
+                grace_ms: grace.as_millis() as u32,
+            }
+            .encode(),
+            None,
+        );
         let pid = core.zygote_pid;
         drop(core);
         // The zygote leaves once its workers are reaped, within `grace`; past
@@ -212,7 +244,9 @@ impl Driver {
         let give_up = Instant::now() + grace + Duration::from_secs(2);
         loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(1)),
+                Ok(WaitStatus::StillAlive) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
                 Ok(WaitStatus::StillAlive) => {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                     let _ = waitpid(pid, None);
@@ -244,16 +278,36 @@ impl Core {
 
     /// Queues a batch of job items `first .. first + count`. `frame` is a whole
     /// `Run` frame whose tag field is filled in here.
-    pub(crate) fn submit(&mut self, job: JobId, task: u32, first: u64, count: u32, mut frame: Vec<u8>, offsets: Vec<u32>, pinned: Option<usize>) {
+    pub(crate) fn submit(
+        &mut self,
+        job: JobId,
+        task: u32,
+        first: u64,
+        count: u32,
+        mut frame: Vec<u8>,
+        offsets: Vec<u32>,
+        pinned: Option<usize>,
+    ) {
         let tag = self.next_tag;
         self.next_tag += 1;
-        frame[crate::channel::frame::PREFIX + 1..crate::channel::frame::PREFIX + 9].copy_from_slice(&tag.to_le_bytes());
+        frame[crate::channel::frame::PREFIX + 1..crate::channel::frame::PREFIX + 9]
+            .copy_from_slice(&tag.to_le_bytes());
         if let Some(j) = self.jobs.get_mut(&job) {
             j.outstanding += 1;
         }
         self.batches.insert(
             tag,
-            BatchRec { job, task, first, count, frame: Arc::new(frame), offsets: Arc::new(offsets), done: 0, slot: None, pinned },
+            BatchRec {
+                job,
+                task,
+                first,
+                count,
+                frame: Arc::new(frame),
+                offsets: Arc::new(offsets),
+                done: 0,
+                slot: None,
+                pinned,
+            },
         );
         match pinned {
             Some(slot) => self.assign(tag, slot),
@@ -272,13 +326,17 @@ impl Core {
     }
 
     pub(crate) fn has_completions(&self, job: JobId) -> bool {
-        self.jobs.get(&job).is_some_and(|j| !j.completions.is_empty())
+        self.jobs
+            .get(&job)
+            .is_some_and(|j| !j.completions.is_empty())
     }
 
     /// The caller no longer wants `job`'s outcomes: drop its queued batches;
     /// outcomes still in flight are discarded as they arrive.
     pub(crate) fn abandon(&mut self, job: JobId) {
-        let Some(j) = self.jobs.get_mut(&job) else { return };
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
         j.abandoned = true;
         j.completions.clear();
         let batches = &mut self.batches;
@@ -299,7 +357,9 @@ impl Core {
 
     /// Slots whose worker is up and serving.
     pub(crate) fn ready_slots(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&i| matches!(self.slots[i].state, SlotState::Ready { .. })).collect()
+        (0..self.slots.len())
+            .filter(|&i| matches!(self.slots[i].state, SlotState::Ready { .. }))
+            .collect()
     }
 
     // ----- start and end of workers ------------------------------------------
@@ -311,9 +371,18 @@ impl Core {
         let generation = s.generation;
         match s.open_channel() {
             Ok(worker_end) => {
-                let msg = Ctl::Spawn { slot: slot as u32, generation };
-                if sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd())).is_ok() {
-                    s.state = SlotState::Spawning;
+                let msg = Ctl::Spawn {
+                    slot: slot as u32,
+                    generation,
+                };
+                let sent = sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd()));
+                sys::unregister_internal(worker_end.as_raw_fd());
+                drop(worker_end);
+                if sent.is_ok() {
+                    s.state = SlotState::Spawning {
+                        ready: false,
+                        closed: false,
+                    };
                     return;
                 }
                 s.close();
@@ -374,8 +443,12 @@ impl Core {
         }
         match &s.state {
             SlotState::Exiting { .. } | SlotState::Dead { .. } => None,
-            SlotState::Gone { how } => Some(Err(Error::new(ErrorKind::WorkerDied(format!("in its exit hook: {how}"))))),
-            _ => Some(Err(Error::new(ErrorKind::WorkerDied("before its exit hook ran".into())))),
+            SlotState::Gone { how } => Some(Err(Error::new(ErrorKind::WorkerDied(format!(
+                "in its exit hook: {how}"
+            ))))),
+            _ => Some(Err(Error::new(ErrorKind::WorkerDied(
+                "before its exit hook ran".into(),
+            )))),
         }
     }
 
@@ -383,18 +456,34 @@ impl Core {
 
     fn fill_pollfds(&self, fds: &mut Vec<libc::pollfd>, wake: i32) {
         fds.clear();
-        fds.push(libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 });
+        fds.push(libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        });
         let ctl = self.zygote_ctl.as_ref().map_or(-1, |c| c.as_raw_fd());
-        fds.push(libc::pollfd { fd: ctl, events: libc::POLLIN, revents: 0 });
+        fds.push(libc::pollfd {
+            fd: ctl,
+            events: libc::POLLIN,
+            revents: 0,
+        });
         for s in &self.slots {
             let (fd, events) = s.poll_interest();
-            fds.push(libc::pollfd { fd, events, revents: 0 });
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
         }
     }
 
     fn poll_timeout_ms(&self) -> i32 {
         // Bounded, so a lost wake-up or a missing exit report costs at most this.
-        if self.slots.iter().any(|s| matches!(s.state, SlotState::Dead { code: None, .. })) {
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s.state, SlotState::Dead { code: None, .. }))
+        {
             100
         } else {
             1000
@@ -433,16 +522,15 @@ impl Core {
                 }
                 Ok(n) => match Ctl::decode(&buf[..n]) {
                     Some(Ctl::Spawned { slot, pid }) => {
-                        if let Some(s) = self.slots.get_mut(slot as usize) {
-                            if matches!(s.state, SlotState::Spawning) {
-                                s.state = SlotState::Starting { pid: Pid::from_raw(pid) };
-                            }
-                        }
+                        self.spawned(slot as usize, Pid::from_raw(pid))
                     }
                     Some(Ctl::SpawnFailed { slot, errno }) => {
                         if let Some(s) = self.slots.get_mut(slot as usize) {
                             s.close();
-                            s.state = SlotState::Failed(format!("fork failed: {}", nix::errno::Errno::from_raw(errno).desc()));
+                            s.state = SlotState::Failed(format!(
+                                "fork failed: {}",
+                                nix::errno::Errno::from_raw(errno).desc()
+                            ));
                         }
                         self.check_all_failed();
                     }
@@ -459,17 +547,49 @@ impl Core {
         }
     }
 
+    fn spawned(&mut self, i: usize, pid: Pid) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        let SlotState::Spawning { ready, closed } = s.state else {
+            return;
+        };
+        s.state = match (ready, closed) {
+            (_, true) => SlotState::Dead {
+                pid,
+                code: None,
+                since: Instant::now(),
+                during_init: !ready,
+                exiting: false,
+            },
+            (true, false) => SlotState::Ready { pid },
+            (false, false) => SlotState::Starting { pid },
+        };
+        if ready {
+            s.init_failures = 0;
+        }
+        self.settle(i);
+    }
+
     fn worker_exited(&mut self, pid: Pid, code: i32) {
-        let Some(i) = self.slots.iter().position(|s| s.pid() == Some(pid)) else { return };
-        let s = &mut self.slots[i];
-        if let SlotState::Dead { code: known @ None, .. } = &mut s.state {
+        let Some(i) = self.slots.iter().position(|s| s.pid() == Some(pid)) else {
+            return;
+        };
+        // The process is gone, so everything it wrote is in the socket: read
+        // it all (its last outcomes, an init error) before looking further.
+        if self.slots[i].chan.is_some() {
+            self.read_slot(i);
+        }
+        // No end of stream seen means some other process holds a stray copy
+        // of the worker's end; the report is what counts.
+        if self.slots[i].chan.is_some() {
+            self.channel_closed(i);
+        }
+        if let SlotState::Dead {
+            code: known @ None, ..
+        } = &mut self.slots[i].state
+        {
             *known = Some(code);
-        } else {
-            // The exit report came before the end of the channel was seen.
-            let during_init = matches!(s.state, SlotState::Starting { .. });
-            let exiting = matches!(s.state, SlotState::Exiting { .. });
-            s.close();
-            s.state = SlotState::Dead { pid, code: Some(code), since: Instant::now(), during_init, exiting };
         }
         self.settle(i);
     }
@@ -507,29 +627,51 @@ impl Core {
         match msg {
             Message::Ready => {
                 let s = &mut self.slots[i];
-                if let SlotState::Starting { pid } = s.state {
-                    s.state = SlotState::Ready { pid };
-                    s.init_failures = 0;
+                match s.state {
+                    SlotState::Starting { pid } => {
+                        s.state = SlotState::Ready { pid };
+                        s.init_failures = 0;
+                    }
+                    SlotState::Spawning { ref mut ready, .. } => *ready = true,
+                    _ => return Err("ready twice"),
                 }
             }
             Message::InitFailed { message } => {
                 // The worker leaves next; `settle` counts the failure.
                 self.slots[i].last_init_error = Some(message.to_string());
             }
-            Message::Done { tag, first, count, body } => {
+            Message::Done {
+                tag,
+                first,
+                count,
+                body,
+            } => {
                 let body_at = frame.len() - body.len();
                 self.batch_done(i, tag, first, count, frame, body_at)?;
             }
             Message::Exited { body } => {
                 self.slots[i].exit_result = Some(body.to_vec());
             }
-            Message::Run { .. } | Message::Exit { .. } => return Err("a worker sent a driver message"),
+            Message::Run { .. } | Message::Exit { .. } => {
+                return Err("a worker sent a driver message")
+            }
         }
         Ok(())
     }
 
-    fn batch_done(&mut self, slot: usize, tag: u64, first: u32, count: u32, frame: Vec<u8>, body: usize) -> Result<(), &'static str> {
-        let b = self.batches.get_mut(&tag).ok_or("outcome for an unknown batch")?;
+    fn batch_done(
+        &mut self,
+        slot: usize,
+        tag: u64,
+        first: u32,
+        count: u32,
+        frame: Vec<u8>,
+        body: usize,
+    ) -> Result<(), &'static str> {
+        let b = self
+            .batches
+            .get_mut(&tag)
+            .ok_or("outcome for an unknown batch")?;
         if b.slot != Some(slot) || first != b.done || count > b.count - b.done {
             return Err("outcome out of sequence");
         }
@@ -538,7 +680,12 @@ impl Core {
         let (job, finished) = (b.job, b.done == b.count);
         if let Some(j) = self.jobs.get_mut(&job) {
             if !j.abandoned && count > 0 {
-                j.completions.push_back(Completion::Items { first: job_first, count, frame, body });
+                j.completions.push_back(Completion::Items {
+                    first: job_first,
+                    count,
+                    frame,
+                    body,
+                });
             }
         }
         if finished {
@@ -571,21 +718,51 @@ impl Core {
 
     fn kill(&self, pid: Pid) {
         if let Some(ctl) = &self.zygote_ctl {
-            let msg = Ctl::Kill { pid: pid.as_raw(), signal: nix::sys::signal::Signal::SIGKILL as i32 };
+            let msg = Ctl::Kill {
+                pid: pid.as_raw(),
+                signal: nix::sys::signal::Signal::SIGKILL as i32,
+            };
             let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
         }
     }
 
     fn channel_closed(&mut self, i: usize) {
         let s = &mut self.slots[i];
-        let during_init = matches!(s.state, SlotState::Starting { .. } | SlotState::Spawning);
-        let exiting = matches!(s.state, SlotState::Exiting { .. });
-        let pid = s.pid();
         s.close();
-        match (pid, &s.state) {
-            (_, SlotState::Dead { .. }) => {}
-            (Some(pid), _) => s.state = SlotState::Dead { pid, code: None, since: Instant::now(), during_init, exiting },
-            (None, _) => s.state = SlotState::Failed("the worker could not be started".into()),
+        match s.state {
+            // Its pid is still on the way: `spawned` takes it from here.
+            SlotState::Spawning { ref mut closed, .. } => *closed = true,
+            SlotState::Starting { pid } => {
+                s.state = SlotState::Dead {
+                    pid,
+                    code: None,
+                    since: Instant::now(),
+                    during_init: true,
+                    exiting: false,
+                }
+            }
+            SlotState::Ready { pid } => {
+                s.state = SlotState::Dead {
+                    pid,
+                    code: None,
+                    since: Instant::now(),
+                    during_init: false,
+                    exiting: false,
+                }
+            }
+            SlotState::Exiting { pid } => {
+                s.state = SlotState::Dead {
+                    pid,
+                    code: None,
+                    since: Instant::now(),
+                    during_init: false,
+                    exiting: true,
+                }
+            }
+            SlotState::Dead { .. }
+            | SlotState::Gone { .. }
+            | SlotState::Failed(_)
+            | SlotState::Empty => {}
         }
         self.settle(i);
     }
@@ -593,7 +770,16 @@ impl Core {
     /// A dead worker whose exit status is known (or long overdue): give its
     /// work a new home, and start its replacement.
     fn settle(&mut self, i: usize) {
-        let SlotState::Dead { pid, code, since, during_init, exiting } = self.slots[i].state else { return };
+        let SlotState::Dead {
+            pid,
+            code,
+            since,
+            during_init,
+            exiting,
+        } = self.slots[i].state
+        else {
+            return;
+        };
         if code.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
             return;
         }
@@ -616,18 +802,28 @@ impl Core {
         cell.tag.store(0, std::sync::atomic::Ordering::Release);
         let mut requeue = Vec::new();
         for tag in inflight {
-            let Some(b) = self.batches.remove(&tag) else { continue };
+            let Some(b) = self.batches.remove(&tag) else {
+                continue;
+            };
             let job = b.job;
             if b.pinned.is_some() {
                 for k in b.done..b.count {
-                    self.fail_item(job, b.first + k as u64, Error::new(ErrorKind::WorkerDied(how.clone())));
+                    self.fail_item(
+                        job,
+                        b.first + k as u64,
+                        Error::new(ErrorKind::WorkerDied(how.clone())),
+                    );
                 }
             } else if tag == running_tag && running_item >= b.done && running_item < b.count {
                 // That item was running when the worker died: it is the one
                 // that gets the error. Items before it finished but their
                 // outcomes were lost with the worker; they run again, as do
                 // the items after it.
-                self.fail_item(job, b.first + running_item as u64, Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))));
+                self.fail_item(
+                    job,
+                    b.first + running_item as u64,
+                    Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))),
+                );
                 requeue.push((b.clone_range(b.done, running_item), job));
                 requeue.push((b.clone_range(running_item + 1, b.count), job));
             } else {
@@ -659,7 +855,15 @@ impl Core {
         }
     }
 
-    fn resubmit_front(&mut self, job: JobId, task: u32, first: u64, count: u32, frame: Vec<u8>, offsets: Vec<u32>) {
+    fn resubmit_front(
+        &mut self,
+        job: JobId,
+        task: u32,
+        first: u64,
+        count: u32,
+        frame: Vec<u8>,
+        offsets: Vec<u32>,
+    ) {
         if self.jobs.get(&job).is_none_or(|j| j.abandoned) {
             return;
         }
@@ -680,12 +884,19 @@ impl Core {
 
     /// If no slot can ever run anything again, the pool is broken.
     fn check_all_failed(&mut self) {
-        if self.slots.iter().all(|s| matches!(s.state, SlotState::Failed(_))) {
+        if self
+            .slots
+            .iter()
+            .all(|s| matches!(s.state, SlotState::Failed(_)))
+        {
             let why = self.slots.iter().find_map(|s| match &s.state {
                 SlotState::Failed(w) => Some(w.clone()),
                 _ => None,
             });
-            self.break_pool(format!("no worker could be started: {}", why.unwrap_or_default()), false);
+            self.break_pool(
+                format!("no worker could be started: {}", why.unwrap_or_default()),
+                false,
+            );
         }
     }
 
@@ -707,7 +918,11 @@ impl Core {
         for tag in queued {
             if let Some(b) = self.batches.remove(&tag) {
                 for k in b.done..b.count {
-                    self.fail_item(b.job, b.first + k as u64, Error::new(ErrorKind::PoolBroken(why.to_string())));
+                    self.fail_item(
+                        b.job,
+                        b.first + k as u64,
+                        Error::new(ErrorKind::PoolBroken(why.to_string())),
+                    );
                 }
                 self.batch_gone(b.job);
             }
@@ -737,7 +952,10 @@ impl Core {
     pub(crate) fn dispatch(&mut self) {
         while let Some(&tag) = self.queue.front() {
             let best = (0..self.slots.len())
-                .filter(|&i| matches!(self.slots[i].state, SlotState::Ready { .. }) && self.slots[i].inflight.len() < DEPTH)
+                .filter(|&i| {
+                    matches!(self.slots[i].state, SlotState::Ready { .. })
+                        && self.slots[i].inflight.len() < DEPTH
+                })
                 .min_by_key(|&i| self.slots[i].inflight.len());
             let Some(slot) = best else { break };
             self.queue.pop_front();
@@ -763,7 +981,11 @@ impl Core {
             return;
         };
         while let Some((frame, off)) = s.out.front_mut() {
-            match send(chan.as_raw_fd(), &frame[*off..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+            match send(
+                chan.as_raw_fd(),
+                &frame[*off..],
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            ) {
                 Ok(n) => {
                     *off += n;
                     if *off == frame.len() {
@@ -786,13 +1008,25 @@ impl BatchRec {
             return None;
         }
         let start = self.offsets[from as usize] as usize;
-        let end = self.offsets.get(to as usize).map_or(self.frame.len(), |&o| o as usize);
+        let end = self
+            .offsets
+            .get(to as usize)
+            .map_or(self.frame.len(), |&o| o as usize);
         let mut frame = Vec::with_capacity(message::write::RUN_HEADER + end - start);
         let f = message::write::run(&mut frame, 0, self.task, to - from);
         let shift = frame.len();
         frame.extend_from_slice(&self.frame[start..end]);
         crate::channel::frame::finish(&mut frame, f, usize::MAX).ok()?;
-        let offsets = self.offsets[from as usize..to as usize].iter().map(|&o| o - start as u32 + shift as u32).collect();
-        Some((self.first + from as u64, to - from, frame, offsets, self.task))
+        let offsets = self.offsets[from as usize..to as usize]
+            .iter()
+            .map(|&o| o - start as u32 + shift as u32)
+            .collect();
+        Some((
+            self.first + from as u64,
+            to - from,
+            frame,
+            offsets,
+            self.task,
+        ))
     }
 }

@@ -19,8 +19,10 @@ use crate::sys;
 pub(crate) enum SlotState {
     /// Nothing yet.
     Empty,
-    /// Asked the zygote for a worker; no pid yet.
-    Spawning,
+    /// Asked the zygote for a worker; no pid yet. The worker's channel and
+    /// the zygote's report race: the worker may say `Ready` (or die) before
+    /// its pid arrives, so both are remembered here.
+    Spawning { ready: bool, closed: bool },
     /// The worker runs its init.
     Starting { pid: Pid },
     /// The worker serves batches.
@@ -28,7 +30,13 @@ pub(crate) enum SlotState {
     /// The worker was asked to run its exit hook and leave.
     Exiting { pid: Pid },
     /// The worker's channel closed; its exit status may still be coming.
-    Dead { pid: Pid, code: Option<i32>, since: Instant, during_init: bool, exiting: bool },
+    Dead {
+        pid: Pid,
+        code: Option<i32>,
+        since: Instant,
+        during_init: bool,
+        exiting: bool,
+    },
     /// The worker left after (or while) running its exit hook: `how` it ended.
     Gone { how: String },
     /// No worker can be started in this slot: why.
@@ -71,10 +79,13 @@ impl Slot {
     }
 
     /// Creates a fresh channel; keeps the driver's end (non-blocking) and
-    /// returns the worker's end, to be handed to the zygote.
+    /// returns the worker's end, to be handed to the zygote. Both ends are
+    /// registered as internal: the caller unregisters the worker's end when
+    /// it closes it, so that no fork server forked meanwhile keeps a copy.
     pub(crate) fn open_channel(&mut self) -> nix::Result<OwnedFd> {
         self.close();
         let (mine, theirs) = sys::stream_pair()?;
+        sys::register_internal(theirs.as_raw_fd());
         let flags = OFlag::from_bits_truncate(fcntl(&mine, FcntlArg::F_GETFL)?);
         fcntl(&mine, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         sys::register_internal(mine.as_raw_fd());
@@ -93,9 +104,10 @@ impl Slot {
 
     pub(crate) fn pid(&self) -> Option<Pid> {
         match self.state {
-            SlotState::Starting { pid } | SlotState::Ready { pid } | SlotState::Exiting { pid } | SlotState::Dead { pid, .. } => {
-                Some(pid)
-            }
+            SlotState::Starting { pid }
+            | SlotState::Ready { pid }
+            | SlotState::Exiting { pid }
+            | SlotState::Dead { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -119,7 +131,9 @@ impl Slot {
 
     /// Reads what the channel has now.
     pub(crate) fn fill(&mut self) -> Result<Fill, FrameError> {
-        let Some(chan) = &self.chan else { return Ok(Fill::Eof) };
+        let Some(chan) = &self.chan else {
+            return Ok(Fill::Eof);
+        };
         let mut src = NonBlocking(chan.as_raw_fd());
         let fill = self.reader.fill(&mut src)?;
         if fill == Fill::Eof {

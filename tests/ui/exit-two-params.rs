@@ -1,0 +1,12 @@
+use pool_runtime::worker_exit;
+
+pub struct Classifier {
+    hits: u64,
+}
+
+#[worker_exit]
+fn report(c: Classifier, scale: u64) -> u64 {
+    c.hits * scale
+}
+
+fn main() {}

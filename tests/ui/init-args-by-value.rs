@@ -1,0 +1,16 @@
+use pool_runtime::worker_init;
+
+pub struct Config {
+    start: u64,
+}
+
+pub struct Classifier {
+    hits: u64,
+}
+
+#[worker_init]
+fn load(config: Config) -> Classifier {
+    Classifier { hits: config.start }
+}
+
+fn main() {}
