@@ -48,7 +48,7 @@ fn checked_div(x: u64, by: u64) -> Result<u64, String> {
 
 #[worker_task]
 fn slow_when_even(x: u64) -> u64 {
-    if x % 2 == 0 {
+    if x.is_multiple_of(2) {
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
     x

@@ -174,3 +174,41 @@ fn tasks_nested_in_a_function_register() {
     assert_eq!(nested_square(3), 9);
     assert_eq!(nested_report(Counter { seen: 4 }), 4);
 }
+
+/// Two nested fns with one stable name: by-name lookup finds neither, and
+/// each still runs on a pool (the pool goes by type, not by name).
+#[test]
+fn a_shared_stable_name_finds_neither() {
+    fn first() -> u64 {
+        #[worker_task]
+        fn twin(x: u64) -> u64 {
+            x + 1
+        }
+        let pool = pool_runtime::Pool::builder()
+            .workers(1)
+            .build(|_: &()| (), ())
+            .unwrap();
+        pool.apply(twin, 1).unwrap()
+    }
+    fn second() -> u64 {
+        #[worker_task]
+        fn twin(x: u64) -> u64 {
+            x + 2
+        }
+        let pool = pool_runtime::Pool::builder()
+            .workers(1)
+            .build(|_: &()| (), ())
+            .unwrap();
+        pool.apply(twin, 1).unwrap()
+    }
+    assert_eq!((first(), second()), (2, 3));
+    let twins: Vec<_> = registry::task_names()
+        .filter(|n| n.ends_with("::twin"))
+        .collect();
+    assert_eq!(
+        twins,
+        [name("twin"), name("twin")],
+        "both registered under one name"
+    );
+    assert!(registry::task_by_name(&name("twin")).is_none());
+}

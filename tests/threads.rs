@@ -78,7 +78,7 @@ fn pools_build_while_other_threads_print_and_allocate() {
                 while !stop.load(Ordering::Relaxed) {
                     let v: Vec<String> = (0..64).map(|k| format!("{i}:{k}")).collect();
                     n += v.len() as u64;
-                    if n % 4096 == 0 {
+                    if n.is_multiple_of(4096) {
                         println!("noise {i} {n}");
                         eprintln!("noise {i} {n}");
                     }

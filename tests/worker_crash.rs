@@ -25,7 +25,10 @@ fn die_on_five(_m: &mut Me, x: u64, how: String) -> u64 {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
             "segv" => {
-                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+                // A real invalid write, as a crashing C library would do
+                // (a raised SIGSEGV is swallowed by std's stack-overflow handler).
+                // SAFETY: not safe at all, on purpose: this must crash the worker.
+                unsafe { std::ptr::null_mut::<u64>().write_volatile(x) };
             }
             "abort" => std::process::abort(),
             "exit" => std::process::exit(7),
@@ -59,7 +62,9 @@ fn each_way_of_dying_is_named_and_the_rest_completes() {
         assert_eq!(out.len(), 40, "{how}: one outcome per input");
         for (x, r) in out.iter().enumerate() {
             if x == 5 {
-                let e = r.as_ref().expect_err("input 5 killed its worker");
+                let e = r
+                    .as_ref()
+                    .expect_err(&format!("{how}: input 5 killed its worker"));
                 assert!(
                     matches!(e.kind(), ErrorKind::WorkerDied(m) if m.contains(expect)),
                     "{how}: {e}"

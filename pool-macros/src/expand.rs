@@ -71,7 +71,17 @@ fn expand_valid(func: &WorkerFn, item: TokenStream) -> TokenStream {
         .attrs
         .iter()
         .filter(|a| a.path().is_ident("cfg"));
+    // The signature shape is the API's, not a choice the user made: an init
+    // reads `&A` even when `A` is `String` or `u64`, an exit hook consumes
+    // the state. Silence the clippy lints that would blame the user for it.
+    let allow = match func.kind {
+        Kind::Init | Kind::Task => {
+            quote!(#[allow(clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)])
+        }
+        Kind::Exit => quote!(#[allow(clippy::needless_pass_by_value)]),
+    };
     quote! {
+        #allow
         #item
         #[doc(hidden)]
         #(#cfgs)*

@@ -1,9 +1,8 @@
 //! [`Pool`]: the calls users make, and the lazy result streams behind them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
-use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,7 +12,7 @@ use crate::channel::frame;
 use crate::channel::message::write;
 use crate::codec;
 use crate::dispatch::Status;
-use crate::driver::{Completion, Driver, JobId};
+use crate::driver::{Completion, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
 use crate::registry;
 use crate::task::{Exit, Task};
@@ -157,7 +156,15 @@ impl<S: 'static> Pool<S> {
             .map_err(|e| Error::new(ErrorKind::Codec(format!("input too large to send: {e}"))))?;
         let mut core = self.driver.lock();
         for (i, &slot) in slots.iter().enumerate() {
-            core.submit(job, task, i as u64, 1, bytes.clone(), vec![offset], slot);
+            let batch = NewBatch {
+                job,
+                task,
+                first: i as u64,
+                count: 1,
+                frame: bytes.clone(),
+                offsets: vec![offset],
+            };
+            core.submit(batch, slot);
         }
         core.dispatch();
         self.driver.nudge(&core);
@@ -332,8 +339,6 @@ pub struct Imap<'p, I, R> {
     pending: BTreeMap<u64, Completion>,
     cursor: Option<Cursor>,
     chunker: Chunker,
-    /// When each batch still out was sent, by its first index.
-    sent: HashMap<u64, (u32, Instant)>,
     setup_error: Option<Error>,
     _out: PhantomData<fn() -> R>,
 }
@@ -387,7 +392,6 @@ where
             pending: BTreeMap::new(),
             cursor: None,
             chunker: Chunker::new(driver.config.chunk_size, hint, driver.config.workers),
-            sent: HashMap::new(),
             setup_error: None,
             _out: PhantomData,
         }
@@ -441,9 +445,16 @@ where
                 write::patch_run_count(&mut bytes, start, count);
                 match frame::finish(&mut bytes, start, self.driver.config.max_frame) {
                     Ok(()) => {
-                        self.sent.insert(first, (count, Instant::now()));
                         let mut core = self.driver.lock();
-                        core.submit(self.job, self.task, first, count, bytes, offsets, None);
+                        let batch = NewBatch {
+                            job: self.job,
+                            task: self.task,
+                            first,
+                            count,
+                            frame: bytes,
+                            offsets,
+                        };
+                        core.submit(batch, None);
                         core.dispatch();
                         if core.wants_write() {
                             self.driver.nudge(&core);
@@ -480,7 +491,7 @@ where
     }
 
     /// The next outcome of the open completion, if any.
-    fn from_cursor(&mut self) -> Option<Result<R, Error>> {
+    fn next_in_cursor(&mut self) -> Option<Result<R, Error>> {
         let cur = self.cursor.as_mut()?;
         if cur.left == 0 {
             self.cursor = None;
@@ -544,6 +555,7 @@ where
                 count,
                 frame,
                 body,
+                ..
             } => {
                 self.cursor = Some(Cursor {
                     frame,
@@ -551,7 +563,7 @@ where
                     next: first,
                     left: count,
                 });
-                self.from_cursor()
+                self.next_in_cursor()
             }
         }
     }
@@ -561,21 +573,11 @@ where
         let mut core = self.driver.wait_until(|core| core.has_completions(job));
         core.take_completions(job, &mut self.arrived);
         drop(core);
-        let now = Instant::now();
         for c in self.arrived.drain(..) {
-            if let Completion::Items { first, count, .. } = &c {
-                if let Some((sent_count, at)) = self.sent.remove(first) {
-                    if sent_count == *count {
-                        self.chunker.observe(*count, (now - at).as_nanos() as f64);
-                    }
-                }
+            if let Completion::Items { count, nanos, .. } = &c {
+                self.chunker.observe(*count, *nanos as f64);
             }
             self.pending.insert(c.first(), c);
-        }
-        if self.sent.len() > 256 {
-            let delivered = self.delivered;
-            self.sent
-                .retain(|first, (count, _)| first + *count as u64 > delivered);
         }
     }
 }
@@ -595,7 +597,7 @@ where
             return Some(Err(e));
         }
         loop {
-            if let Some(outcome) = self.from_cursor() {
+            if let Some(outcome) = self.next_in_cursor() {
                 return Some(outcome);
             }
             if let Some(outcome) = self.open_next() {

@@ -21,6 +21,7 @@ pub fn type_id_of_val<T: 'static>(_: &T) -> TypeId {
     note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or take an owned type (`String`, `Vec<T>`) instead of a borrowed one"
 )]
 pub trait TaskArgument: Serialize + DeserializeOwned {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> TaskArgument for T {}
 
 /// A `#[worker_task]` or `#[worker_exit]` result: it crosses back with serde.
@@ -30,6 +31,7 @@ impl<T: Serialize + DeserializeOwned> TaskArgument for T {}
     note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
 pub trait TaskOutput: Serialize + DeserializeOwned {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> TaskOutput for T {}
 
 /// A pool's state: it lives in one worker for the worker's whole life.
@@ -38,6 +40,7 @@ impl<T: Serialize + DeserializeOwned> TaskOutput for T {}
     note = "own the data (`String`, `Arc<T>`) instead of borrowing it"
 )]
 pub trait WorkerState: 'static {}
+#[diagnostic::do_not_recommend]
 impl<T: 'static> WorkerState for T {}
 
 /// Spanned on an argument type by the macros: fails to compile unless `T` is a [`TaskArgument`].

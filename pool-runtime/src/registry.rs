@@ -64,11 +64,19 @@ impl<E> Table<E> {
             .enumerate()
             .map(|(i, e)| (ty(e), i as u32))
             .collect();
-        let by_name = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (name(e), i as u32))
-            .collect();
+        // Two functions can share a stable name (same name, nested in two
+        // functions of one module): such a name finds neither, rather than
+        // the wrong one.
+        let mut by_name: HashMap<&'static str, u32> = HashMap::new();
+        let mut ambiguous = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if by_name.insert(name(e), i as u32).is_some() {
+                ambiguous.push(name(e));
+            }
+        }
+        for n in ambiguous {
+            by_name.remove(n);
+        }
         Table {
             entries,
             by_type,
@@ -114,7 +122,8 @@ pub(crate) fn exit_at(index: u32) -> Option<&'static ExitEntry> {
 
 /// Looks a `#[worker_task]` up by its stable name, `module::path::fn_name`.
 ///
-/// This is how a worker that is not a fork of the driver finds the glue.
+/// This is how a worker that is not a fork of the driver finds the glue. A
+/// name that two registered functions share finds neither.
 pub fn task_by_name(name: &str) -> Option<&'static TaskEntry> {
     let t = tasks();
     t.by_name.get(name).map(|&i| t.entries[i as usize])

@@ -216,6 +216,7 @@ pub trait Exit<S>: Copy + Send + Sync + 'static {
     fn call(&self, state: S) -> Self::Output;
 }
 
+#[diagnostic::do_not_recommend]
 impl<S, R, F> Exit<S> for F
 where
     F: Fn(S) -> R + Copy + Send + Sync + 'static,

@@ -111,14 +111,13 @@ where
                 if ran.is_err() || flusher.broken {
                     return code::PROTOCOL;
                 }
-                let flushed = flusher.flushed;
+                let (flushed, nanos) = (flusher.flushed, flusher.last.elapsed().as_nanos() as u64);
                 cell.tag.store(0, Ordering::Release);
                 if !send_done(
                     &mut stream,
                     &mut out,
                     start,
-                    flushed,
-                    count - flushed,
+                    (flushed, count - flushed, nanos),
                     max_frame,
                 ) {
                     return code::PROTOCOL;
@@ -151,21 +150,22 @@ fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
     0
 }
 
-/// Finishes the `Done` frame in `out` and sends it. A frame over the limit
-/// (results too large) is replaced by one error per item.
+/// Finishes the `Done` frame in `out` for items `first .. first + count`,
+/// computed in `nanos`, and sends it. A frame over the limit (results too
+/// large) is replaced by one error per item.
 fn send_done(
     stream: &mut UnixStream,
     out: &mut Vec<u8>,
     start: usize,
-    first: u32,
-    count: u32,
+    (first, count, nanos): (u32, u32, u64),
     max_frame: usize,
 ) -> bool {
-    write::patch_done(out, start, first, count);
+    write::patch_done(out, start, first, count, nanos);
     if frame::finish(out, start, max_frame).is_err() {
         let tag = u64::from_le_bytes(out[start + 5..start + 13].try_into().unwrap());
         out.clear();
-        let start = write::done(out, tag, first, count);
+        let start = write::done(out, tag, 0, 0);
+        write::patch_done(out, start, first, count, nanos);
         let msg = format!("the results of this batch exceed the frame limit of {max_frame} bytes");
         for _ in 0..count {
             out.push(crate::dispatch::Status::Codec as u8);
@@ -201,15 +201,12 @@ impl Progress for Flusher<'_> {
         const EVERY: Duration = Duration::from_millis(20);
         self.cell.item.store(index, Ordering::Release);
         if index > self.flushed && (self.small || index % 64 == 0) && self.last.elapsed() >= EVERY {
-            let count = index - self.flushed;
-            if !send_done(
-                self.stream,
-                out,
-                self.start,
+            let span = (
                 self.flushed,
-                count,
-                self.max_frame,
-            ) {
+                index - self.flushed,
+                self.last.elapsed().as_nanos() as u64,
+            );
+            if !send_done(self.stream, out, self.start, span, self.max_frame) {
                 self.broken = true;
             }
             out.clear();

@@ -29,11 +29,13 @@ pub(crate) enum Message<'a> {
     Ready,
     /// Worker → driver: init failed; the body is the message.
     InitFailed { message: &'a str },
-    /// Worker → driver: outcomes of items `first .. first + count` of batch `tag`.
+    /// Worker → driver: outcomes of items `first .. first + count` of batch
+    /// `tag`, which took the worker `nanos` to compute.
     Done {
         tag: u64,
         first: u32,
         count: u32,
+        nanos: u64,
         body: &'a [u8],
     },
     /// Worker → driver: the exit hook's outcome (status byte + encoded value), empty if none ran.
@@ -93,6 +95,7 @@ impl<'a> Message<'a> {
                 tag: c.u64()?,
                 first: c.u32()?,
                 count: c.u32()?,
+                nanos: c.u64()?,
                 body: c.0,
             },
             EXITED => Message::Exited { body: c.0 },
@@ -133,14 +136,16 @@ pub(crate) mod write {
         buf.extend_from_slice(&tag.to_le_bytes());
         buf.extend_from_slice(&first.to_le_bytes());
         buf.extend_from_slice(&count.to_le_bytes());
+        buf.extend_from_slice(&0u64.to_le_bytes());
         start
     }
 
-    /// Overwrites the `first` and `count` fields of a `Done` frame begun at `start`.
-    pub(crate) fn patch_done(buf: &mut [u8], start: usize, first: u32, count: u32) {
+    /// Overwrites the `first`, `count` and `nanos` fields of a `Done` frame begun at `start`.
+    pub(crate) fn patch_done(buf: &mut [u8], start: usize, first: u32, count: u32, nanos: u64) {
         let at = start + frame::PREFIX + 1 + 8;
         buf[at..at + 4].copy_from_slice(&first.to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&count.to_le_bytes());
+        buf[at + 8..at + 16].copy_from_slice(&nanos.to_le_bytes());
     }
 
     /// A whole `Exit` frame.
@@ -201,7 +206,7 @@ mod tests {
 
         let mut buf = Vec::new();
         let s = write::done(&mut buf, 9, 0, 0);
-        write::patch_done(&mut buf, s, 4, 5);
+        write::patch_done(&mut buf, s, 4, 5, 6);
         frame::finish(&mut buf, s, 100).unwrap();
         assert_eq!(
             Message::parse(payload(&buf)),
@@ -209,6 +214,7 @@ mod tests {
                 tag: 9,
                 first: 4,
                 count: 5,
+                nanos: 6,
                 body: b""
             })
         );

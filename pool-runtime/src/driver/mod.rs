@@ -41,10 +41,12 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 /// What a job gets back.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    /// Outcomes of job items `first .. first + count`, starting at `body` in `frame`.
+    /// Outcomes of job items `first .. first + count`, starting at `body` in
+    /// `frame`; the worker took `nanos` to compute them.
     Items {
         first: u64,
         count: u32,
+        nanos: u64,
         frame: Vec<u8>,
         body: usize,
     },
@@ -67,6 +69,19 @@ struct JobRec {
     /// Live batches of this job.
     outstanding: usize,
     abandoned: bool,
+}
+
+/// A batch on its way in: job items `first .. first + count` of `job`, as a
+/// whole `Run` frame (its tag is filled in by [`Core::submit`]).
+#[derive(Debug)]
+pub(crate) struct NewBatch {
+    pub(crate) job: JobId,
+    pub(crate) task: u32,
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) frame: Vec<u8>,
+    /// Offset in `frame` where each item's encoded input starts.
+    pub(crate) offsets: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -278,16 +293,15 @@ impl Core {
 
     /// Queues a batch of job items `first .. first + count`. `frame` is a whole
     /// `Run` frame whose tag field is filled in here.
-    pub(crate) fn submit(
-        &mut self,
-        job: JobId,
-        task: u32,
-        first: u64,
-        count: u32,
-        mut frame: Vec<u8>,
-        offsets: Vec<u32>,
-        pinned: Option<usize>,
-    ) {
+    pub(crate) fn submit(&mut self, batch: NewBatch, pinned: Option<usize>) {
+        let NewBatch {
+            job,
+            task,
+            first,
+            count,
+            mut frame,
+            offsets,
+        } = batch;
         let tag = self.next_tag;
         self.next_tag += 1;
         frame[crate::channel::frame::PREFIX + 1..crate::channel::frame::PREFIX + 9]
@@ -644,10 +658,11 @@ impl Core {
                 tag,
                 first,
                 count,
+                nanos,
                 body,
             } => {
                 let body_at = frame.len() - body.len();
-                self.batch_done(i, tag, first, count, frame, body_at)?;
+                self.batch_done(i, tag, (first, count, nanos), frame, body_at)?;
             }
             Message::Exited { body } => {
                 self.slots[i].exit_result = Some(body.to_vec());
@@ -663,8 +678,7 @@ impl Core {
         &mut self,
         slot: usize,
         tag: u64,
-        first: u32,
-        count: u32,
+        (first, count, nanos): (u32, u32, u64),
         frame: Vec<u8>,
         body: usize,
     ) -> Result<(), &'static str> {
@@ -683,6 +697,7 @@ impl Core {
                 j.completions.push_back(Completion::Items {
                     first: job_first,
                     count,
+                    nanos,
                     frame,
                     body,
                 });
@@ -824,18 +839,16 @@ impl Core {
                     b.first + running_item as u64,
                     Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))),
                 );
-                requeue.push((b.clone_range(b.done, running_item), job));
-                requeue.push((b.clone_range(running_item + 1, b.count), job));
+                requeue.extend(b.clone_range(b.done, running_item));
+                requeue.extend(b.clone_range(running_item + 1, b.count));
             } else {
-                requeue.push((b.clone_range(b.done, b.count), job));
+                requeue.extend(b.clone_range(b.done, b.count));
             }
             self.batch_gone(job);
         }
         // Back to the front of the queue, in their original order.
-        for (piece, job) in requeue.into_iter().rev() {
-            if let Some((first, count, frame, offsets, task)) = piece {
-                self.resubmit_front(job, task, first, count, frame, offsets);
-            }
+        for piece in requeue.into_iter().rev() {
+            self.resubmit_front(piece);
         }
         let slot = &mut self.slots[i];
         slot.generation += 1;
@@ -855,19 +868,11 @@ impl Core {
         }
     }
 
-    fn resubmit_front(
-        &mut self,
-        job: JobId,
-        task: u32,
-        first: u64,
-        count: u32,
-        frame: Vec<u8>,
-        offsets: Vec<u32>,
-    ) {
-        if self.jobs.get(&job).is_none_or(|j| j.abandoned) {
+    fn resubmit_front(&mut self, batch: NewBatch) {
+        if self.jobs.get(&batch.job).is_none_or(|j| j.abandoned) {
             return;
         }
-        self.submit(job, task, first, count, frame, offsets, None);
+        self.submit(batch, None);
         // `submit` queued it at the back; move it to the front.
         if let Some(tag) = self.queue.pop_back() {
             self.queue.push_front(tag);
@@ -1001,9 +1006,8 @@ impl Core {
 }
 
 impl BatchRec {
-    /// The items `from .. to` of this batch as a new `Run` frame.
-    #[allow(clippy::type_complexity)]
-    fn clone_range(&self, from: u32, to: u32) -> Option<(u64, u32, Vec<u8>, Vec<u32>, u32)> {
+    /// The items `from .. to` of this batch as a new batch.
+    fn clone_range(&self, from: u32, to: u32) -> Option<NewBatch> {
         if from >= to {
             return None;
         }
@@ -1021,12 +1025,13 @@ impl BatchRec {
             .iter()
             .map(|&o| o - start as u32 + shift as u32)
             .collect();
-        Some((
-            self.first + from as u64,
-            to - from,
+        Some(NewBatch {
+            job: self.job,
+            task: self.task,
+            first: self.first + from as u64,
+            count: to - from,
             frame,
             offsets,
-            self.task,
-        ))
+        })
     }
 }
