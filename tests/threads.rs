@@ -106,3 +106,17 @@ fn pools_build_while_other_threads_print_and_allocate() {
         n.join().unwrap();
     }
 }
+
+#[test]
+fn args_may_borrow_from_the_driver() {
+    // Not 'static: a reference into this stack frame. The workers read it
+    // copy-on-write; the driver's copy of the reference is dropped at build.
+    let table: Vec<u64> = (0..1000).collect();
+    let pool = Pool::builder().workers(2).build(|t: &&Vec<u64>| t.iter().sum::<u64>(), &table).unwrap();
+    assert_eq!(pool.broadcast(sum_state, ()).unwrap(), vec![499_500, 499_500]);
+}
+
+#[worker_task]
+fn sum_state(total: &u64) -> u64 {
+    *total
+}
