@@ -112,8 +112,14 @@ fn args_may_borrow_from_the_driver() {
     // Not 'static: a reference into this stack frame. The workers read it
     // copy-on-write; the driver's copy of the reference is dropped at build.
     let table: Vec<u64> = (0..1000).collect();
-    let pool = Pool::builder().workers(2).build(|t: &&Vec<u64>| t.iter().sum::<u64>(), &table).unwrap();
-    assert_eq!(pool.broadcast(sum_state, ()).unwrap(), vec![499_500, 499_500]);
+    let pool = Pool::builder()
+        .workers(2)
+        .build(|t: &&Vec<u64>| t.iter().sum::<u64>(), &table)
+        .unwrap();
+    assert_eq!(
+        pool.broadcast(sum_state, ()).unwrap(),
+        vec![499_500, 499_500]
+    );
 }
 
 #[worker_task]

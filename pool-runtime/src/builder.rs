@@ -9,8 +9,10 @@ use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
 use crate::sys::{self, Cells};
-use crate::task::Init;
+use crate::task::{Exit, Init};
+use crate::worker::Recycle;
 use crate::zygote::Zygote;
+use std::any::TypeId;
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
 ///
@@ -32,6 +34,12 @@ pub struct PoolBuilder {
     max_frame: usize,
     shutdown_grace: Duration,
     respawn_limit: u32,
+    retries: u32,
+    task_timeout: Option<Duration>,
+    init_timeout: Option<Duration>,
+    recycle: Recycle,
+    /// The state type the exit hook given to [`exit_hook`](Self::exit_hook) consumes.
+    exit_state: Option<(TypeId, &'static str)>,
 }
 
 impl Default for PoolBuilder {
@@ -42,6 +50,11 @@ impl Default for PoolBuilder {
             max_frame: MAX_FRAME,
             shutdown_grace: Duration::from_secs(2),
             respawn_limit: 3,
+            retries: 0,
+            task_timeout: None,
+            init_timeout: None,
+            recycle: Recycle::default(),
+            exit_state: None,
         }
     }
 }
@@ -77,8 +90,69 @@ impl PoolBuilder {
 
     /// How many times in a row a slot may fail to start a replacement worker
     /// (its init failing or crashing) before it stays empty (default 3).
+    /// Between attempts the pool waits 100 ms, then 200 ms, 400 ms, … (at
+    /// most 5 s), so a database that went away is not hammered.
     pub fn respawn_limit(mut self, n: u32) -> Self {
         self.respawn_limit = n.max(1);
+        self
+    }
+
+    /// Runs an input whose worker died (signal, `abort`, `exit`, OOM kill)
+    /// again, up to `n` times, each time in a fresh worker (default 0). An
+    /// input that kills `n + 1` workers is quarantined: it fails with
+    /// [`ErrorKind::Quarantined`] and is not run again, so a poison pill
+    /// never takes the pool down. With 0, it fails with
+    /// [`ErrorKind::WorkerDied`]. Retried inputs may run more than once:
+    /// make tasks with side effects idempotent.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Kills a task that runs longer than `limit`, with its worker: the input
+    /// fails with [`ErrorKind::TimedOut`] and a fresh worker takes the slot.
+    /// Enforced within `limit` plus a tenth of it (at most 250 ms more), while
+    /// some thread waits on the pool.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Kills a worker whose init runs longer than `limit`: an init failure,
+    /// which fails `build` (or, on respawn, counts toward the respawn limit).
+    pub fn init_timeout(mut self, limit: Duration) -> Self {
+        self.init_timeout = Some(limit);
+        self
+    }
+
+    /// Replaces a worker once it has run `n` tasks: it runs the
+    /// [`exit_hook`](Self::exit_hook), if any, and leaves; a fresh worker runs
+    /// init again. Bounds what a leaky task or library can accumulate.
+    pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
+        self.recycle.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Replaces a worker whose resident memory has grown past `bytes`,
+    /// checked after each batch of tasks, the same way as
+    /// [`max_tasks_per_worker`](Self::max_tasks_per_worker).
+    pub fn max_worker_rss(mut self, bytes: u64) -> Self {
+        self.recycle.max_rss = Some(bytes);
+        self
+    }
+
+    /// The `#[worker_exit]` hook a recycled worker runs as it leaves. Its
+    /// outcomes are kept and returned by [`Pool::join_with`] (which must be
+    /// called with the same hook), ahead of those of the last workers.
+    ///
+    /// # Errors
+    ///
+    /// `build` fails with [`ErrorKind::NotRegistered`] if `exit` carries no
+    /// `#[worker_exit]`, and with [`ErrorKind::Init`] if it consumes another
+    /// state type than the pool's.
+    pub fn exit_hook<S: 'static, E: Exit<S>>(mut self, _exit: E) -> Self {
+        self.recycle.exit_hook = Some(registry::exit_index::<E>().unwrap_or(u32::MAX));
+        self.exit_state = Some((TypeId::of::<S>(), std::any::type_name::<S>()));
         self
     }
 
@@ -111,12 +185,30 @@ impl PoolBuilder {
         S: 'static,
     {
         registry::prepare();
+        if self.recycle.exit_hook == Some(u32::MAX) {
+            return Err(Error::new(ErrorKind::NotRegistered(
+                "the exit hook given to `exit_hook`",
+            )));
+        }
+        if let Some((ty, name)) = self.exit_state {
+            if ty != TypeId::of::<S>() {
+                let msg = format!(
+                    "the exit hook consumes a `{name}`, but this pool's state is a `{}`",
+                    std::any::type_name::<S>()
+                );
+                return Err(Error::new(ErrorKind::Init(msg)));
+            }
+        }
         let config = Config {
             workers: self.workers,
             max_frame: self.max_frame,
             chunk_size: self.chunk_size,
             shutdown_grace: self.shutdown_grace,
             respawn_limit: self.respawn_limit,
+            retries: self.retries,
+            task_timeout: self.task_timeout,
+            init_timeout: self.init_timeout,
+            recycle: self.recycle.clone(),
         };
         let cells = Cells::new(self.workers)?;
         let (ours, theirs) = sys::packet_pair()?;
@@ -132,6 +224,7 @@ impl PoolBuilder {
                 cells: &cells,
                 ctl: &theirs,
                 max_frame,
+                recycle: &self.recycle,
             }
             .main::<S, M>()
         });

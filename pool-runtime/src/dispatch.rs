@@ -38,8 +38,9 @@ impl Status {
 /// then so that a long batch streams back.
 pub(crate) trait Progress {
     /// Item `index` of the batch is about to run; `out` holds the results of
-    /// the items since the last flush.
-    fn item_started(&mut self, index: u32, out: &mut Vec<u8>);
+    /// the items since the last flush. `false` stops the batch before it
+    /// (the worker is to leave: its task limit is reached).
+    fn item_started(&mut self, index: u32, out: &mut Vec<u8>) -> bool;
 }
 
 /// One batch of inputs on its way through a worker.
@@ -48,6 +49,8 @@ pub struct Batch<'a> {
     count: u32,
     out: &'a mut Vec<u8>,
     progress: &'a mut dyn Progress,
+    /// Items that ran (all of them unless the progress stopped the batch).
+    ran: u32,
 }
 
 impl std::fmt::Debug for Batch<'_> {
@@ -70,6 +73,7 @@ impl<'a> Batch<'a> {
             count,
             out,
             progress,
+            ran: 0,
         }
     }
 
@@ -90,7 +94,10 @@ impl<'a> Batch<'a> {
         R: Serialize,
     {
         for i in 0..self.count {
-            self.progress.item_started(i, self.out);
+            if !self.progress.item_started(i, self.out) {
+                self.ran = i;
+                return Ok(());
+            }
             match codec::decode::<A>(self.input) {
                 Ok((input, rest)) => {
                     self.input = rest;
@@ -105,11 +112,17 @@ impl<'a> Batch<'a> {
                     for _ in i..self.count {
                         self.push(Status::Codec, msg.as_str());
                     }
-                    return Ok(());
+                    break;
                 }
             }
         }
+        self.ran = self.count;
         Ok(())
+    }
+
+    /// How many items ran (or failed to decode): the rest were not started.
+    pub(crate) fn ran(&self) -> u32 {
+        self.ran
     }
 }
 
@@ -181,7 +194,9 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
 
 struct NoProgress;
 impl Progress for NoProgress {
-    fn item_started(&mut self, _: u32, _: &mut Vec<u8>) {}
+    fn item_started(&mut self, _: u32, _: &mut Vec<u8>) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

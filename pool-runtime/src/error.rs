@@ -22,6 +22,11 @@ pub enum ErrorKind {
     Panicked(String),
     /// The worker running this input died: the text says how (signal, exit code).
     WorkerDied(String),
+    /// The input ran past the pool's task timeout; its worker was killed.
+    TimedOut(String),
+    /// The input killed more workers than the pool's retries allow; it is
+    /// not run again.
+    Quarantined(String),
     /// The input could not be encoded or decoded, or the output could not.
     Codec(String),
     /// The function passed to the pool carries no `#[worker_task]` or
@@ -51,6 +56,8 @@ impl fmt::Display for Error {
             ErrorKind::Init(m) => write!(f, "worker init failed: {m}"),
             ErrorKind::Panicked(m) => write!(f, "task panicked: {m}"),
             ErrorKind::WorkerDied(m) => write!(f, "worker died while running this input: {m}"),
+            ErrorKind::TimedOut(m) => write!(f, "task timed out: {m}"),
+            ErrorKind::Quarantined(m) => write!(f, "input quarantined: {m}"),
             ErrorKind::Codec(m) => write!(f, "serialization failed: {m}"),
             ErrorKind::NotRegistered(name) => write!(
                 f,

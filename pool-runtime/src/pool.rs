@@ -163,6 +163,7 @@ impl<S: 'static> Pool<S> {
                 count: 1,
                 frame: bytes.clone(),
                 offsets: vec![offset],
+                attempts: 0,
             };
             core.submit(batch, slot);
         }
@@ -180,7 +181,19 @@ impl<S: 'static> Pool<S> {
     pub fn join_with<E: Exit<S>>(self, _exit: E) -> Result<Vec<E::Output>, Error> {
         let hook = registry::exit_index::<E>()
             .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
-        let asked = self.driver.lock().begin_exit(Some(hook));
+        let recycle_hook = self.driver.config.recycle.exit_hook;
+        // A slot between two workers (one recycled, the next starting) gets
+        // its new worker first, so that every slot ends through the hook.
+        let (asked, recycled) = {
+            let mut core = self.driver.wait_until(|core| core.all_settled());
+            (core.begin_exit(Some(hook)), core.take_recycled())
+        };
+        if !recycled.is_empty() && recycle_hook != Some(hook) {
+            self.driver.shutdown();
+            let msg =
+                "workers were recycled with another exit hook than the one given to join_with";
+            return Err(Error::new(ErrorKind::Init(msg.into())));
+        }
         let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
             asked.iter().map(|_| None).collect();
         drop(self.driver.wait_until(|core| {
@@ -192,10 +205,18 @@ impl<S: 'static> Pool<S> {
             outcomes.iter().all(Option::is_some)
         }));
         self.driver.shutdown();
-        outcomes
+        // Recycled workers first (their slot, then their generation), then
+        // the last workers, in slot order.
+        let mut recycled = recycled;
+        recycled.sort_by_key(|(slot, generation, _)| (*slot, *generation));
+        let earlier = recycled.into_iter().map(|(_, _, body)| Ok(body));
+        let last = outcomes
             .into_iter()
-            .map(|o| {
-                let body = o.expect("waited for every outcome")?;
+            .map(|o| o.expect("waited for every outcome"));
+        earlier
+            .chain(last)
+            .map(|body| {
+                let body = body?;
                 let (status, rest) = body
                     .split_first()
                     .ok_or_else(|| Error::new(ErrorKind::Codec("empty exit outcome".into())))?;
@@ -453,6 +474,7 @@ where
                             count,
                             frame: bytes,
                             offsets,
+                            attempts: 0,
                         };
                         core.submit(batch, None);
                         core.dispatch();

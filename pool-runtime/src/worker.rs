@@ -17,25 +17,64 @@ use crate::registry;
 use crate::sys::{self, Cell};
 use crate::task::{Init, WorkerInfo};
 
+/// When a worker leaves on its own, to be replaced by a fresh one, and the
+/// exit hook it runs as it does (its outcome is kept for `join_with`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recycle {
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) max_rss: Option<u64>,
+    pub(crate) exit_hook: Option<u32>,
+}
+
+impl Recycle {
+    /// Whether a worker that has served `served` items must leave now.
+    fn due(&self, served: u64) -> bool {
+        self.max_tasks.is_some_and(|n| served >= n)
+            || self
+                .max_rss
+                .is_some_and(|max| rss_bytes().is_some_and(|rss| rss > max))
+    }
+}
+
+/// This process's resident set size, from `VmRSS` in `/proc/self/status`.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Exit codes a worker uses to tell the driver what went wrong on its side.
 pub(crate) mod code {
     /// The channel broke or carried a malformed frame.
     pub(crate) const PROTOCOL: i32 = 3;
 }
 
+/// Where a new worker stands, from the zygote.
+pub(crate) struct Start<'a> {
+    pub(crate) info: WorkerInfo,
+    /// The worker's end of its channel.
+    pub(crate) chan: OwnedFd,
+    /// Its progress cell, shared with the driver.
+    pub(crate) cell: &'a Cell,
+    pub(crate) zygote: Pid,
+    pub(crate) max_frame: usize,
+    pub(crate) recycle: &'a Recycle,
+}
+
 /// The worker's main; returns its exit code.
-pub(crate) fn main<A, S: 'static, I, M>(
-    init: &I,
-    args: &A,
-    info: WorkerInfo,
-    chan: OwnedFd,
-    cell: &Cell,
-    zygote: Pid,
-    max_frame: usize,
-) -> i32
+pub(crate) fn main<A, S: 'static, I, M>(init: &I, args: &A, start: Start<'_>) -> i32
 where
     I: Init<A, S, M>,
 {
+    let Start {
+        info,
+        chan,
+        cell,
+        zygote,
+        max_frame,
+        recycle,
+    } = start;
     sys::die_with_parent(zygote);
     // A task's panic is that task's error: record where it happened for the
     // error message, and print nothing (the driver reports it).
@@ -74,6 +113,7 @@ where
     let mut state: Box<dyn std::any::Any> = Box::new(state);
 
     let mut input = Vec::new();
+    let mut served: u64 = 0;
     loop {
         match frame::read_blocking(&mut stream, &mut input, max_frame) {
             Ok(true) => {}
@@ -103,44 +143,64 @@ where
                     small: count < 256,
                     max_frame,
                     broken: false,
+                    stop_at: recycle
+                        .max_tasks
+                        .map(|n| n.saturating_sub(served).min(u32::MAX as u64) as u32),
                 };
-                let ran = {
+                let (ok, ran) = {
                     let mut batch = Batch::new(body, count, &mut out, &mut flusher);
-                    (entry.run)(&mut *state, &mut batch)
+                    let ok = (entry.run)(&mut *state, &mut batch).is_ok();
+                    (ok, batch.ran())
                 };
-                if ran.is_err() || flusher.broken {
+                if !ok || flusher.broken {
                     return code::PROTOCOL;
                 }
                 let (flushed, nanos) = (flusher.flushed, flusher.last.elapsed().as_nanos() as u64);
+                // Nothing runs now: if the worker leaves, no item is to blame,
+                // and the driver runs the ones not started elsewhere.
                 cell.tag.store(0, Ordering::Release);
+                served += ran as u64;
                 if !send_done(
                     &mut stream,
                     &mut out,
                     start,
-                    (flushed, count - flushed, nanos),
+                    (flushed, ran - flushed, nanos),
                     max_frame,
                 ) {
                     return code::PROTOCOL;
                 }
+                if recycle.due(served) {
+                    return leave(&mut stream, &mut out, state, recycle.exit_hook, max_frame);
+                }
             }
             Ok(Message::Exit { hook }) => {
-                out.clear();
-                let start = write::exited(&mut out);
-                if let Some(entry) = hook.and_then(registry::exit_at) {
-                    if (entry.run)(state, &mut out).is_err() {
-                        return code::PROTOCOL;
-                    }
-                }
-                if frame::finish(&mut out, start, max_frame).is_err()
-                    || stream.write_all(&out).is_err()
-                {
-                    return code::PROTOCOL;
-                }
-                return 0;
+                return leave(&mut stream, &mut out, state, hook, max_frame)
             }
             _ => return code::PROTOCOL,
         }
     }
+}
+
+/// Runs the exit hook (if any) on the state, sends its outcome, and returns
+/// the exit code.
+fn leave(
+    stream: &mut UnixStream,
+    out: &mut Vec<u8>,
+    state: Box<dyn std::any::Any>,
+    hook: Option<u32>,
+    max_frame: usize,
+) -> i32 {
+    out.clear();
+    let start = write::exited(out);
+    if let Some(entry) = hook.and_then(registry::exit_at) {
+        if (entry.run)(state, out).is_err() {
+            return code::PROTOCOL;
+        }
+    }
+    if frame::finish(out, start, max_frame).is_err() || stream.write_all(out).is_err() {
+        return code::PROTOCOL;
+    }
+    0
 }
 
 fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
@@ -194,11 +254,16 @@ struct Flusher<'a> {
     small: bool,
     max_frame: usize,
     broken: bool,
+    /// Stop before this item: the worker's task limit.
+    stop_at: Option<u32>,
 }
 
 impl Progress for Flusher<'_> {
-    fn item_started(&mut self, index: u32, out: &mut Vec<u8>) {
+    fn item_started(&mut self, index: u32, out: &mut Vec<u8>) -> bool {
         const EVERY: Duration = Duration::from_millis(20);
+        if self.stop_at.is_some_and(|stop| index >= stop) {
+            return false;
+        }
         self.cell.item.store(index, Ordering::Release);
         if index > self.flushed && (self.small || index % 64 == 0) && self.last.elapsed() >= EVERY {
             let span = (
@@ -214,5 +279,6 @@ impl Progress for Flusher<'_> {
             self.flushed = index;
             self.last = Instant::now();
         }
+        true
     }
 }

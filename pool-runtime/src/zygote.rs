@@ -91,6 +91,7 @@ pub(crate) struct Zygote<'a, A, I> {
     pub(crate) cells: &'a Cells,
     pub(crate) ctl: &'a OwnedFd,
     pub(crate) max_frame: usize,
+    pub(crate) recycle: &'a crate::worker::Recycle,
 }
 
 impl<A, I> Zygote<'_, A, I> {
@@ -207,11 +208,14 @@ impl<A, I> Zygote<'_, A, I> {
                             worker::main(
                                 self.init,
                                 self.args,
-                                info,
-                                chan,
-                                self.cells.get(slot as usize),
-                                me,
-                                self.max_frame,
+                                worker::Start {
+                                    info,
+                                    chan,
+                                    cell: self.cells.get(slot as usize),
+                                    zygote: me,
+                                    max_frame: self.max_frame,
+                                    recycle: self.recycle,
+                                },
                             )
                         });
                         match forked {

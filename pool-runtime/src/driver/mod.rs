@@ -9,6 +9,7 @@
 //! `README.md` beside this file for the invariants.
 
 mod slot;
+mod supervise;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,9 +23,9 @@ use nix::unistd::Pid;
 
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::sys::{self, Cells};
-use crate::zygote::{describe_exit, Ctl};
+use crate::zygote::Ctl;
 use slot::{Slot, SlotState};
 
 /// A job's id: one `map`/`imap`/`apply`/`broadcast` call.
@@ -82,6 +83,8 @@ pub(crate) struct NewBatch {
     pub(crate) frame: Vec<u8>,
     /// Offset in `frame` where each item's encoded input starts.
     pub(crate) offsets: Vec<u32>,
+    /// Workers these inputs have killed already (a retry).
+    pub(crate) attempts: u32,
 }
 
 #[derive(Debug)]
@@ -101,6 +104,7 @@ struct BatchRec {
     slot: Option<usize>,
     /// Must run on this slot (a broadcast).
     pinned: Option<usize>,
+    attempts: u32,
 }
 
 /// Settings fixed at build.
@@ -112,6 +116,12 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     /// Failed init attempts in a row after which a slot stops respawning.
     pub(crate) respawn_limit: u32,
+    /// Times an input whose worker died is run again.
+    pub(crate) retries: u32,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) init_timeout: Option<Duration>,
+    /// When workers leave on their own, and what they run as they do.
+    pub(crate) recycle: crate::worker::Recycle,
 }
 
 pub(crate) struct Core {
@@ -128,6 +138,8 @@ pub(crate) struct Core {
     cells: Cells,
     /// Why the pool can run nothing more, once it cannot.
     broken: Option<String>,
+    /// Exit-hook outcomes of workers that left on their own: (slot, generation, outcome).
+    recycled: Vec<(usize, u32, Vec<u8>)>,
     /// Reused list of descriptors for `poll`.
     pollfds: Vec<libc::pollfd>,
     config: Config,
@@ -176,6 +188,7 @@ impl Driver {
             cells,
             broken: None,
             pollfds: Vec::new(),
+            recycled: Vec::new(),
             config: config.clone(),
         };
         Ok(Driver {
@@ -301,6 +314,7 @@ impl Core {
             count,
             mut frame,
             offsets,
+            attempts,
         } = batch;
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -321,6 +335,7 @@ impl Core {
                 done: 0,
                 slot: None,
                 pinned,
+                attempts,
             },
         );
         match pinned {
@@ -376,96 +391,6 @@ impl Core {
             .collect()
     }
 
-    // ----- start and end of workers ------------------------------------------
-
-    /// Asks the zygote for a worker in `slot`.
-    pub(crate) fn spawn(&mut self, slot: usize) {
-        let Some(ctl) = &self.zygote_ctl else { return };
-        let s = &mut self.slots[slot];
-        let generation = s.generation;
-        match s.open_channel() {
-            Ok(worker_end) => {
-                let msg = Ctl::Spawn {
-                    slot: slot as u32,
-                    generation,
-                };
-                let sent = sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd()));
-                sys::unregister_internal(worker_end.as_raw_fd());
-                drop(worker_end);
-                if sent.is_ok() {
-                    s.state = SlotState::Spawning {
-                        ready: false,
-                        closed: false,
-                    };
-                    return;
-                }
-                s.close();
-                self.break_pool("the fork server is gone".into(), true);
-            }
-            Err(e) => {
-                s.state = SlotState::Failed(format!("cannot create a channel: {e}"));
-                self.check_all_failed();
-            }
-        }
-    }
-
-    /// Whether every slot reached `Ready`, or the first init failure.
-    /// At build: `Ok` once every worker is ready, the first init failure
-    /// (no retry at build), or `None` while workers are still starting.
-    pub(crate) fn startup_status(&self) -> Option<Result<(), String>> {
-        let mut all_ready = true;
-        for s in &self.slots {
-            if let Some(why) = &s.last_init_error {
-                if !matches!(s.state, SlotState::Starting { .. }) {
-                    return Some(Err(why.clone()));
-                }
-            }
-            match &s.state {
-                SlotState::Failed(why) => return Some(Err(why.clone())),
-                SlotState::Ready { .. } => {}
-                _ => all_ready = false,
-            }
-        }
-        if all_ready {
-            Some(Ok(()))
-        } else {
-            self.broken.clone().map(Err)
-        }
-    }
-
-    /// Sends an `Exit` to every live worker; returns the slots asked.
-    pub(crate) fn begin_exit(&mut self, hook: Option<u32>) -> Vec<usize> {
-        let mut asked = Vec::new();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            if let SlotState::Ready { pid } = s.state {
-                let mut frame = Vec::new();
-                message::write::exit(&mut frame, hook);
-                s.push_frame(Arc::new(frame));
-                s.state = SlotState::Exiting { pid };
-                asked.push(i);
-            }
-        }
-        self.flush_writes();
-        asked
-    }
-
-    /// The exit outcome of `slot`: `None` while it is still coming.
-    pub(crate) fn exit_outcome(&mut self, slot: usize) -> Option<Result<Vec<u8>, Error>> {
-        let s = &mut self.slots[slot];
-        if let Some(body) = s.exit_result.take() {
-            return Some(Ok(body));
-        }
-        match &s.state {
-            SlotState::Exiting { .. } | SlotState::Dead { .. } => None,
-            SlotState::Gone { how } => Some(Err(Error::new(ErrorKind::WorkerDied(format!(
-                "in its exit hook: {how}"
-            ))))),
-            _ => Some(Err(Error::new(ErrorKind::WorkerDied(
-                "before its exit hook ran".into(),
-            )))),
-        }
-    }
-
     // ----- events --------------------------------------------------------------
 
     fn fill_pollfds(&self, fds: &mut Vec<libc::pollfd>, wake: i32) {
@@ -488,19 +413,6 @@ impl Core {
                 events,
                 revents: 0,
             });
-        }
-    }
-
-    fn poll_timeout_ms(&self) -> i32 {
-        // Bounded, so a lost wake-up or a missing exit report costs at most this.
-        if self
-            .slots
-            .iter()
-            .any(|s| matches!(s.state, SlotState::Dead { code: None, .. }))
-        {
-            100
-        } else {
-            1000
         }
     }
 
@@ -561,53 +473,6 @@ impl Core {
         }
     }
 
-    fn spawned(&mut self, i: usize, pid: Pid) {
-        let Some(s) = self.slots.get_mut(i) else {
-            return;
-        };
-        let SlotState::Spawning { ready, closed } = s.state else {
-            return;
-        };
-        s.state = match (ready, closed) {
-            (_, true) => SlotState::Dead {
-                pid,
-                code: None,
-                since: Instant::now(),
-                during_init: !ready,
-                exiting: false,
-            },
-            (true, false) => SlotState::Ready { pid },
-            (false, false) => SlotState::Starting { pid },
-        };
-        if ready {
-            s.init_failures = 0;
-        }
-        self.settle(i);
-    }
-
-    fn worker_exited(&mut self, pid: Pid, code: i32) {
-        let Some(i) = self.slots.iter().position(|s| s.pid() == Some(pid)) else {
-            return;
-        };
-        // The process is gone, so everything it wrote is in the socket: read
-        // it all (its last outcomes, an init error) before looking further.
-        if self.slots[i].chan.is_some() {
-            self.read_slot(i);
-        }
-        // No end of stream seen means some other process holds a stray copy
-        // of the worker's end; the report is what counts.
-        if self.slots[i].chan.is_some() {
-            self.channel_closed(i);
-        }
-        if let SlotState::Dead {
-            code: known @ None, ..
-        } = &mut self.slots[i].state
-        {
-            *known = Some(code);
-        }
-        self.settle(i);
-    }
-
     fn read_slot(&mut self, i: usize) {
         loop {
             let fill = self.slots[i].fill();
@@ -665,7 +530,14 @@ impl Core {
                 self.batch_done(i, tag, (first, count, nanos), frame, body_at)?;
             }
             Message::Exited { body } => {
-                self.slots[i].exit_result = Some(body.to_vec());
+                let s = &mut self.slots[i];
+                s.exit_result = Some(body.to_vec());
+                // Unasked: the worker reached its task or memory limit and
+                // leaves; what it held is requeued when its channel closes.
+                if let SlotState::Ready { pid } = s.state {
+                    s.state = SlotState::Recycling { pid };
+                    s.recycling = true;
+                }
             }
             Message::Run { .. } | Message::Exit { .. } => {
                 return Err("a worker sent a driver message")
@@ -719,225 +591,6 @@ impl Core {
             if j.abandoned && j.outstanding == 0 {
                 self.jobs.remove(&job);
             }
-        }
-    }
-
-    fn protocol_failure(&mut self, i: usize, why: &str) {
-        // A worker that speaks nonsense is killed and replaced like a crashed one.
-        if let Some(pid) = self.slots[i].pid() {
-            self.kill(pid);
-        }
-        self.slots[i].protocol_error = Some(why.to_string());
-        self.channel_closed(i);
-    }
-
-    fn kill(&self, pid: Pid) {
-        if let Some(ctl) = &self.zygote_ctl {
-            let msg = Ctl::Kill {
-                pid: pid.as_raw(),
-                signal: nix::sys::signal::Signal::SIGKILL as i32,
-            };
-            let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
-        }
-    }
-
-    fn channel_closed(&mut self, i: usize) {
-        let s = &mut self.slots[i];
-        s.close();
-        match s.state {
-            // Its pid is still on the way: `spawned` takes it from here.
-            SlotState::Spawning { ref mut closed, .. } => *closed = true,
-            SlotState::Starting { pid } => {
-                s.state = SlotState::Dead {
-                    pid,
-                    code: None,
-                    since: Instant::now(),
-                    during_init: true,
-                    exiting: false,
-                }
-            }
-            SlotState::Ready { pid } => {
-                s.state = SlotState::Dead {
-                    pid,
-                    code: None,
-                    since: Instant::now(),
-                    during_init: false,
-                    exiting: false,
-                }
-            }
-            SlotState::Exiting { pid } => {
-                s.state = SlotState::Dead {
-                    pid,
-                    code: None,
-                    since: Instant::now(),
-                    during_init: false,
-                    exiting: true,
-                }
-            }
-            SlotState::Dead { .. }
-            | SlotState::Gone { .. }
-            | SlotState::Failed(_)
-            | SlotState::Empty => {}
-        }
-        self.settle(i);
-    }
-
-    /// A dead worker whose exit status is known (or long overdue): give its
-    /// work a new home, and start its replacement.
-    fn settle(&mut self, i: usize) {
-        let SlotState::Dead {
-            pid,
-            code,
-            since,
-            during_init,
-            exiting,
-        } = self.slots[i].state
-        else {
-            return;
-        };
-        if code.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
-            return;
-        }
-        let how = match (&self.slots[i].protocol_error, code) {
-            (Some(why), _) => format!("protocol error ({why})"),
-            (None, Some(code)) => describe_exit(code),
-            (None, None) => "exit status unknown".to_string(),
-        };
-        if exiting {
-            self.slots[i].state = SlotState::Gone { how };
-            return;
-        }
-        let slot = &mut self.slots[i];
-        slot.state = SlotState::Empty;
-        slot.protocol_error = None;
-        let inflight: Vec<u64> = slot.inflight.drain(..).collect();
-        let cell = self.cells.get(i);
-        let running_tag = cell.tag.load(std::sync::atomic::Ordering::Acquire);
-        let running_item = cell.item.load(std::sync::atomic::Ordering::Acquire);
-        cell.tag.store(0, std::sync::atomic::Ordering::Release);
-        let mut requeue = Vec::new();
-        for tag in inflight {
-            let Some(b) = self.batches.remove(&tag) else {
-                continue;
-            };
-            let job = b.job;
-            if b.pinned.is_some() {
-                for k in b.done..b.count {
-                    self.fail_item(
-                        job,
-                        b.first + k as u64,
-                        Error::new(ErrorKind::WorkerDied(how.clone())),
-                    );
-                }
-            } else if tag == running_tag && running_item >= b.done && running_item < b.count {
-                // That item was running when the worker died: it is the one
-                // that gets the error. Items before it finished but their
-                // outcomes were lost with the worker; they run again, as do
-                // the items after it.
-                self.fail_item(
-                    job,
-                    b.first + running_item as u64,
-                    Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))),
-                );
-                requeue.extend(b.clone_range(b.done, running_item));
-                requeue.extend(b.clone_range(running_item + 1, b.count));
-            } else {
-                requeue.extend(b.clone_range(b.done, b.count));
-            }
-            self.batch_gone(job);
-        }
-        // Back to the front of the queue, in their original order.
-        for piece in requeue.into_iter().rev() {
-            self.resubmit_front(piece);
-        }
-        let slot = &mut self.slots[i];
-        slot.generation += 1;
-        if during_init {
-            slot.init_failures += 1;
-            if slot.last_init_error.is_none() {
-                slot.last_init_error = Some(format!("worker died during init: {how}"));
-            }
-            if slot.init_failures >= self.config.respawn_limit.max(1) {
-                slot.state = SlotState::Failed(slot.last_init_error.clone().unwrap_or(how));
-                self.check_all_failed();
-                return;
-            }
-        }
-        if self.zygote_ctl.is_some() {
-            self.spawn(i);
-        }
-    }
-
-    fn resubmit_front(&mut self, batch: NewBatch) {
-        if self.jobs.get(&batch.job).is_none_or(|j| j.abandoned) {
-            return;
-        }
-        self.submit(batch, None);
-        // `submit` queued it at the back; move it to the front.
-        if let Some(tag) = self.queue.pop_back() {
-            self.queue.push_front(tag);
-        }
-    }
-
-    fn fail_item(&mut self, job: JobId, index: u64, error: Error) {
-        if let Some(j) = self.jobs.get_mut(&job) {
-            if !j.abandoned {
-                j.completions.push_back(Completion::Failed { index, error });
-            }
-        }
-    }
-
-    /// If no slot can ever run anything again, the pool is broken.
-    fn check_all_failed(&mut self) {
-        if self
-            .slots
-            .iter()
-            .all(|s| matches!(s.state, SlotState::Failed(_)))
-        {
-            let why = self.slots.iter().find_map(|s| match &s.state {
-                SlotState::Failed(w) => Some(w.clone()),
-                _ => None,
-            });
-            self.break_pool(
-                format!("no worker could be started: {}", why.unwrap_or_default()),
-                false,
-            );
-        }
-    }
-
-    fn break_pool(&mut self, why: String, zygote_gone: bool) {
-        if self.broken.is_none() {
-            self.broken = Some(why.clone());
-        }
-        if zygote_gone {
-            if let Some(ctl) = self.zygote_ctl.take() {
-                sys::unregister_internal(ctl.as_raw_fd());
-            }
-        }
-        self.fail_queued(&why);
-    }
-
-    /// Fails every batch that waits for a worker.
-    fn fail_queued(&mut self, why: &str) {
-        let queued: Vec<u64> = self.queue.drain(..).collect();
-        for tag in queued {
-            if let Some(b) = self.batches.remove(&tag) {
-                for k in b.done..b.count {
-                    self.fail_item(
-                        b.job,
-                        b.first + k as u64,
-                        Error::new(ErrorKind::PoolBroken(why.to_string())),
-                    );
-                }
-                self.batch_gone(b.job);
-            }
-        }
-    }
-
-    /// Periodic work: settle dead workers whose exit report is overdue.
-    fn tick(&mut self) {
-        for i in 0..self.slots.len() {
-            self.settle(i);
         }
     }
 
@@ -1032,6 +685,7 @@ impl BatchRec {
             count: to - from,
             frame,
             offsets,
+            attempts: self.attempts,
         })
     }
 }

@@ -29,6 +29,8 @@ pub(crate) enum SlotState {
     Ready { pid: Pid },
     /// The worker was asked to run its exit hook and leave.
     Exiting { pid: Pid },
+    /// The worker reached its task or memory limit, ran its exit hook and leaves.
+    Recycling { pid: Pid },
     /// The worker's channel closed; its exit status may still be coming.
     Dead {
         pid: Pid,
@@ -58,6 +60,16 @@ pub(crate) struct Slot {
     pub(crate) init_failures: u32,
     pub(crate) last_init_error: Option<String>,
     pub(crate) protocol_error: Option<String>,
+    /// When the current worker was asked for.
+    pub(crate) started_at: Instant,
+    /// The item seen running, and since when: `(batch tag, item, first seen)`.
+    pub(crate) watch: Option<(u64, u32, Instant)>,
+    /// The driver killed this worker for running past a timeout, after this long.
+    pub(crate) timed_out: Option<std::time::Duration>,
+    /// Start a worker here again at this time (back-off after init failures).
+    pub(crate) respawn_at: Option<Instant>,
+    /// The worker is leaving on its own (recycled).
+    pub(crate) recycling: bool,
     max_frame: usize,
 }
 
@@ -74,6 +86,11 @@ impl Slot {
             init_failures: 0,
             last_init_error: None,
             protocol_error: None,
+            started_at: Instant::now(),
+            watch: None,
+            timed_out: None,
+            respawn_at: None,
+            recycling: false,
             max_frame,
         }
     }
@@ -107,6 +124,7 @@ impl Slot {
             SlotState::Starting { pid }
             | SlotState::Ready { pid }
             | SlotState::Exiting { pid }
+            | SlotState::Recycling { pid }
             | SlotState::Dead { pid, .. } => Some(pid),
             _ => None,
         }

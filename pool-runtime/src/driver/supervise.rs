@@ -1,0 +1,496 @@
+//! Supervision: starting workers, noticing how they end, giving the work of
+//! a dead one a new home (retry, or an error that names the cause), killing
+//! a task past its timeout, recycling, and respawning with back-off.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::slot::SlotState;
+use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
+use crate::channel::message;
+use crate::error::{Error, ErrorKind};
+use crate::sys;
+use crate::zygote::{describe_exit, Ctl};
+
+/// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64 << n.min(6)).min(Duration::from_secs(5))
+}
+
+impl Core {
+    /// Asks the zygote for a worker in `slot`.
+    pub(crate) fn spawn(&mut self, slot: usize) {
+        let Some(ctl) = &self.zygote_ctl else { return };
+        let s = &mut self.slots[slot];
+        let generation = s.generation;
+        s.respawn_at = None;
+        match s.open_channel() {
+            Ok(worker_end) => {
+                let msg = Ctl::Spawn {
+                    slot: slot as u32,
+                    generation,
+                };
+                let sent = sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd()));
+                sys::unregister_internal(worker_end.as_raw_fd());
+                drop(worker_end);
+                if sent.is_ok() {
+                    s.state = SlotState::Spawning {
+                        ready: false,
+                        closed: false,
+                    };
+                    s.started_at = Instant::now();
+                    return;
+                }
+                s.close();
+                self.break_pool("the fork server is gone".into(), true);
+            }
+            Err(e) => {
+                s.state = SlotState::Failed(format!("cannot create a channel: {e}"));
+                self.check_all_failed();
+            }
+        }
+    }
+
+    /// At build: `Ok` once every worker is ready, the first init failure
+    /// (no retry at build), or `None` while workers are still starting.
+    pub(crate) fn startup_status(&self) -> Option<Result<(), String>> {
+        let mut all_ready = true;
+        for s in &self.slots {
+            if let Some(why) = &s.last_init_error {
+                if !matches!(s.state, SlotState::Starting { .. }) {
+                    return Some(Err(why.clone()));
+                }
+            }
+            match &s.state {
+                SlotState::Failed(why) => return Some(Err(why.clone())),
+                SlotState::Ready { .. } => {}
+                _ => all_ready = false,
+            }
+        }
+        if all_ready {
+            Some(Ok(()))
+        } else {
+            self.broken.clone().map(Err)
+        }
+    }
+
+    /// No slot is between two workers (recycling, respawning): each is ready
+    /// or will never run again.
+    pub(crate) fn all_settled(&self) -> bool {
+        self.broken.is_some()
+            || self
+                .slots
+                .iter()
+                .all(|s| matches!(s.state, SlotState::Ready { .. } | SlotState::Failed(_)))
+    }
+
+    /// Sends an `Exit` to every live worker; returns the slots asked.
+    pub(crate) fn begin_exit(&mut self, hook: Option<u32>) -> Vec<usize> {
+        let mut asked = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if let SlotState::Ready { pid } = s.state {
+                let mut frame = Vec::new();
+                message::write::exit(&mut frame, hook);
+                s.push_frame(Arc::new(frame));
+                s.state = SlotState::Exiting { pid };
+                asked.push(i);
+            }
+        }
+        self.flush_writes();
+        asked
+    }
+
+    /// The exit outcome of `slot`: `None` while it is still coming.
+    pub(crate) fn exit_outcome(&mut self, slot: usize) -> Option<Result<Vec<u8>, Error>> {
+        let s = &mut self.slots[slot];
+        if let Some(body) = s.exit_result.take() {
+            return Some(Ok(body));
+        }
+        match &s.state {
+            SlotState::Exiting { .. } | SlotState::Dead { .. } => None,
+            SlotState::Gone { how } => Some(Err(Error::new(ErrorKind::WorkerDied(format!(
+                "in its exit hook: {how}"
+            ))))),
+            _ => Some(Err(Error::new(ErrorKind::WorkerDied(
+                "before its exit hook ran".into(),
+            )))),
+        }
+    }
+
+    /// Exit-hook outcomes of workers recycled so far: `(slot, generation, hook, outcome)`.
+    pub(crate) fn take_recycled(&mut self) -> Vec<(usize, u32, Vec<u8>)> {
+        std::mem::take(&mut self.recycled)
+    }
+
+    // ----- what the zygote and the channels say --------------------------------
+
+    pub(super) fn spawned(&mut self, i: usize, pid: Pid) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        let SlotState::Spawning { ready, closed } = s.state else {
+            return;
+        };
+        s.state = match (ready, closed) {
+            (_, true) => SlotState::Dead {
+                pid,
+                code: None,
+                since: Instant::now(),
+                during_init: !ready,
+                exiting: false,
+            },
+            (true, false) => SlotState::Ready { pid },
+            (false, false) => SlotState::Starting { pid },
+        };
+        if ready {
+            s.init_failures = 0;
+        }
+        self.settle(i);
+    }
+
+    pub(super) fn worker_exited(&mut self, pid: Pid, code: i32) {
+        let Some(i) = self.slots.iter().position(|s| s.pid() == Some(pid)) else {
+            return;
+        };
+        // The process is gone, so everything it wrote is in the socket: read
+        // it all (its last outcomes, an init error) before looking further.
+        if self.slots[i].chan.is_some() {
+            self.read_slot(i);
+        }
+        // No end of stream seen means some other process holds a stray copy
+        // of the worker's end; the report is what counts.
+        if self.slots[i].chan.is_some() {
+            self.channel_closed(i);
+        }
+        if let SlotState::Dead {
+            code: known @ None, ..
+        } = &mut self.slots[i].state
+        {
+            *known = Some(code);
+        }
+        self.settle(i);
+    }
+
+    /// A worker that speaks nonsense is killed and replaced like a crashed one.
+    pub(super) fn protocol_failure(&mut self, i: usize, why: &str) {
+        if let Some(pid) = self.slots[i].pid() {
+            self.kill(pid);
+        }
+        self.slots[i].protocol_error = Some(why.to_string());
+        self.channel_closed(i);
+    }
+
+    fn kill(&self, pid: Pid) {
+        if let Some(ctl) = &self.zygote_ctl {
+            let msg = Ctl::Kill {
+                pid: pid.as_raw(),
+                signal: nix::sys::signal::Signal::SIGKILL as i32,
+            };
+            let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
+        }
+    }
+
+    pub(super) fn channel_closed(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        s.close();
+        let dead = |pid, during_init, exiting| SlotState::Dead {
+            pid,
+            code: None,
+            since: Instant::now(),
+            during_init,
+            exiting,
+        };
+        match s.state {
+            // Its pid is still on the way: `spawned` takes it from here.
+            SlotState::Spawning { ref mut closed, .. } => *closed = true,
+            SlotState::Starting { pid } => s.state = dead(pid, true, false),
+            SlotState::Ready { pid } | SlotState::Recycling { pid } => {
+                s.state = dead(pid, false, false)
+            }
+            SlotState::Exiting { pid } => s.state = dead(pid, false, true),
+            SlotState::Dead { .. }
+            | SlotState::Gone { .. }
+            | SlotState::Failed(_)
+            | SlotState::Empty => {}
+        }
+        self.settle(i);
+    }
+
+    /// A dead worker whose exit status is known (or long overdue): give its
+    /// work a new home, and start its replacement.
+    pub(super) fn settle(&mut self, i: usize) {
+        let SlotState::Dead {
+            pid,
+            code,
+            since,
+            during_init,
+            exiting,
+        } = self.slots[i].state
+        else {
+            return;
+        };
+        if code.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
+            return;
+        }
+        let how = match (&self.slots[i].protocol_error, code) {
+            (Some(why), _) => format!("protocol error ({why})"),
+            (None, Some(code)) => describe_exit(code),
+            (None, None) => "exit status unknown".to_string(),
+        };
+        if exiting {
+            self.slots[i].state = SlotState::Gone { how };
+            return;
+        }
+        let slot = &mut self.slots[i];
+        slot.state = SlotState::Empty;
+        slot.protocol_error = None;
+        slot.watch = None;
+        let timed_out = slot.timed_out.take();
+        let recycled = std::mem::take(&mut slot.recycling);
+        if let Some(outcome) = slot.exit_result.take() {
+            if recycled {
+                self.recycled.push((i, slot.generation, outcome));
+            }
+        }
+        let inflight: Vec<u64> = self.slots[i].inflight.drain(..).collect();
+        let cell = self.cells.get(i);
+        let running_tag = cell.tag.swap(0, Ordering::AcqRel);
+        let running_item = cell.item.load(Ordering::Acquire);
+        let mut requeue = Vec::new();
+        for tag in inflight {
+            let Some(b) = self.batches.remove(&tag) else {
+                continue;
+            };
+            let job = b.job;
+            if b.pinned.is_some() {
+                for k in b.done..b.count {
+                    self.fail_item(
+                        job,
+                        b.first + k as u64,
+                        Error::new(ErrorKind::WorkerDied(how.clone())),
+                    );
+                }
+            } else if tag == running_tag && running_item >= b.done && running_item < b.count {
+                // That item was running when the worker died: it is the one
+                // that is blamed. Items before it finished but their outcomes
+                // were lost with the worker; they run again, as do the items
+                // after it.
+                let index = b.first + running_item as u64;
+                let killed = b.attempts + 1;
+                if let Some(ran) = timed_out {
+                    let limit = self.config.task_timeout.unwrap_or_default();
+                    let msg = format!("ran {ran:.1?}, past the task timeout of {limit:?}; its worker (pid {pid}) was killed and replaced");
+                    self.fail_item(job, index, Error::new(ErrorKind::TimedOut(msg)));
+                } else if killed <= self.config.retries {
+                    requeue.extend(
+                        b.clone_range(running_item, running_item + 1)
+                            .map(|mut one| {
+                                one.attempts = killed;
+                                one
+                            }),
+                    );
+                } else if self.config.retries == 0 {
+                    self.fail_item(
+                        job,
+                        index,
+                        Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))),
+                    );
+                } else {
+                    let msg = format!(
+                        "{how} (pid {pid}); this input has now killed {killed} workers, so it is quarantined, not retried"
+                    );
+                    self.fail_item(job, index, Error::new(ErrorKind::Quarantined(msg)));
+                }
+                requeue.extend(b.clone_range(b.done, running_item));
+                requeue.extend(b.clone_range(running_item + 1, b.count));
+            } else {
+                requeue.extend(b.clone_range(b.done, b.count));
+            }
+            self.batch_gone(job);
+        }
+        // Back to the front of the queue, in their original order.
+        requeue.sort_by_key(|b| b.first);
+        for piece in requeue.into_iter().rev() {
+            self.resubmit_front(piece);
+        }
+        let slot = &mut self.slots[i];
+        slot.generation += 1;
+        if during_init {
+            slot.init_failures += 1;
+            if slot.last_init_error.is_none() {
+                slot.last_init_error = Some(match timed_out {
+                    Some(t) => format!("init timed out after {t:.1?}"),
+                    None => format!("worker died during init: {how}"),
+                });
+            }
+            if slot.init_failures >= self.config.respawn_limit.max(1) {
+                slot.state = SlotState::Failed(slot.last_init_error.clone().unwrap_or(how));
+                self.check_all_failed();
+                return;
+            }
+            // The database went away, say: wait before trying again.
+            slot.respawn_at = Some(Instant::now() + backoff(slot.init_failures - 1));
+            return;
+        }
+        if self.zygote_ctl.is_some() {
+            self.spawn(i);
+        }
+    }
+
+    fn resubmit_front(&mut self, batch: NewBatch) {
+        if self.jobs.get(&batch.job).is_none_or(|j| j.abandoned) {
+            return;
+        }
+        self.submit(batch, None);
+        // `submit` queued it at the back; move it to the front.
+        if let Some(tag) = self.queue.pop_back() {
+            self.queue.push_front(tag);
+        }
+    }
+
+    pub(super) fn fail_item(&mut self, job: JobId, index: u64, error: Error) {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            if !j.abandoned {
+                j.completions.push_back(Completion::Failed { index, error });
+            }
+        }
+    }
+
+    /// If no slot can ever run anything again, the pool is broken.
+    pub(super) fn check_all_failed(&mut self) {
+        if self
+            .slots
+            .iter()
+            .all(|s| matches!(s.state, SlotState::Failed(_)))
+        {
+            let why = self.slots.iter().find_map(|s| match &s.state {
+                SlotState::Failed(w) => Some(w.clone()),
+                _ => None,
+            });
+            self.break_pool(
+                format!("no worker could be started: {}", why.unwrap_or_default()),
+                false,
+            );
+        }
+    }
+
+    pub(super) fn break_pool(&mut self, why: String, zygote_gone: bool) {
+        if self.broken.is_none() {
+            self.broken = Some(why.clone());
+        }
+        if zygote_gone {
+            if let Some(ctl) = self.zygote_ctl.take() {
+                sys::unregister_internal(ctl.as_raw_fd());
+            }
+        }
+        self.fail_queued(&why);
+    }
+
+    /// Fails every batch that waits for a worker.
+    pub(super) fn fail_queued(&mut self, why: &str) {
+        let queued: Vec<u64> = self.queue.drain(..).collect();
+        for tag in queued {
+            if let Some(b) = self.batches.remove(&tag) {
+                for k in b.done..b.count {
+                    self.fail_item(
+                        b.job,
+                        b.first + k as u64,
+                        Error::new(ErrorKind::PoolBroken(why.to_string())),
+                    );
+                }
+                self.batch_gone(b.job);
+            }
+        }
+    }
+
+    // ----- the clock -------------------------------------------------------------
+
+    /// Periodic work, after every poll: settle dead workers whose exit report
+    /// is overdue, kill tasks and inits past their timeout, start respawns
+    /// whose back-off is over.
+    pub(super) fn tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            self.settle(i);
+            let s = &mut self.slots[i];
+            match s.state {
+                SlotState::Empty if s.respawn_at.is_some_and(|t| t <= now) => self.spawn(i),
+                SlotState::Ready { pid } => {
+                    let Some(limit) = self.config.task_timeout else {
+                        continue;
+                    };
+                    let cell = self.cells.get(i);
+                    let (tag, item) = (
+                        cell.tag.load(Ordering::Acquire),
+                        cell.item.load(Ordering::Acquire),
+                    );
+                    if tag == 0 || s.inflight.is_empty() {
+                        s.watch = None;
+                        continue;
+                    }
+                    // The driver cannot see when an item started, only that
+                    // the same one is still running since it first looked.
+                    match s.watch {
+                        Some((t, it, since)) if t == tag && it == item => {
+                            if since.elapsed() >= limit && s.timed_out.is_none() {
+                                s.timed_out = Some(since.elapsed());
+                                self.kill(pid);
+                            }
+                        }
+                        _ => s.watch = Some((tag, item, now)),
+                    }
+                }
+                SlotState::Starting { pid } => {
+                    let Some(limit) = self.config.init_timeout else {
+                        continue;
+                    };
+                    let ran = s.started_at.elapsed();
+                    if ran >= limit && s.timed_out.is_none() {
+                        s.timed_out = Some(ran);
+                        self.kill(pid);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// How long the poller may sleep: until the next deadline, and never
+    /// more than a second, so a lost wake-up costs at most that.
+    pub(super) fn poll_timeout_ms(&self) -> i32 {
+        let now = Instant::now();
+        let mut wait = Duration::from_secs(1);
+        for s in &self.slots {
+            match s.state {
+                SlotState::Dead { code: None, .. } => wait = wait.min(Duration::from_millis(100)),
+                SlotState::Empty => {
+                    if let Some(t) = s.respawn_at {
+                        wait = wait.min(t.saturating_duration_since(now));
+                    }
+                }
+                SlotState::Ready { .. } if !s.inflight.is_empty() => {
+                    if let Some(limit) = self.config.task_timeout {
+                        wait = wait.min(
+                            (limit / 10)
+                                .clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                        );
+                    }
+                }
+                SlotState::Starting { .. } | SlotState::Spawning { .. } => {
+                    if let Some(limit) = self.config.init_timeout {
+                        wait = wait.min(
+                            (limit / 10)
+                                .clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        wait.as_millis().max(1) as i32
+    }
+}

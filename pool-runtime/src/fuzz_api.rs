@@ -1,0 +1,333 @@
+//! Hooks for the fuzz targets in `fuzz/` (feature `fuzzing`, never on by
+//! default): thin public wrappers around the crate-private code that reads
+//! bytes from a peer process. Not an API: no stability, hidden from the docs.
+//!
+//! * [`FrameReader`] — the driver's non-blocking frame reassembly;
+//!   [`read_blocking`] — the worker's blocking frame read.
+//! * [`parse`] — the message parser, and [`write`] the header writers, so a
+//!   target can check that what parses re-encodes to the same bytes.
+//! * [`OutcomeCursor`] — walks the outcomes of a `Done` body the way
+//!   `Imap::next_in_cursor` does (status byte, then a codec value).
+//! * [`run_inputs`] — decodes the inputs of a `Run` body the way a worker
+//!   does (`dispatch::Batch`), echoing each input back as its output.
+
+use std::io::{self, Read};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::channel::frame;
+use crate::channel::message::{self, Message};
+use crate::codec;
+use crate::dispatch::{self, Batch, Progress, Status};
+use crate::error::{Error, ErrorKind};
+
+/// Bytes in a frame's length prefix.
+pub const PREFIX: usize = frame::PREFIX;
+
+/// What one [`FrameReader::fill`] saw (mirror of the private `Fill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Some bytes arrived.
+    Data,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// The peer closed its end.
+    Eof,
+}
+
+/// A refused frame (mirror of the private `FrameError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The prefix asks for more than the limit.
+    TooLarge {
+        /// What the prefix asked for.
+        len: usize,
+        /// The reader's limit.
+        limit: usize,
+    },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes buffered.
+        have: usize,
+        /// Bytes the frame at the front needs (prefix included).
+        want: usize,
+    },
+}
+
+impl From<frame::FrameError> for FrameError {
+    fn from(e: frame::FrameError) -> Self {
+        match e {
+            frame::FrameError::TooLarge { len, limit } => FrameError::TooLarge { len, limit },
+            frame::FrameError::Truncated { have, want } => FrameError::Truncated { have, want },
+        }
+    }
+}
+
+/// The driver's frame reader.
+#[derive(Debug)]
+pub struct FrameReader(frame::FrameReader);
+
+impl FrameReader {
+    /// A reader that refuses frames longer than `limit`.
+    pub fn new(limit: usize) -> Self {
+        FrameReader(frame::FrameReader::new(limit))
+    }
+
+    /// One read from `src` into the buffer.
+    pub fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
+        Ok(match self.0.fill(src)? {
+            frame::Fill::Data => Fill::Data,
+            frame::Fill::WouldBlock => Fill::WouldBlock,
+            frame::Fill::Eof => Fill::Eof,
+        })
+    }
+
+    /// The complete frame at the front, without its prefix.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        Ok(self.0.next_frame()?)
+    }
+
+    /// After [`Fill::Eof`]: an error if a frame was cut short.
+    pub fn check_clean_eof(&self) -> Result<(), FrameError> {
+        Ok(self.0.check_clean_eof()?)
+    }
+}
+
+/// The worker's blocking read of one frame into `buf`.
+pub fn read_blocking(src: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    frame::read_blocking(src, buf, limit)
+}
+
+/// A parsed message (mirror of the private `Message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Parsed<'a> {
+    Run {
+        tag: u64,
+        task: u32,
+        count: u32,
+        body: &'a [u8],
+    },
+    Exit {
+        hook: Option<u32>,
+    },
+    Ready,
+    InitFailed {
+        message: &'a str,
+    },
+    Done {
+        tag: u64,
+        first: u32,
+        count: u32,
+        nanos: u64,
+        body: &'a [u8],
+    },
+    Exited {
+        body: &'a [u8],
+    },
+}
+
+/// Parses a frame's payload; the error is the parser's reason.
+pub fn parse(frame: &[u8]) -> Result<Parsed<'_>, &'static str> {
+    Ok(match Message::parse(frame).map_err(|e| e.0)? {
+        Message::Run {
+            tag,
+            task,
+            count,
+            body,
+        } => Parsed::Run {
+            tag,
+            task,
+            count,
+            body,
+        },
+        Message::Exit { hook } => Parsed::Exit { hook },
+        Message::Ready => Parsed::Ready,
+        Message::InitFailed { message } => Parsed::InitFailed { message },
+        Message::Done {
+            tag,
+            first,
+            count,
+            nanos,
+            body,
+        } => Parsed::Done {
+            tag,
+            first,
+            count,
+            nanos,
+            body,
+        },
+        Message::Exited { body } => Parsed::Exited { body },
+    })
+}
+
+/// Writes `msg` as a whole frame (prefix included) with the crate's own
+/// writers, as the sending side would.
+pub fn write(msg: &Parsed<'_>) -> Vec<u8> {
+    use message::write;
+    let mut buf = Vec::new();
+    let start = match *msg {
+        Parsed::Run {
+            tag,
+            task,
+            count,
+            body,
+        } => {
+            let s = write::run(&mut buf, tag, task, 0);
+            write::patch_run_count(&mut buf, s, count);
+            buf.extend_from_slice(body);
+            s
+        }
+        Parsed::Exit { hook } => {
+            write::exit(&mut buf, hook);
+            return buf;
+        }
+        Parsed::Ready => {
+            write::ready(&mut buf);
+            return buf;
+        }
+        Parsed::InitFailed { message } => {
+            write::init_failed(&mut buf, message);
+            return buf;
+        }
+        Parsed::Done {
+            tag,
+            first,
+            count,
+            nanos,
+            body,
+        } => {
+            let s = write::done(&mut buf, tag, 0, 0);
+            write::patch_done(&mut buf, s, first, count, nanos);
+            buf.extend_from_slice(body);
+            s
+        }
+        Parsed::Exited { body } => {
+            let s = write::exited(&mut buf);
+            buf.extend_from_slice(body);
+            s
+        }
+    };
+    frame::finish(&mut buf, start, usize::MAX).expect("a fuzz frame fits a u32");
+    buf
+}
+
+/// Decodes one outcome whose status byte was split off: a copy of the private
+/// `pool::decode_outcome` (keep the two in step).
+fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[u8]), Error> {
+    let malformed = |e: codec::CodecError| {
+        Error::new(ErrorKind::Codec(format!(
+            "malformed outcome from a worker: {e}"
+        )))
+    };
+    match Status::from_byte(status) {
+        Some(Status::Ok) => codec::decode::<R>(rest).map_err(malformed),
+        Some(Status::Panicked) => {
+            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
+            Err(Error::new(ErrorKind::Panicked(msg)))
+        }
+        Some(Status::Codec) => {
+            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
+            Err(Error::new(ErrorKind::Codec(msg)))
+        }
+        None => Err(Error::new(ErrorKind::Codec(format!(
+            "unknown outcome status {status} from a worker"
+        )))),
+    }
+}
+
+/// Walks the outcomes of a `Done` body: a copy of the private
+/// `Imap::next_in_cursor` (keep the two in step).
+#[derive(Debug)]
+pub struct OutcomeCursor<'a> {
+    frame: &'a [u8],
+    at: usize,
+    left: u32,
+    malformed: u32,
+}
+
+impl<'a> OutcomeCursor<'a> {
+    /// A cursor over `count` outcomes at the start of `body`.
+    pub fn new(body: &'a [u8], count: u32) -> Self {
+        OutcomeCursor {
+            frame: body,
+            at: 0,
+            left: count,
+            malformed: 0,
+        }
+    }
+
+    /// Outcomes reported as "malformed outcome from a worker" so far.
+    pub fn malformed(&self) -> u32 {
+        self.malformed
+    }
+
+    /// Bytes of the body not consumed yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.frame[self.at.min(self.frame.len())..]
+    }
+
+    /// The next outcome, as the user would get it from `imap`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next<R: DeserializeOwned>(&mut self) -> Option<Result<R, Error>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let bytes = &self.frame[self.at.min(self.frame.len())..];
+        let decoded = match bytes.split_first() {
+            Some((&status, rest)) => decode_outcome::<R>(status, rest)
+                .map(|(v, rest)| (Ok(v), rest))
+                .or_else(|e| match e.kind() {
+                    ErrorKind::Panicked(_) | ErrorKind::Codec(_)
+                        if Status::from_byte(status).is_some() =>
+                    {
+                        codec::decode::<String>(rest)
+                            .map(|(_, rest)| (Err(e), rest))
+                            .map_err(|_| ())
+                    }
+                    _ => Err(()),
+                }),
+            None => Err(()),
+        };
+        match decoded {
+            Ok((outcome, rest)) => {
+                self.at = self.frame.len() - rest.len();
+                Some(outcome)
+            }
+            Err(()) => {
+                self.at = self.frame.len();
+                self.malformed += 1;
+                Some(Err(Error::new(ErrorKind::Codec(
+                    "malformed outcome from a worker".into(),
+                ))))
+            }
+        }
+    }
+}
+
+struct NoFlush;
+impl Progress for NoFlush {
+    fn item_started(&mut self, _: u32, _: &mut Vec<u8>) -> bool {
+        true
+    }
+}
+
+fn echo<A>(a: A) -> A {
+    a
+}
+
+/// Runs a `Run` body of `count` inputs of type `A` through the worker's batch
+/// loop with a task that returns its input; returns the outcomes as they
+/// would follow a `Done` header.
+pub fn run_inputs<A>(body: &[u8], count: u32) -> Vec<u8>
+where
+    A: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let mut out = Vec::new();
+    let mut progress = NoFlush;
+    let mut batch = Batch::new(body, count, &mut out, &mut progress);
+    dispatch::run_stateless(echo::<A>, &mut (), &mut batch).expect("a stateless task runs");
+    out
+}
