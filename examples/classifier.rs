@@ -128,7 +128,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parallel = t.elapsed();
     let memos = pool.broadcast(memo_len, ())?;
 
-    println!("{ROWS} rows classified: sequential {sequential:.1?}, pool of {WORKERS} workers {parallel:.1?} (build included)");
+    println!("{ROWS} CSV rows classified");
+    println!("  sequential:    {sequential:>9.1?}");
+    println!("  {WORKERS}-worker pool: {parallel:>9.1?} (pool build included)");
     println!("labels: {counts:?}");
     println!("distinct rows memoized per worker: {memos:?}");
     if counts != expected {

@@ -65,9 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pool.join()?;
 
     let ones = |v: &[Vec<u8>]| v.iter().flatten().map(|&b| u64::from(b)).sum::<u64>();
-    println!("sequential:       {sequential:>9.1?}");
+    println!("sequential:    {sequential:>9.1?}");
     println!(
-        "pool ({workers} workers): {parallel:>9.1?}  ({:.2}x sequential; pool build {startup:.1?})",
+        "{workers}-worker pool: {parallel:>9.1?}  ({:.2}x sequential; pool build {startup:.1?})",
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
     println!("checksum: {} one-bits", ones(&bits));
@@ -87,7 +87,9 @@ fn workers_arg() -> Result<usize, Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => Ok(2),
-        [flag, n] if flag == "--workers" => Ok(n.parse()?),
+        [flag, n] if flag == "--workers" => {
+            n.parse().map_err(|e| format!("--workers {n}: {e}").into())
+        }
         _ => Err("usage: quickstart [--workers N]".into()),
     }
 }

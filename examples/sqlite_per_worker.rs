@@ -134,7 +134,11 @@ fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     }
     let reported: u64 = per_worker.iter().sum();
     if rows != RECORDS || distinct != RECORDS || max != RECORDS - 1 || reported != RECORDS {
-        return Err(format!("expected {RECORDS} distinct ids 0..{RECORDS}: {rows} rows, {distinct} distinct, max {max}, workers reported {reported}").into());
+        return Err(format!(
+            "expected ids 0..{RECORDS} once each: {rows} rows, {distinct} distinct, \
+             max {max}, workers reported {reported}"
+        )
+        .into());
     }
     println!("every record stored exactly once");
     Ok(())

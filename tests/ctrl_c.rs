@@ -39,7 +39,11 @@ fn ctrl_c_driver_role() {
     }
     let pool = Pool::builder().workers(2).build(idle, ()).unwrap();
     let ids = pool.broadcast(pids, ()).unwrap();
-    let line: Vec<String> = ids.iter().map(|i| i.0.to_string()).chain([ids[0].1.to_string()]).collect();
+    let line: Vec<String> = ids
+        .iter()
+        .map(|i| i.0.to_string())
+        .chain([ids[0].1.to_string()])
+        .collect();
     println!("PIDS {}", line.join(" "));
     let _ = pool.map(nap, vec![50; 2000]);
     println!("MAP RETURNED");
@@ -48,7 +52,13 @@ fn ctrl_c_driver_role() {
 #[test]
 fn ctrl_c_ends_driver_and_workers() {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "ctrl_c_driver_role", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "ctrl_c_driver_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, "1")
         .process_group(0)
         .stdout(Stdio::piped())
@@ -67,11 +77,18 @@ fn ctrl_c_ends_driver_and_workers() {
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).unwrap();
     let start = Instant::now();
     let status = child.wait().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(1), "the driver took {:?} to end", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the driver took {:?} to end",
+        start.elapsed()
+    );
     assert!(!status.success(), "the driver died of SIGINT: {status:?}");
     let left = common::wait_gone(&pids, Duration::from_secs(1));
     assert!(left.is_empty(), "still alive: {left:?}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "something printed a panic: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "something printed a panic: {stderr}"
+    );
 }

@@ -35,7 +35,11 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 fn soak(tasks: u64, retries: u32) {
-    let pool = Pool::builder().workers(2).retries(retries).build(idle, ()).unwrap();
+    let pool = Pool::builder()
+        .workers(2)
+        .retries(retries)
+        .build(idle, ())
+        .unwrap();
     let zygote = pool.apply(zygote_pid, ()).unwrap();
     let done = AtomicBool::new(false);
     let kills = AtomicUsize::new(0);
@@ -55,11 +59,15 @@ fn soak(tasks: u64, retries: u32) {
                 }
             }
         });
-        let out: Vec<_> = pool.imap(echo, 0..tasks).inspect(|_| {
-            for w in children(zygote) {
-                seen.insert(w);
-            }
-        }).take(tasks as usize + 1).collect();
+        let out: Vec<_> = pool
+            .imap(echo, 0..tasks)
+            .inspect(|_| {
+                for w in children(zygote) {
+                    seen.insert(w);
+                }
+            })
+            .take(tasks as usize + 1)
+            .collect();
         done.store(true, Ordering::Relaxed);
         out
     });
@@ -71,7 +79,10 @@ fn soak(tasks: u64, retries: u32) {
             Ok(v) => assert_eq!(*v, i as u64),
             Err(e) => {
                 failed += 1;
-                assert!(matches!(e.kind(), ErrorKind::WorkerDied(m) | ErrorKind::Quarantined(m) if m.contains("SIGKILL")), "{e}");
+                assert!(
+                    matches!(e.kind(), ErrorKind::WorkerDied(m) | ErrorKind::Quarantined(m) if m.contains("SIGKILL")),
+                    "{e}"
+                );
             }
         }
     }
@@ -82,7 +93,11 @@ fn soak(tasks: u64, retries: u32) {
     drop(pool);
     seen.insert(zygote);
     let all: Vec<u32> = seen.into_iter().collect();
-    assert_eq!(common::wait_gone(&all, Duration::ZERO), Vec::<u32>::new(), "processes left behind");
+    assert_eq!(
+        common::wait_gone(&all, Duration::ZERO),
+        Vec::<u32>::new(),
+        "processes left behind"
+    );
 }
 
 #[test]

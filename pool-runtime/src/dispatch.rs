@@ -128,8 +128,48 @@ impl<'a> Batch<'a> {
 
 thread_local! {
     /// The message and location of the last panic on this thread, recorded by
-    /// the worker's panic hook (the payload alone has no location).
-    pub(crate) static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// the panic hook (the payload alone has no location).
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// This thread is a worker's: its panics are recorded, not printed.
+    static RECORDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that records panics on worker
+/// threads and hands every other panic to the hook that was there before.
+///
+/// Called in the driver before its first fork, never in a worker: setting a
+/// hook takes std's hook lock for writing, and a fork copies that lock as it
+/// is, so a worker forked while some driver thread was panicking would wait
+/// for it forever. Reading it, as a panic does, is fine.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if RECORDING.with(std::cell::Cell::get) {
+                let text = match info.payload().downcast_ref::<&str>() {
+                    Some(s) => s.to_string(),
+                    None => info
+                        .payload()
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| "Box<dyn Any>".into()),
+                };
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// In a worker: record this thread's panics as task errors instead of printing them.
+pub(crate) fn record_panics_here() {
+    RECORDING.with(|r| r.set(true));
 }
 
 /// The text of a panic: what the worker's hook recorded, else the payload.

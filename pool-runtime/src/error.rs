@@ -7,9 +7,16 @@ use std::fmt;
 /// Inspect it with [`Error::kind`]; print it for a message that says what
 /// happened (a panic's message and location, the signal that killed a worker,
 /// the init's own error).
-#[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
+}
+
+/// Reads like `Display`, so that `main` returning an `Error` prints the
+/// message, not a struct dump.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// What kind of failure an [`Error`] is.

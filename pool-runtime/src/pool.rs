@@ -117,8 +117,9 @@ impl<S: 'static> Pool<S> {
         Submitted { stream }
     }
 
-    /// Runs `task` once on every live worker, with the same input; returns
-    /// the outputs in worker order.
+    /// Runs `task` once on every worker, with the same input; returns the
+    /// outputs in worker order. Waits first for any worker being replaced to
+    /// be up; a slot that can no longer start a worker is left out.
     ///
     /// # Errors
     ///
@@ -128,9 +129,11 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
     {
         let job = self.driver.lock().new_job();
+        // A slot between two workers (a respawn under way) gets its new
+        // worker first: "every worker" means every slot that can have one.
         let slots: Vec<Option<usize>> = self
             .driver
-            .lock()
+            .wait_until(|core| core.all_settled())
             .ready_slots()
             .into_iter()
             .map(Some)

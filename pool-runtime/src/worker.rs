@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::channel::frame;
 use crate::channel::message::{write, Message};
-use crate::dispatch::{panic_message, Batch, Progress, LAST_PANIC};
+use crate::dispatch::{self, panic_message, Batch, Progress};
 use crate::registry;
 use crate::sys::{self, Cell};
 use crate::task::{Init, WorkerInfo};
@@ -76,23 +76,9 @@ where
         recycle,
     } = start;
     sys::die_with_parent(zygote);
-    // A task's panic is that task's error: record where it happened for the
-    // error message, and print nothing (the driver reports it).
-    std::panic::set_hook(Box::new(|p| {
-        let text = match p.payload().downcast_ref::<&str>() {
-            Some(s) => s.to_string(),
-            None => p
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "Box<dyn Any>".into()),
-        };
-        let at = p
-            .location()
-            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
-            .unwrap_or_default();
-        LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
-    }));
+    // A task's panic is that task's error: the hook installed at build
+    // records where it happened, and prints nothing (the driver reports it).
+    dispatch::record_panics_here();
     let mut stream = UnixStream::from(chan);
     let mut out = Vec::with_capacity(4096);
 
