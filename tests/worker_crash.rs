@@ -31,6 +31,14 @@ fn die_on_five(_m: &mut Me, x: u64, how: String) -> u64 {
                 unsafe { std::ptr::null_mut::<u64>().write_volatile(x) };
             }
             "abort" => std::process::abort(),
+            "oom" => {
+                // An address-space ceiling, then more than it allows: the
+                // allocator fails and Rust aborts, as under a cgroup limit.
+                use nix::sys::resource::{setrlimit, Resource};
+                setrlimit(Resource::RLIMIT_AS, 256 << 20, 256 << 20).unwrap();
+                let big = vec![1u8; 1 << 30];
+                return big.len() as u64;
+            }
             "exit" => std::process::exit(7),
             _ => {}
         }
@@ -49,6 +57,7 @@ fn each_way_of_dying_is_named_and_the_rest_completes() {
         ("kill", "SIGKILL"),
         ("segv", "SIGSEGV"),
         ("abort", "SIGABRT"),
+        ("oom", "SIGABRT"),
         ("exit", "exited with code 7"),
     ] {
         let pool = Pool::builder()
