@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pool_runtime::{worker_init, worker_task, Pool};
@@ -39,39 +36,14 @@ fn ctrl_c_driver_role() {
     }
     let pool = Pool::builder().workers(2).build(idle, ()).unwrap();
     let ids = pool.broadcast(pids, ()).unwrap();
-    let line: Vec<String> = ids
-        .iter()
-        .map(|i| i.0.to_string())
-        .chain([ids[0].1.to_string()])
-        .collect();
-    println!("PIDS {}", line.join(" "));
+    println!("{}", common::pids_line(&ids));
     let _ = pool.map(nap, vec![50; 2000]);
     println!("MAP RETURNED");
 }
 
 #[test]
 fn ctrl_c_ends_driver_and_workers() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "ctrl_c_driver_role",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "1")
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let pids: Vec<u32> = loop {
-        let line = lines.next().expect("the child printed its pids").unwrap();
-        if let Some((_, rest)) = line.split_once("PIDS ") {
-            break rest.split(' ').map(|p| p.parse().unwrap()).collect();
-        }
-    };
+    let (mut child, pids) = common::spawn_role("ctrl_c_driver_role", ROLE, true);
     std::thread::sleep(Duration::from_millis(200)); // the map is running
     let group = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).unwrap();

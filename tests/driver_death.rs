@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pool_runtime::{worker_init, worker_task, Pool};
@@ -39,12 +37,7 @@ fn driver_role() {
     }
     let pool = Pool::builder().workers(2).build(nothing, ()).unwrap();
     let ids = pool.broadcast(pids, ()).unwrap();
-    let line: Vec<String> = ids
-        .iter()
-        .map(|i| i.0.to_string())
-        .chain([ids[0].1.to_string()])
-        .collect();
-    println!("PIDS {}", line.join(" "));
+    println!("{}", common::pids_line(&ids));
     // One worker busy in a long task, one idle: both must go.
     let _busy = pool.submit(sleep_long, 60_000);
     std::thread::sleep(Duration::from_secs(60));
@@ -52,26 +45,7 @@ fn driver_role() {
 
 #[test]
 fn driver_killed_takes_workers_along() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "driver_role",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let pids: Vec<u32> = loop {
-        let line = lines.next().expect("the child printed its pids").unwrap();
-        // The harness may print "test driver_role ... " before it on the same line.
-        if let Some((_, rest)) = line.split_once("PIDS ") {
-            break rest.split(' ').map(|p| p.parse().unwrap()).collect();
-        }
-    };
+    let (mut child, pids) = common::spawn_role("driver_role", ROLE, false);
     assert_eq!(pids.len(), 3);
     std::thread::sleep(Duration::from_millis(100));
     child.kill().unwrap(); // SIGKILL: no destructor, no shutdown runs

@@ -42,3 +42,47 @@ pub fn parent_of(pid: u32) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// Runs the ignored test `role` of this same test binary as a child process
+/// (in its own process group when `own_group`), with `env_var` set, and
+/// reads the pids it prints on a line `PIDS <worker> <worker> … <zygote>`.
+pub fn spawn_role(role: &str, env_var: &str, own_group: bool) -> (std::process::Child, Vec<u32>) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        role,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(env_var, "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if own_group {
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pids = loop {
+        let line = lines.next().expect("the child printed its pids").unwrap();
+        // The harness may print "test <role> ... " before it on the same line.
+        if let Some((_, rest)) = line.split_once("PIDS ") {
+            break rest.split(' ').map(|p| p.parse().unwrap()).collect();
+        }
+    };
+    (child, pids)
+}
+
+/// The line a child driver prints for [`spawn_role`]: its workers' pids, then the fork server's.
+pub fn pids_line(ids: &[(u32, u32)]) -> String {
+    let all: Vec<String> = ids
+        .iter()
+        .map(|i| i.0.to_string())
+        .chain([ids[0].1.to_string()])
+        .collect();
+    format!("PIDS {}", all.join(" "))
+}
