@@ -7,31 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::channel::outcome::{self, Status};
 use crate::codec;
 use crate::task::{Exit, Task};
-
-/// The outcome of one item, as the first byte of its slot in a result frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Status {
-    /// The task returned; its encoded output follows.
-    Ok = 0,
-    /// The task panicked; the encoded message follows.
-    Panicked = 1,
-    /// The input could not be decoded or the output encoded; the message follows.
-    Codec = 2,
-}
-
-impl Status {
-    pub(crate) fn from_byte(b: u8) -> Option<Status> {
-        match b {
-            0 => Some(Status::Ok),
-            1 => Some(Status::Panicked),
-            2 => Some(Status::Codec),
-            _ => None,
-        }
-    }
-}
 
 /// Called by a batch at the start of each item: it records progress where the
 /// driver can see it if the worker dies, and ships finished results now and
@@ -78,14 +56,7 @@ impl<'a> Batch<'a> {
     }
 
     fn push<T: Serialize + ?Sized>(&mut self, status: Status, value: &T) {
-        let mark = self.out.len();
-        self.out.push(status as u8);
-        if let Err(e) = codec::encode(value, self.out) {
-            self.out.truncate(mark);
-            self.out.push(Status::Codec as u8);
-            let msg = format!("could not encode the result: {e}");
-            codec::encode(msg.as_str(), self.out).expect("a string always encodes");
-        }
+        outcome::write(self.out, status, value);
     }
 
     fn run<A, R>(&mut self, mut call: impl FnMut(A) -> R) -> Result<(), String>

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::builder::PoolBuilder;
 use crate::channel::frame;
 use crate::channel::message::write;
+use crate::channel::outcome;
 use crate::codec;
-use crate::dispatch::Status;
 use crate::driver::{Completion, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
 use crate::registry;
@@ -218,13 +218,7 @@ impl<S: 'static> Pool<S> {
             .map(|o| o.expect("waited for every outcome"));
         earlier
             .chain(last)
-            .map(|body| {
-                let body = body?;
-                let (status, rest) = body
-                    .split_first()
-                    .ok_or_else(|| Error::new(ErrorKind::Codec("empty exit outcome".into())))?;
-                decode_outcome(*status, rest).map(|(value, _)| value)
-            })
+            .map(|body| outcome::read::<E::Output>(&body?)?.0)
             .collect()
     }
 
@@ -245,29 +239,6 @@ impl<S> Drop for Pool<S> {
 fn task_index<T: 'static>() -> Result<u32, Error> {
     registry::task_index::<T>()
         .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<T>())))
-}
-
-/// Decodes one outcome: a [`Status`] byte was split off; `rest` starts with its value.
-fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[u8]), Error> {
-    let malformed = |e: codec::CodecError| {
-        Error::new(ErrorKind::Codec(format!(
-            "malformed outcome from a worker: {e}"
-        )))
-    };
-    match Status::from_byte(status) {
-        Some(Status::Ok) => codec::decode::<R>(rest).map_err(malformed),
-        Some(Status::Panicked) => {
-            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
-            Err(Error::new(ErrorKind::Panicked(msg)))
-        }
-        Some(Status::Codec) => {
-            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
-            Err(Error::new(ErrorKind::Codec(msg)))
-        }
-        None => Err(Error::new(ErrorKind::Codec(format!(
-            "unknown outcome status {status} from a worker"
-        )))),
-    }
 }
 
 /// The handle of one [`Pool::submit`]ted call.
@@ -525,36 +496,15 @@ where
         cur.left -= 1;
         cur.next += 1;
         self.delivered += 1;
-        let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
-        let decoded = match bytes.split_first() {
-            Some((&status, rest)) => decode_outcome::<R>(status, rest)
-                .map(|(v, rest)| (Ok(v), rest))
-                .or_else(|e| {
-                    // An error outcome is well-formed if its message decoded.
-                    match e.kind() {
-                        ErrorKind::Panicked(_) | ErrorKind::Codec(_)
-                            if Status::from_byte(status).is_some() =>
-                        {
-                            codec::decode::<String>(rest)
-                                .map(|(_, rest)| (Err(e), rest))
-                                .map_err(|_| ())
-                        }
-                        _ => Err(()),
-                    }
-                }),
-            None => Err(()),
-        };
-        match decoded {
-            Ok((outcome, rest)) => {
+        match outcome::read::<R>(&cur.frame[cur.at.min(cur.frame.len())..]) {
+            Ok((result, rest)) => {
                 cur.at = cur.frame.len() - rest.len();
-                Some(outcome)
+                Some(result)
             }
-            Err(()) => {
+            Err(malformed) => {
                 // The rest of this frame cannot be read: each item left fails.
                 cur.at = cur.frame.len();
-                Some(Err(Error::new(ErrorKind::Codec(
-                    "malformed outcome from a worker".into(),
-                ))))
+                Some(Err(malformed.into()))
             }
         }
     }

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use crate::channel::frame;
 use crate::channel::message::{write, Message};
+use crate::channel::outcome::{self, Status};
 use crate::dispatch::{self, panic_message, Batch, Progress};
 use crate::registry;
 use crate::sys::{self, Cell};
@@ -214,8 +215,7 @@ fn send_done(
         write::patch_done(out, start, first, count, nanos);
         let msg = format!("the results of this batch exceed the frame limit of {max_frame} bytes");
         for _ in 0..count {
-            out.push(crate::dispatch::Status::Codec as u8);
-            crate::codec::encode(msg.as_str(), out).expect("a string always encodes");
+            outcome::write(out, Status::Codec, msg.as_str());
         }
         if frame::finish(out, start, max_frame).is_err() {
             return false;

@@ -3,3 +3,4 @@
 
 pub(crate) mod frame;
 pub(crate) mod message;
+pub(crate) mod outcome;
