@@ -182,7 +182,7 @@ pub fn run_stateless<M, T: Task<(), M>>(
 }
 
 /// Consumes a worker's state with an exit hook and encodes what it returns,
-/// preceded by a [`Status`] byte.
+/// preceded by its status byte.
 pub fn run_exit<S: 'static, E: Exit<S>>(
     exit: E,
     state: Box<dyn Any>,
