@@ -13,39 +13,16 @@ use serde::Serialize;
 pub struct CodecError(String);
 
 /// Appends the encoding of `value` to `out`.
+///
+/// `to_io` into a `Vec` measured as fast as any other postcard output path
+/// (BENCHMARKS.md, "Codec").
 #[cfg(not(feature = "codec-bincode"))]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let mark = out.len();
-    postcard::serialize_with_flavor(value, AppendVec(out)).map_err(|e| {
+    postcard::to_io(value, &mut *out).map(drop).map_err(|e| {
         out.truncate(mark);
         CodecError(e.to_string())
     })
-}
-
-/// postcard's output, appended straight to a `Vec`: its `to_io` makes one
-/// `write` call per byte, which costs more than the rest of the encoding.
-#[cfg(not(feature = "codec-bincode"))]
-struct AppendVec<'a>(&'a mut Vec<u8>);
-
-#[cfg(not(feature = "codec-bincode"))]
-impl postcard::ser_flavors::Flavor for AppendVec<'_> {
-    type Output = ();
-
-    #[inline]
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the rest.
