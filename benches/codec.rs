@@ -9,10 +9,10 @@
 //! ```
 //!
 //! Candidates (serde-based unless said):
-//! * postcard 1.x `to_io` — the reference (what `pool-runtime/src/codec.rs` used until commit d79ea1a);
+//! * postcard 1.x `to_io` — the reference, and what `pool-runtime/src/codec.rs` uses;
 //! * postcard `to_extend` — `Extend<u8>` flavor, Vec moved in and out;
 //! * postcard with a custom `Flavor` that pushes straight into `&mut Vec<u8>`
-//!   (what codec.rs does since commit d79ea1a),
+//!   (what codec.rs used between commits d79ea1a and b365136),
 //!   and one whose `try_extend` copies short runs (varints) without `memmove`;
 //! * bincode 2.0.1 (serde feature, `standard()` + limit, as codec.rs's opt-in):
 //!   `encode_into_std_write` and `encode_into_writer` with a Vec writer;
@@ -151,9 +151,9 @@ const PATHS: [Path; 7] = [
 impl Path {
     fn name(self) -> &'static str {
         match self {
-            Path::PostcardIo => "postcard to_io (reference)",
+            Path::PostcardIo => "postcard to_io (reference, = codec.rs)",
             Path::PostcardExtend => "postcard to_extend",
-            Path::PostcardFlavor => "postcard Vec flavor (= codec.rs now)",
+            Path::PostcardFlavor => "postcard Vec flavor",
             Path::PostcardSmall => "postcard Vec flavor, short-copy",
             Path::BincodeStdWrite => "bincode 2 std_write",
             Path::BincodeWriter => "bincode 2 Vec writer",
