@@ -7,7 +7,7 @@
 //! * [`parse`] — the message parser, and [`write`] the header writers, so a
 //!   target can check that what parses re-encodes to the same bytes.
 //! * [`OutcomeCursor`] — walks the outcomes of a `Done` body the way
-//!   `Imap::next_in_cursor` does (status byte, then a codec value).
+//!   `Imap::next_in_cursor` does (`channel::outcome::read`, item by item).
 //! * [`run_inputs`] — decodes the inputs of a `Run` body the way a worker
 //!   does (`dispatch::Batch`), echoing each input back as its output.
 
@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use crate::channel::frame;
 use crate::channel::message::{self, Message};
-use crate::codec;
-use crate::dispatch::{self, Batch, Progress, Status};
-use crate::error::{Error, ErrorKind};
+use crate::channel::outcome;
+use crate::dispatch::{self, Batch, Progress};
+use crate::error::Error;
 
 /// Bytes in a frame's length prefix.
 pub const PREFIX: usize = frame::PREFIX;
@@ -213,32 +213,9 @@ pub fn write(msg: &Parsed<'_>) -> Vec<u8> {
     buf
 }
 
-/// Decodes one outcome whose status byte was split off: a copy of the private
-/// `pool::decode_outcome` (keep the two in step).
-fn decode_outcome<R: DeserializeOwned>(status: u8, rest: &[u8]) -> Result<(R, &[u8]), Error> {
-    let malformed = |e: codec::CodecError| {
-        Error::new(ErrorKind::Codec(format!(
-            "malformed outcome from a worker: {e}"
-        )))
-    };
-    match Status::from_byte(status) {
-        Some(Status::Ok) => codec::decode::<R>(rest).map_err(malformed),
-        Some(Status::Panicked) => {
-            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
-            Err(Error::new(ErrorKind::Panicked(msg)))
-        }
-        Some(Status::Codec) => {
-            let (msg, _) = codec::decode::<String>(rest).map_err(malformed)?;
-            Err(Error::new(ErrorKind::Codec(msg)))
-        }
-        None => Err(Error::new(ErrorKind::Codec(format!(
-            "unknown outcome status {status} from a worker"
-        )))),
-    }
-}
-
-/// Walks the outcomes of a `Done` body: a copy of the private
-/// `Imap::next_in_cursor` (keep the two in step).
+/// Walks the outcomes of a `Done` body the way `Imap::next_in_cursor`
+/// does: one [`outcome::read`] per item, and once the bytes cannot be read,
+/// a "malformed" error for every item left.
 #[derive(Debug)]
 pub struct OutcomeCursor<'a> {
     frame: &'a [u8],
@@ -258,7 +235,7 @@ impl<'a> OutcomeCursor<'a> {
         }
     }
 
-    /// Outcomes reported as "malformed outcome from a worker" so far.
+    /// Outcomes reported as malformed so far.
     pub fn malformed(&self) -> u32 {
         self.malformed
     }
@@ -275,33 +252,15 @@ impl<'a> OutcomeCursor<'a> {
             return None;
         }
         self.left -= 1;
-        let bytes = &self.frame[self.at.min(self.frame.len())..];
-        let decoded = match bytes.split_first() {
-            Some((&status, rest)) => decode_outcome::<R>(status, rest)
-                .map(|(v, rest)| (Ok(v), rest))
-                .or_else(|e| match e.kind() {
-                    ErrorKind::Panicked(_) | ErrorKind::Codec(_)
-                        if Status::from_byte(status).is_some() =>
-                    {
-                        codec::decode::<String>(rest)
-                            .map(|(_, rest)| (Err(e), rest))
-                            .map_err(|_| ())
-                    }
-                    _ => Err(()),
-                }),
-            None => Err(()),
-        };
-        match decoded {
-            Ok((outcome, rest)) => {
+        match outcome::read::<R>(self.rest()) {
+            Ok((result, rest)) => {
                 self.at = self.frame.len() - rest.len();
-                Some(outcome)
+                Some(result)
             }
-            Err(()) => {
+            Err(malformed) => {
                 self.at = self.frame.len();
                 self.malformed += 1;
-                Some(Err(Error::new(ErrorKind::Codec(
-                    "malformed outcome from a worker".into(),
-                ))))
+                Some(Err(malformed.into()))
             }
         }
     }

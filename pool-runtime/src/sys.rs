@@ -41,7 +41,19 @@ pub(crate) fn fork_with<F: FnOnce() -> i32>(child: F) -> nix::Result<Pid> {
     match forked? {
         ForkResult::Child => {
             drop((out, err));
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)) {
+                Ok(code) => code,
+                Err(payload) => {
+                    // User code runs under its own catch_unwind: this is a
+                    // bug of the runtime, and must not go unsaid.
+                    let msg = crate::dispatch::panic_message(&*payload);
+                    eprintln!(
+                        "pool-runtime: internal error in process {}: {msg}",
+                        std::process::id()
+                    );
+                    101
+                }
+            };
             exit_now(code)
         }
         ForkResult::Parent { child } => Ok(child),

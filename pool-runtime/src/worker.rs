@@ -127,7 +127,6 @@ where
                     flushed: 0,
                     start,
                     last: Instant::now(),
-                    small: count < 256,
                     max_frame,
                     broken: false,
                     stop_at: recycle
@@ -236,8 +235,6 @@ struct Flusher<'a> {
     /// Where the `Done` frame starts in `out`.
     start: usize,
     last: Instant,
-    /// Few items: check the clock at every one.
-    small: bool,
     max_frame: usize,
     broken: bool,
     /// Stop before this item: the worker's task limit.
@@ -245,26 +242,29 @@ struct Flusher<'a> {
 }
 
 impl Progress for Flusher<'_> {
-    fn item_started(&mut self, index: u32, out: &mut Vec<u8>) -> bool {
-        const EVERY: Duration = Duration::from_millis(20);
+    fn item_started(&mut self, index: u32) -> bool {
         if self.stop_at.is_some_and(|stop| index >= stop) {
             return false;
         }
         self.cell.item.store(index, Ordering::Release);
-        if index > self.flushed && (self.small || index % 64 == 0) && self.last.elapsed() >= EVERY {
+        true
+    }
+
+    fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>) {
+        const EVERY: Duration = Duration::from_millis(20);
+        if next > self.flushed && self.last.elapsed() >= EVERY {
             let span = (
                 self.flushed,
-                index - self.flushed,
+                next - self.flushed,
                 self.last.elapsed().as_nanos() as u64,
             );
             if !send_done(self.stream, out, self.start, span, self.max_frame) {
                 self.broken = true;
             }
             out.clear();
-            self.start = write::done(out, self.tag, index, 0);
-            self.flushed = index;
+            self.start = write::done(out, self.tag, next, 0);
+            self.flushed = next;
             self.last = Instant::now();
         }
-        true
     }
 }
