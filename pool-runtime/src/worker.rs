@@ -100,9 +100,15 @@ where
     let mut state: Box<dyn std::any::Any> = Box::new(state);
 
     let mut input = Vec::new();
+    // One read brings in a small frame whole (prefix and body), or several.
+    let reader_end = stream.try_clone();
+    let Ok(reader_end) = reader_end else {
+        return code::PROTOCOL;
+    };
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader_end);
     let mut served: u64 = 0;
     loop {
-        match frame::read_blocking(&mut stream, &mut input, max_frame) {
+        match frame::read_blocking(&mut reader, &mut input, max_frame) {
             Ok(true) => {}
             Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
             Err(_) => return code::PROTOCOL,

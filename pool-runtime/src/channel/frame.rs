@@ -52,8 +52,12 @@ pub(crate) struct FrameReader {
 /// What one call to [`FrameReader::fill`] saw.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Fill {
-    /// Some bytes arrived (maybe not a whole frame).
+    /// Some bytes arrived (maybe not a whole frame), filling the room given:
+    /// more may be waiting.
     Data,
+    /// Some bytes arrived, fewer than there was room for: nothing more is
+    /// waiting now, so another read would only say so.
+    Drained,
     /// Nothing to read right now.
     WouldBlock,
     /// The peer closed its end.
@@ -99,11 +103,12 @@ impl FrameReader {
             self.buf.resize(target, 0);
         }
         loop {
+            let room = self.buf.len() - self.filled;
             match src.read(&mut self.buf[self.filled..]) {
                 Ok(0) => return Ok(Fill::Eof),
                 Ok(n) => {
                     self.filled += n;
-                    return Ok(Fill::Data);
+                    return Ok(if n < room { Fill::Drained } else { Fill::Data });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
@@ -215,7 +220,7 @@ mod tests {
             let mut r = FrameReader::new(MAX_FRAME);
             let mut src = Trickle(&bytes, step);
             let mut got = Vec::new();
-            while r.fill(&mut src).unwrap() == Fill::Data {
+            while matches!(r.fill(&mut src).unwrap(), Fill::Data | Fill::Drained) {
                 while let Some(f) = r.next_frame().unwrap() {
                     got.push(f);
                 }
@@ -249,7 +254,7 @@ mod tests {
         bytes.extend_from_slice(&[1; 10]);
         let mut r = FrameReader::new(MAX_FRAME);
         let mut src = Trickle(&bytes, 1 << 20);
-        while r.fill(&mut src).unwrap() == Fill::Data {}
+        while matches!(r.fill(&mut src).unwrap(), Fill::Data | Fill::Drained) {}
         assert_eq!(r.next_frame(), Ok(None));
         assert!(r.buf.capacity() <= 5 << 20, "capacity {}", r.buf.capacity());
         assert!(r.check_clean_eof().is_err());

@@ -133,6 +133,8 @@ pub(crate) struct Core {
     next_job: JobId,
     /// A thread is inside `poll` with the descriptors of this core.
     polling: bool,
+    /// Threads waiting on the condition variable for the poller.
+    waiting: usize,
     zygote_ctl: Option<OwnedFd>,
     zygote_pid: Pid,
     cells: Cells,
@@ -183,6 +185,7 @@ impl Driver {
             next_tag: 1,
             next_job: 1,
             polling: false,
+            waiting: 0,
             zygote_ctl: Some(zygote_ctl),
             zygote_pid,
             cells,
@@ -214,7 +217,9 @@ impl Driver {
                 return core;
             }
             if core.polling {
+                core.waiting += 1;
                 core = self.cv.wait(core).unwrap_or_else(|p| p.into_inner());
+                core.waiting -= 1;
                 continue;
             }
             core.polling = true;
@@ -233,7 +238,10 @@ impl Driver {
             core.pollfds = fds;
             core.tick();
             core.dispatch();
-            self.cv.notify_all();
+            // A lone caller has no one to wake: skip the futex call.
+            if core.waiting > 0 {
+                self.cv.notify_all();
+            }
         }
     }
 
@@ -492,7 +500,8 @@ impl Core {
             }
             match fill {
                 Ok(Fill::Data) => continue,
-                Ok(Fill::WouldBlock) => return,
+                // Level-triggered poll says so if more comes, or the end.
+                Ok(Fill::Drained | Fill::WouldBlock) => return,
                 Ok(Fill::Eof) | Err(_) => {
                     self.channel_closed(i);
                     return;
