@@ -77,7 +77,7 @@ impl FrameReader {
     /// One read from `src` into the buffer.
     pub fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
         Ok(match self.0.fill(src)? {
-            frame::Fill::Data => Fill::Data,
+            frame::Fill::Data | frame::Fill::Drained => Fill::Data,
             frame::Fill::WouldBlock => Fill::WouldBlock,
             frame::Fill::Eof => Fill::Eof,
         })
@@ -268,9 +268,11 @@ impl<'a> OutcomeCursor<'a> {
 
 struct NoFlush;
 impl Progress for NoFlush {
-    fn item_started(&mut self, _: u32, _: &mut Vec<u8>) -> bool {
+    fn item_started(&mut self, _: u32) -> bool {
         true
     }
+
+    fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
 }
 
 fn echo<A>(a: A) -> A {

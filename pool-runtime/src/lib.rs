@@ -54,6 +54,10 @@ pub use task::{marker, Exit, Init, Task, WorkerInfo};
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
+
 /// The README's examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -1,0 +1,274 @@
+//! The bytes a worker (or the driver) receives from its peer: frames →
+//! messages → outcomes. Whatever the bytes, the readers agree with a
+//! reference model of the framing, nothing panics, hangs, or allocates more
+//! than one frame's worth (see `ALLOC_BOUND`).
+//!
+//! Input: `[config, seed_lo, seed_hi, stream...]`.
+//! * config bits 0-1: piece sizes of the reads (see `Pieces`);
+//!   bits 2-4: the type outcomes and inputs are decoded as;
+//!   bit 5: a small frame limit (`stream[0]`, 0-255 bytes, so the fuzzer
+//!   hits the limit's edges) instead of 1 MiB.
+//! * seed: the sequence of piece sizes and `WouldBlock`s.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pool_runtime::fuzz_api::{self, Fill, FrameError, FrameReader, OutcomeCursor, Parsed, PREFIX};
+use pool_runtime_fuzz::{
+    largest, on_small_stack, reset_largest, Kind, Pieces, Record, Tree, ALLOC_BOUND, FRAME_LIMIT,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How the stream ends, by the reference model.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Clean,
+    TooLarge { len: usize },
+    Truncated { have: usize, want: usize },
+}
+
+/// The framing, the simplest way: the frames `stream` holds and how it ends.
+fn reference(stream: &[u8], limit: usize) -> (Vec<&[u8]>, End) {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &stream[at..];
+        if rest.is_empty() {
+            return (frames, End::Clean);
+        }
+        if rest.len() < PREFIX {
+            return (frames, End::Truncated { have: rest.len(), want: PREFIX });
+        }
+        let len = u32::from_le_bytes(rest[..PREFIX].try_into().unwrap()) as usize;
+        if len > limit {
+            return (frames, End::TooLarge { len });
+        }
+        if rest.len() < PREFIX + len {
+            return (frames, End::Truncated { have: rest.len(), want: PREFIX + len });
+        }
+        frames.push(&rest[PREFIX..PREFIX + len]);
+        at += PREFIX + len;
+    }
+}
+
+fuzz_target!(|data: &[u8]| on_small_stack(data, one));
+
+fn one(data: &[u8]) {
+    if data.len() < 3 {
+        return;
+    }
+    let config = data[0];
+    let seed = u16::from_le_bytes([data[1], data[2]]);
+    let stream = &data[3..];
+    let limit = if config & 0x20 != 0 {
+        stream.first().map_or(0, |&b| b as usize)
+    } else {
+        FRAME_LIMIT
+    };
+    let (want_frames, want_end) = reference(stream, limit);
+
+    reset_largest();
+
+    // The driver side: non-blocking reads in pieces, frames drained after
+    // every read (as `Core::read_slot` does).
+    let mut reader = FrameReader::new(limit);
+    let mut src = Pieces::new(stream, seed, config, false);
+    let mut got = 0;
+    let end = 'read: loop {
+        let fill = reader.fill(&mut src);
+        loop {
+            match reader.next_frame() {
+                Ok(Some(frame)) => {
+                    assert!(frame.len() <= limit, "a frame past the limit");
+                    assert_eq!(Some(&&frame[..]), want_frames.get(got), "frame {got}");
+                    got += 1;
+                    message(&frame, config);
+                }
+                Ok(None) => break,
+                Err(FrameError::TooLarge { len, limit: l }) => {
+                    assert_eq!(l, limit);
+                    break 'read End::TooLarge { len };
+                }
+                Err(e) => panic!("next_frame: {e:?}"),
+            }
+        }
+        match fill {
+            Ok(Fill::Data) | Ok(Fill::WouldBlock) => continue,
+            Ok(Fill::Eof) => {
+                break match reader.check_clean_eof() {
+                    Ok(()) => End::Clean,
+                    Err(FrameError::Truncated { have, want }) => End::Truncated { have, want },
+                    Err(e) => panic!("check_clean_eof: {e:?}"),
+                }
+            }
+            // The frame at the front is too large: `next_frame` said so first.
+            Err(e) => panic!("fill failed but next_frame did not: {e:?}"),
+        }
+    };
+    assert_eq!(got, want_frames.len(), "frames");
+    assert_eq!(end, want_end);
+
+    // The worker side: blocking reads of whole frames.
+    let mut src = Pieces::new(stream, seed.rotate_left(8), config >> 2, true);
+    let mut buf = Vec::new();
+    let mut got = 0;
+    loop {
+        match fuzz_api::read_blocking(&mut src, &mut buf, limit) {
+            Ok(true) => {
+                assert_eq!(Some(&&buf[..]), want_frames.get(got), "blocking frame {got}");
+                got += 1;
+            }
+            Ok(false) => {
+                assert_eq!(want_end, End::Clean);
+                break;
+            }
+            Err(e) => {
+                match want_end {
+                    End::TooLarge { .. } => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData),
+                    End::Truncated { .. } => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+                    End::Clean => panic!("blocking read of a clean stream: {e}"),
+                }
+                break;
+            }
+        }
+    }
+    assert_eq!(got, want_frames.len(), "blocking frames");
+
+    let big = largest();
+    assert!(big <= ALLOC_BOUND, "an allocation of {big} bytes (bound {ALLOC_BOUND})");
+}
+
+/// One frame's payload, handled as the driver (or the worker) would.
+fn message(frame: &[u8], config: u8) {
+    let Ok(msg) = fuzz_api::parse(frame) else {
+        return;
+    };
+    // What parses is what the crate's writers write.
+    let written = fuzz_api::write(&msg);
+    let original_len = match msg {
+        // These two ignore trailing bytes.
+        Parsed::Exit { .. } | Parsed::Ready => written.len() - PREFIX,
+        _ => frame.len(),
+    };
+    assert_eq!(&written[PREFIX..], &frame[..original_len], "re-encoded {msg:?}");
+    assert_eq!(fuzz_api::parse(&written[PREFIX..]).as_ref(), Ok(&msg));
+
+    match msg {
+        Parsed::Done { count, body, .. } => with_type(config, Walk { body, count }),
+        Parsed::Exited { body } => with_type(config, Walk { body, count: 1 }),
+        Parsed::Run { count, body, .. } => with_type(config, Worker { body, count }),
+        Parsed::Exit { .. } | Parsed::Ready | Parsed::InitFailed { .. } => {}
+    }
+}
+
+/// Something to do with one value type.
+trait WithType {
+    fn run<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static>(
+        self,
+    );
+}
+
+fn with_type(config: u8, f: impl WithType) {
+    match (config >> 2) & 7 {
+        0 => f.run::<u64>(),
+        1 => f.run::<String>(),
+        2 => f.run::<Vec<u8>>(),
+        3 => f.run::<(u64, String)>(),
+        4 => f.run::<Record>(),
+        5 => f.run::<Result<Vec<u8>, String>>(),
+        6 => f.run::<Option<Kind>>(),
+        _ => f.run::<Tree>(),
+    }
+}
+
+/// Items past the end of the body all fail the same way: walking more than
+/// one of them adds nothing (the driver bounds `count` by its batch).
+fn cap(count: u32, body: &[u8]) -> u32 {
+    count.min(body.len() as u32 + 1)
+}
+
+/// The driver's walk over the outcomes of a `Done` (or `Exited`) body.
+struct Walk<'a> {
+    body: &'a [u8],
+    count: u32,
+}
+
+impl WithType for Walk<'_> {
+    fn run<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static>(
+        self,
+    ) {
+        let count = cap(self.count, self.body);
+        let mut cursor = OutcomeCursor::new(self.body, count);
+        let mut seen = 0;
+        while let Some(outcome) = cursor.next::<T>() {
+            seen += 1;
+            if let Ok(v) = outcome {
+                forget_deep(v);
+            }
+        }
+        assert_eq!(seen, count, "every item gets exactly one outcome");
+    }
+}
+
+/// The worker's decoding of a `Run` body; the outcomes it writes must read
+/// back, on the driver's side, as exactly `count` well-formed outcomes.
+struct Worker<'a> {
+    body: &'a [u8],
+    count: u32,
+}
+
+impl WithType for Worker<'_> {
+    fn run<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static>(
+        self,
+    ) {
+        let count = cap(self.count, self.body);
+        let out = fuzz_api::run_inputs::<T>(self.body, count);
+        let mut cursor = OutcomeCursor::new(&out, count);
+        let mut input = self.body;
+        let mut decoding = true;
+        for i in 0..count {
+            let outcome = cursor.next::<T>().expect("one outcome per input");
+            // The echo task returns its input: the value the driver reads
+            // back is the one the worker decoded.
+            let expected = if decoding {
+                match pool_runtime::codec::decode::<T>(input) {
+                    Ok((v, rest)) => {
+                        input = rest;
+                        Some(v)
+                    }
+                    Err(_) => {
+                        decoding = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match (outcome, expected) {
+                (Ok(v), Some(e)) => {
+                    assert_eq!(v, e, "item {i}");
+                    forget_deep(v);
+                    forget_deep(e);
+                }
+                (Err(e), None) => assert!(
+                    matches!(e.kind(), pool_runtime::ErrorKind::Codec(m) if m.contains("could not decode the input")),
+                    "item {i}: {e}"
+                ),
+                (o, e) => panic!("item {i}: worker said {o:?}, decoding says {e:?}"),
+            }
+        }
+        assert_eq!(cursor.malformed(), 0, "the worker wrote a malformed outcome");
+        assert!(cursor.next::<T>().is_none());
+        assert!(cursor.rest().is_empty(), "bytes left after the outcomes");
+    }
+}
+
+/// Drops a value that may be a deep [`Tree`] without recursing.
+fn forget_deep<T: 'static>(v: T) {
+    let mut slot = Some(v);
+    if let Some(t) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Tree>>() {
+        if let Some(t) = t.take() {
+            t.drop_flat();
+        }
+    }
+}
