@@ -142,7 +142,7 @@ impl Read for Pieces<'_> {
             return Ok(0);
         }
         let r = self.draw();
-        if r % 8 == 0 {
+        if r.is_multiple_of(8) {
             return Err(if self.blocking {
                 io::ErrorKind::Interrupted
             } else {

@@ -7,6 +7,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod depth;
+
 /// A value that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -31,7 +33,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(),
 /// so a hostile input is an error, not a panic or a large allocation.
 #[cfg(not(feature = "codec-bincode"))]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
-    postcard::take_from_bytes(bytes).map_err(|e| CodecError(e.to_string()))
+    // `postcard::take_from_bytes`, with a bound on nesting.
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let value = depth::deserialize(&mut de).map_err(|e| CodecError(e.to_string()))?;
+    let rest = de.finalize().map_err(|e| CodecError(e.to_string()))?;
+    Ok((value, rest))
 }
 
 #[cfg(feature = "codec-bincode")]
@@ -50,7 +56,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(),
 /// Decodes one value from the front of `bytes`, returning it and the rest.
 #[cfg(feature = "codec-bincode")]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
-    bincode::serde::decode_from_slice(bytes, config())
+    bincode::serde::seed_decode_from_slice(depth::seed::<T>(), bytes, config())
         .map(|(v, n)| (v, &bytes[n..]))
         .map_err(|e| CodecError(e.to_string()))
 }
@@ -81,6 +87,48 @@ mod tests {
         assert!(decode::<Vec<u8>>(&buf).is_err());
         assert!(decode::<Vec<u64>>(&buf).is_err());
         assert!(decode::<String>(&buf).is_err());
+    }
+
+    /// A recursive type: one level per two bytes.
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    enum Tree {
+        Leaf(u8),
+        Node(Vec<Tree>),
+    }
+
+    /// `levels` nested `Node`s around a `Leaf`.
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for _ in 0..levels {
+            encode(&1u32, &mut buf).unwrap(); // variant Node
+            encode(&1u64, &mut buf).unwrap(); // one child
+        }
+        encode(&0u32, &mut buf).unwrap(); // variant Leaf
+        encode(&0u8, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Found while fuzzing (fuzz/README.md, seeds/*/regress-deep-tree):
+        // with no depth limit, 2,027 levels (4 KB) overflowed a spawned
+        // thread's stack in a debug build, 43,838 (88 KB) the main thread's
+        // in release, and a stack overflow aborts the whole driver.
+        let deep = nested(100_000);
+        assert!(decode::<Tree>(&deep).is_err());
+        // On a small stack too (a spawned thread, a debug build).
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || assert!(decode::<Tree>(&deep).is_err()))
+            .unwrap()
+            .join()
+            .unwrap();
+        // Nesting within the limit decodes (two levels per `Node`).
+        let within = nested(depth::MAX_DEPTH / 2 - 1);
+        let (tree, rest) = decode::<Tree>(&within).unwrap();
+        assert!(matches!(tree, Tree::Node(_)) && rest.is_empty());
+        assert!(decode::<Tree>(&nested(depth::MAX_DEPTH / 2)).is_err());
     }
 
     #[test]
