@@ -85,7 +85,10 @@ impl FrameReader {
 
     /// The complete frame at the front, without its prefix.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        Ok(self.0.next_frame()?)
+        Ok(self.0.next_frame()?.map(|mut f| {
+            f.drain(..frame::PREFIX);
+            f
+        }))
     }
 
     /// After [`Fill::Eof`]: an error if a frame was cut short.

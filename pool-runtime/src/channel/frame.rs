@@ -118,8 +118,10 @@ impl FrameReader {
         }
     }
 
-    /// Takes the complete frame at the front, without its prefix. When the
-    /// frame is all the buffer holds, the buffer itself is handed over (no copy).
+    /// Takes the complete frame at the front, its length prefix still in
+    /// front (the payload starts at [`PREFIX`]): dropping it would move every
+    /// byte of the frame. When the frame is all the buffer holds, the buffer
+    /// itself is handed over (no copy).
     pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let wanted = self.wanted()?;
         if self.filled < PREFIX || self.filled < wanted {
@@ -128,11 +130,10 @@ impl FrameReader {
         if self.filled == wanted {
             let mut frame = std::mem::take(&mut self.buf);
             frame.truncate(wanted);
-            frame.drain(..PREFIX);
             self.filled = 0;
             return Ok(Some(frame));
         }
-        let frame = self.buf[PREFIX..wanted].to_vec();
+        let frame = self.buf[..wanted].to_vec();
         self.buf.copy_within(wanted..self.filled, 0);
         self.filled -= wanted;
         Ok(Some(frame))
@@ -226,9 +227,9 @@ mod tests {
                 }
             }
             assert_eq!(got.len(), 4, "step {step}");
-            assert_eq!(got[0], b"one");
-            assert!(got[1].is_empty());
-            assert_eq!(got[3].len(), 70_000);
+            assert_eq!(&got[0][PREFIX..], b"one");
+            assert!(got[1][PREFIX..].is_empty());
+            assert_eq!(got[3][PREFIX..].len(), 70_000);
         }
     }
 

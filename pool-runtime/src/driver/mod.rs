@@ -511,7 +511,7 @@ impl Core {
     }
 
     fn handle_frame(&mut self, i: usize, frame: Vec<u8>) -> Result<(), &'static str> {
-        let msg = Message::parse(&frame).map_err(|e| e.0)?;
+        let msg = Message::parse(&frame[crate::channel::frame::PREFIX..]).map_err(|e| e.0)?;
         match msg {
             Message::Ready => {
                 let s = &mut self.slots[i];
