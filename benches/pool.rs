@@ -10,7 +10,8 @@
 //! cargo bench --bench pool -- --no-python tiny   # without the Python references (profiling)
 //! ```
 //!
-//! Cases: `seeds`, `tiny`, `roundtrip`, `start`, `sharing`, `big`, `scaling`.
+//! Cases: `seeds`, `tiny`, `roundtrip`, `start`, `sharing`, `big`, `scaling`,
+//! `pipeline`.
 //! The raw references fork this process with `libc::fork`; each child only
 //! makes system calls on memory set up before the fork, and ends with `_exit`.
 
@@ -91,6 +92,25 @@ fn big_result(seed: u64) -> Vec<u8> {
 #[worker_task]
 fn big_result_bytes(seed: u64) -> serde_bytes::ByteBuf {
     serde_bytes::ByteBuf::from(vec![seed as u8; BIG])
+}
+
+/// Pipeline stages (case 8): a line to a number, the number to a feature
+/// vector (512 bytes), the vector to one score.
+#[worker_task]
+fn parse_line(line: String) -> Result<u64, String> {
+    line.parse().map_err(|_| line)
+}
+
+#[worker_task]
+fn features(x: u64) -> Vec<u64> {
+    (0..64u64)
+        .map(|k| x.wrapping_mul(k | 1).rotate_left(k as u32))
+        .collect()
+}
+
+#[worker_task]
+fn score(f: Vec<u64>) -> u64 {
+    f.iter().fold(0u64, |a, &b| a ^ b)
 }
 
 #[worker_task]
@@ -1199,6 +1219,58 @@ fn case_big(opts: &Opts, rows: &mut Vec<Row>) {
 }
 
 // ===========================================================================
+// 8. Pipelines: fused in the worker vs chained maps
+
+fn case_pipeline(opts: &Opts, rows: &mut Vec<Row>) {
+    let n = opts.size(200_000, 20_000) as u64;
+    header("pipeline", &format!("{n} lines through parse -> features (512 B) -> score: one fused pipeline vs three chained pool.map calls"));
+    let pool = Pool::builder()
+        .workers(2)
+        .build(no_state, ())
+        .expect("build");
+    let lines: Vec<String> = (0..n).map(|i| (i * 7919).to_string()).collect();
+    let expected: Vec<u64> = lines
+        .iter()
+        .map(|l| score(features(parse_line(l.clone()).unwrap())))
+        .collect();
+    let chain = pool.pipeline(parse_line).then(features).then(score);
+    let (mut fused, mut chained) = (vec![], vec![]);
+    for round in 0..=opts.runs {
+        let (df, out) = common::time(|| chain.map(lines.clone()).expect("pipeline"));
+        assert_eq!(out, expected);
+        let (dc, out) = common::time(|| {
+            let xs: Vec<u64> = pool
+                .map(parse_line, lines.clone())
+                .expect("map")
+                .into_iter()
+                .map(|r| r.expect("parse"))
+                .collect();
+            let fs = pool.map(features, xs).expect("map");
+            pool.map(score, fs).expect("map")
+        });
+        assert_eq!(out, expected);
+        if round > 0 {
+            fused.push(secs(df));
+            chained.push(secs(dc));
+        }
+    }
+    let ratio = median_ratio(&chained, &fused);
+    println!(
+        "fused pipeline {}   chained maps {}   chained/fused = {ratio:.2}x",
+        fmt_dur(median(&fused)),
+        fmt_dur(median(&chained))
+    );
+    rows.push(Row {
+        case: "8 pipeline: 3 stages fused vs 3 chained maps",
+        pool: fmt_dur(median(&fused)),
+        reference: format!("chained {}", fmt_dur(median(&chained))),
+        ratio: format!("{ratio:.2}x faster"),
+        target: "none set (report)".into(),
+        met: None,
+    });
+}
+
+// ===========================================================================
 // 7. Scaling with work
 
 fn case_scaling(opts: &Opts, rows: &mut Vec<Row>) {
@@ -1471,7 +1543,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     type Case = fn(&Opts, &mut Vec<Row>);
-    let cases: [(&str, Case); 7] = [
+    let cases: [(&str, Case); 8] = [
         ("seeds", case_seeds),
         ("tiny", case_tiny),
         ("roundtrip", case_roundtrip),
@@ -1479,6 +1551,7 @@ fn main() {
         ("sharing", case_sharing),
         ("big", case_big),
         ("scaling", case_scaling),
+        ("pipeline", case_pipeline),
     ];
     let t = Instant::now();
     let limit = Duration::from_secs(if opts.quick { 45 } else { 300 });

@@ -147,6 +147,7 @@ fn task(func: &WorkerFn) -> TokenStream {
             quote_spanned!(span=> #private::run_stateless::<_, _>(#ident, __pool_state, __pool_batch))
         }
     };
+    let stage = stage_glue(func, state_ty);
     quote! {
         #assert_state
         #(#assert_args)*
@@ -157,7 +158,44 @@ fn task(func: &WorkerFn) -> TokenStream {
             name: #name,
             type_id: || #private::type_id_of_val(&#ident),
             run: |__pool_state, __pool_batch| #run,
+            stage: #stage,
         };
+    }
+}
+
+/// The task's type-erased entry points as a pipeline stage. `split` picks,
+/// by autoref on the concrete output type, the glue that opens a
+/// `Result<T, E: Display>`, or the one that says the output is not one.
+fn stage_glue(func: &WorkerFn, state_ty: Option<&Type>) -> TokenStream {
+    let private = private();
+    let ident = &func.original.sig.ident;
+    let span = span_of(ident);
+    let state = match state_ty {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let call = match state_ty {
+        Some(ty) => {
+            quote_spanned!(span=> #private::stage_call::<#ty, _, _>(#ident, __pool_state, __pool_value))
+        }
+        None => {
+            quote_spanned!(span=> #private::stage_call_stateless::<_, _>(#ident, __pool_state, __pool_value))
+        }
+    };
+    let output = match func.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    quote! {
+        #private::StageGlue {
+            decode: |__pool_bytes| #private::stage_decode::<#state, _, _>(#ident, __pool_bytes),
+            call: |__pool_state, __pool_value| #call,
+            encode: |__pool_value, __pool_out| #private::stage_encode::<#state, _, _>(#ident, __pool_value, __pool_out),
+            split: |__pool_value| {
+                use #private::{SplitNone as _, SplitResult as _};
+                (&&#private::SplitProbe::<#output>::NEW).split_glue()(__pool_value)
+            },
+        }
     }
 }
 
@@ -218,6 +256,9 @@ mod tests {
             "name:::core::concat!(::core::module_path!(),\"::\",\"classify\")",
             "type_id:||::pool_runtime::__private::type_id_of_val(&classify)",
             "::pool_runtime::__private::run_batch::<Classifier,_,_>(classify,__pool_state,__pool_batch)",
+            "stage:::pool_runtime::__private::StageGlue{",
+            "::pool_runtime::__private::stage_call::<Classifier,_,_>(classify,__pool_state,__pool_value)",
+            "(&&::pool_runtime::__private::SplitProbe::<Label>::NEW).split_glue()(__pool_value)",
         ] {
             assert!(out.contains(&squash(expected)), "missing {expected}\nin {out}");
         }
@@ -235,6 +276,8 @@ mod tests {
             out.contains("run_stateless::<_,_>(square,__pool_state,__pool_batch)"),
             "{out}"
         );
+        assert!(out.contains("stage_call_stateless::<_,_>(square,"), "{out}");
+        assert!(out.contains("stage_decode::<(),_,_>(square,"), "{out}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::channel::outcome::{self, Status};
 use crate::codec;
 use crate::task::{Exit, Task};
 
+pub(crate) mod stages;
+
 /// Called by a batch at the start of each item: it records progress where the
 /// driver can see it if the worker dies, and ships finished results now and
 /// then so that a long batch streams back.

@@ -27,6 +27,10 @@ pub enum ErrorKind {
     Init(String),
     /// The task panicked on this input; the worker lives on.
     Panicked(String),
+    /// A stage of a [`Pipeline`](crate::Pipeline) returned `Err` for this
+    /// input, which went no further: the text names the stage and gives the
+    /// error's `Display`.
+    Failed(String),
     /// The worker running this input died: the text says how (signal, exit code).
     WorkerDied(String),
     /// The input ran past the pool's task timeout; its worker was killed.
@@ -62,6 +66,7 @@ impl fmt::Display for Error {
         match &self.kind {
             ErrorKind::Init(m) => write!(f, "worker init failed: {m}"),
             ErrorKind::Panicked(m) => write!(f, "task panicked: {m}"),
+            ErrorKind::Failed(m) => write!(f, "pipeline stage failed: {m}"),
             ErrorKind::WorkerDied(m) => write!(f, "worker died while running this input: {m}"),
             ErrorKind::TimedOut(m) => write!(f, "task timed out: {m}"),
             ErrorKind::Quarantined(m) => write!(f, "input quarantined: {m}"),

@@ -38,6 +38,7 @@ pub mod codec;
 mod dispatch;
 mod driver;
 mod error;
+mod pipeline;
 mod pool;
 pub mod registry;
 mod sys;
@@ -47,6 +48,7 @@ mod zygote;
 
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
+pub use pipeline::{feed, Feeds, Pipeline};
 pub use pool::{Imap, Pool, Submitted};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 

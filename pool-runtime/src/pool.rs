@@ -14,6 +14,7 @@ use crate::channel::outcome;
 use crate::codec;
 use crate::driver::{Completion, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
+use crate::pipeline::Route;
 use crate::registry;
 use crate::task::{Exit, Task};
 
@@ -53,6 +54,10 @@ impl<S: 'static> Pool<S> {
         }
     }
 
+    pub(crate) fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
     /// The number of worker slots.
     pub fn workers(&self) -> usize {
         self.driver.config.workers
@@ -81,7 +86,7 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
         I: IntoIterator<Item = T::Input>,
     {
-        Imap::new(&self.driver, task_index::<T>(), inputs.into_iter(), true)
+        Imap::new(&self.driver, route::<T>(), inputs.into_iter(), true)
     }
 
     /// Like [`imap`](Pool::imap), but outcomes come back as soon as they are
@@ -91,7 +96,7 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
         I: IntoIterator<Item = T::Input>,
     {
-        Imap::new(&self.driver, task_index::<T>(), inputs.into_iter(), false)
+        Imap::new(&self.driver, route::<T>(), inputs.into_iter(), false)
     }
 
     /// Runs `task` on one input and waits for its output.
@@ -236,9 +241,13 @@ impl<S> Drop for Pool<S> {
     }
 }
 
-fn task_index<T: 'static>() -> Result<u32, Error> {
+pub(crate) fn task_index<T: 'static>() -> Result<u32, Error> {
     registry::task_index::<T>()
         .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<T>())))
+}
+
+fn route<T: 'static>() -> Result<Route, Error> {
+    task_index::<T>().map(Route::Task)
 }
 
 /// The handle of one [`Pool::submit`]ted call.
@@ -325,7 +334,7 @@ struct Cursor {
 pub struct Imap<'p, I, R> {
     driver: &'p Driver,
     job: JobId,
-    task: u32,
+    route: Route,
     inputs: Option<I>,
     ordered: bool,
     pulled: u64,
@@ -353,15 +362,20 @@ where
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    fn new(driver: &'p Driver, task: Result<u32, Error>, inputs: I, ordered: bool) -> Self {
+    pub(crate) fn new(
+        driver: &'p Driver,
+        route: Result<Route, Error>,
+        inputs: I,
+        ordered: bool,
+    ) -> Self {
         let hint = match inputs.size_hint() {
             (lo, Some(hi)) if lo == hi => Some(hi),
             _ => None,
         };
         let job = driver.lock().new_job();
         let mut s = Self::with_job(driver, job, Some(inputs), 0, ordered, hint);
-        match task {
-            Ok(t) => s.task = t,
+        match route {
+            Ok(r) => s.route = r,
             Err(e) => s.setup_error = Some(e),
         }
         s
@@ -378,7 +392,7 @@ where
         Imap {
             driver,
             job,
-            task: 0,
+            route: Route::Task(0),
             inputs,
             ordered,
             pulled,
@@ -417,7 +431,7 @@ where
             };
             let want = self.chunker.size();
             let mut bytes = Vec::new();
-            let start = write::run(&mut bytes, 0, self.task, 0);
+            let start = self.route.begin(&mut bytes, 0);
             let mut offsets = Vec::new();
             let first = self.pulled;
             let mut failed = None;
@@ -443,7 +457,7 @@ where
                         let mut core = self.driver.lock();
                         let batch = NewBatch {
                             job: self.job,
-                            task: self.task,
+                            task: self.route.first_task(),
                             first,
                             count,
                             frame: bytes,

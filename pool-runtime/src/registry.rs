@@ -9,6 +9,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::dispatch::stages::StageGlue;
 use crate::dispatch::Batch;
 
 /// Glue that runs one batch of a task against a worker's state.
@@ -25,6 +26,8 @@ pub struct TaskEntry {
     pub type_id: fn() -> TypeId,
     /// Decode → call → encode for a batch.
     pub run: RunBatch,
+    /// The same task as one stage of a pipeline.
+    pub stage: StageGlue,
 }
 
 /// One `#[worker_exit]`.

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 
 use crate::channel::frame;
-use crate::channel::message::{write, Message};
+use crate::channel::message::{self, write, Message};
 use crate::channel::outcome::{self, Status};
+use crate::dispatch::stages::Link;
 use crate::dispatch::{self, panic_message, Batch, Progress};
 use crate::registry;
 use crate::sys::{self, Cell};
@@ -120,7 +121,7 @@ where
                 count,
                 body,
             }) => {
-                let Some(entry) = registry::task_at(task) else {
+                let Some(job) = Job::find(task, body) else {
                     return code::PROTOCOL;
                 };
                 out.clear();
@@ -140,8 +141,11 @@ where
                         .map(|n| n.saturating_sub(served).min(u32::MAX as u64) as u32),
                 };
                 let (ok, ran) = {
-                    let mut batch = Batch::new(body, count, &mut out, &mut flusher);
-                    let ok = (entry.run)(&mut *state, &mut batch).is_ok();
+                    let mut batch = Batch::new(job.inputs, count, &mut out, &mut flusher);
+                    let ok = match &job.chain {
+                        None => (job.entry.run)(&mut *state, &mut batch).is_ok(),
+                        Some(links) => batch.run_stages(links, &mut *state).is_ok(),
+                    };
                     (ok, batch.ran())
                 };
                 if !ok || flusher.broken {
@@ -170,6 +174,42 @@ where
             }
             _ => return code::PROTOCOL,
         }
+    }
+}
+
+/// What a `Run` asks for: one task, or a chain of them (a pipeline).
+struct Job<'a> {
+    entry: &'static registry::TaskEntry,
+    chain: Option<Vec<Link>>,
+    inputs: &'a [u8],
+}
+
+impl<'a> Job<'a> {
+    /// `None` if a task index is unknown or the chain is malformed.
+    fn find(task: u32, body: &'a [u8]) -> Option<Self> {
+        if task != message::CHAIN {
+            let entry = registry::task_at(task)?;
+            return Some(Job {
+                entry,
+                chain: None,
+                inputs: body,
+            });
+        }
+        let (stages, inputs) = message::parse_chain(body).ok()?;
+        let links = stages
+            .into_iter()
+            .map(|(task, via_ok)| {
+                Some(Link {
+                    entry: registry::task_at(task)?,
+                    via_ok,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Job {
+            entry: links[0].entry,
+            chain: Some(links),
+            inputs,
+        })
     }
 }
 

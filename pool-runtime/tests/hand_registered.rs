@@ -2,7 +2,9 @@
 //! emit them, so a runtime bug shows here without the macros in the way.
 
 use pool_runtime::__private::{
-    linkme, run_batch, run_exit, run_stateless, type_id_of_val, ExitEntry, TaskEntry, EXITS, TASKS,
+    linkme, run_batch, run_exit, run_stateless, stage_call, stage_call_stateless, stage_decode,
+    stage_encode, type_id_of_val, ExitEntry, SplitNone, SplitProbe, StageGlue, TaskEntry, EXITS,
+    TASKS,
 };
 use pool_runtime::{ErrorKind, Pool};
 
@@ -44,6 +46,12 @@ static ADD: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::add"),
     type_id: || type_id_of_val(&add),
     run: |s, b| run_batch::<Counter, _, _>(add, s, b),
+    stage: StageGlue {
+        decode: |b| stage_decode::<Counter, _, _>(add, b),
+        call: |s, v| stage_call::<Counter, _, _>(add, s, v),
+        encode: |v, out| stage_encode::<Counter, _, _>(add, v, out),
+        split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
+    },
 };
 
 #[linkme::distributed_slice(TASKS)]
@@ -52,6 +60,12 @@ static SQUARE: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::square"),
     type_id: || type_id_of_val(&square),
     run: |s, b| run_stateless::<_, _>(square, s, b),
+    stage: StageGlue {
+        decode: |b| stage_decode::<(), _, _>(square, b),
+        call: |s, v| stage_call_stateless::<_, _>(square, s, v),
+        encode: |v, out| stage_encode::<(), _, _>(square, v, out),
+        split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
+    },
 };
 
 #[linkme::distributed_slice(EXITS)]

@@ -13,6 +13,38 @@ const EXITED: u8 = 13;
 /// Sentinel for "no exit hook" in an `Exit` message.
 const NO_HOOK: u32 = u32::MAX;
 
+/// The `task` of a `Run` whose inputs go through a chain of tasks: the body
+/// starts with the chain (see [`write::chain`] and [`parse_chain`]).
+pub(crate) const CHAIN: u32 = u32::MAX;
+
+/// At most this many stages in a chain.
+pub(crate) const MAX_STAGES: usize = 64;
+
+/// One stage of a chain: a task index, and whether the next stage takes the
+/// `Ok` side of its `Result`.
+pub(crate) type Stage = (u32, bool);
+
+/// Parses the chain at the front of a `CHAIN` run's body; returns it and the
+/// inputs after it.
+pub(crate) fn parse_chain(body: &[u8]) -> Result<(Vec<Stage>, &[u8]), ProtocolError> {
+    let mut c = Cursor(body);
+    let n = c.u8()? as usize;
+    if n == 0 || n > MAX_STAGES {
+        return Err(ProtocolError("chain length out of range"));
+    }
+    let mut stages = Vec::with_capacity(n);
+    for _ in 0..n {
+        let task = c.u32()?;
+        let via_ok = match c.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(ProtocolError("bad chain flag")),
+        };
+        stages.push((task, via_ok));
+    }
+    Ok((stages, c.0))
+}
+
 /// A message, borrowing its body from the frame it was parsed from.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
@@ -126,7 +158,19 @@ pub(crate) mod write {
         buf[at..at + 4].copy_from_slice(&count.to_le_bytes());
     }
 
-    /// Bytes from the start of a `Run` frame to its first input.
+    /// Appends a chain after a `Run` header whose task is [`CHAIN`]. At most
+    /// [`MAX_STAGES`] stages (the caller checks).
+    pub(crate) fn chain(buf: &mut Vec<u8>, stages: &[Stage]) {
+        debug_assert!(!stages.is_empty() && stages.len() <= MAX_STAGES);
+        buf.push(stages.len() as u8);
+        for &(task, via_ok) in stages {
+            buf.extend_from_slice(&task.to_le_bytes());
+            buf.push(via_ok as u8);
+        }
+    }
+
+    /// Bytes from the start of a plain `Run` frame to its first input.
+    #[cfg(test)]
     pub(crate) const RUN_HEADER: usize = frame::PREFIX + 1 + 8 + 4 + 4;
 
     /// Starts a `Done` frame.
@@ -225,6 +269,23 @@ mod tests {
             Message::parse(payload(&buf)),
             Ok(Message::Exit { hook: None })
         );
+    }
+
+    #[test]
+    fn chains_round_trip_and_reject_garbage() {
+        let mut buf = Vec::new();
+        write::chain(&mut buf, &[(3, true), (9, false)]);
+        buf.extend_from_slice(b"in");
+        assert_eq!(
+            parse_chain(&buf),
+            Ok((vec![(3, true), (9, false)], &b"in"[..]))
+        );
+        for cut in 0..buf.len() - 2 {
+            assert!(parse_chain(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(parse_chain(&[0]).is_err(), "no stage");
+        assert!(parse_chain(&[65]).is_err(), "too many stages");
+        assert!(parse_chain(&[1, 0, 0, 0, 0, 2]).is_err(), "bad flag");
     }
 
     #[test]

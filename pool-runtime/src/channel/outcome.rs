@@ -18,6 +18,8 @@ pub(crate) enum Status {
     Panicked = 1,
     /// The input could not be decoded or the output encoded; the message follows.
     Codec = 2,
+    /// A pipeline stage returned `Err`; the message (naming the stage) follows.
+    Failed = 3,
 }
 
 impl Status {
@@ -26,6 +28,7 @@ impl Status {
             0 => Some(Status::Ok),
             1 => Some(Status::Panicked),
             2 => Some(Status::Codec),
+            3 => Some(Status::Failed),
             _ => None,
         }
     }
@@ -76,6 +79,10 @@ pub(crate) fn read<R: DeserializeOwned>(
         Some(Status::Codec) => {
             let (msg, rest) = message(rest)?;
             Ok((Err(Error::new(ErrorKind::Codec(msg))), rest))
+        }
+        Some(Status::Failed) => {
+            let (msg, rest) = message(rest)?;
+            Ok((Err(Error::new(ErrorKind::Failed(msg))), rest))
         }
         None => Err(Malformed(format!("unknown status byte {status}"))),
     }

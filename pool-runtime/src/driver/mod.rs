@@ -678,11 +678,14 @@ impl BatchRec {
             .offsets
             .get(to as usize)
             .map_or(self.frame.len(), |&o| o as usize);
-        let mut frame = Vec::with_capacity(message::write::RUN_HEADER + end - start);
-        let f = message::write::run(&mut frame, 0, self.task, to - from);
+        // The header, and a pipeline's chain, run up to the first input.
+        let head = self.offsets[0] as usize;
+        let mut frame = Vec::with_capacity(head + end - start);
+        frame.extend_from_slice(&self.frame[..head]);
+        message::write::patch_run_count(&mut frame, 0, to - from);
         let shift = frame.len();
         frame.extend_from_slice(&self.frame[start..end]);
-        crate::channel::frame::finish(&mut frame, f, usize::MAX).ok()?;
+        crate::channel::frame::finish(&mut frame, 0, usize::MAX).ok()?;
         let offsets = self.offsets[from as usize..to as usize]
             .iter()
             .map(|&o| o - start as u32 + shift as u32)

@@ -1,0 +1,261 @@
+//! Worker-side glue for pipelines: each task's registry entry carries a
+//! type-erased [`StageGlue`], and [`Batch::run_stages`] threads one input
+//! through a chain of them, so that the values between stages stay in the
+//! worker's memory and never touch the codec.
+//!
+//! The chain is checked at compile time where the pipeline is built (the
+//! driver): here a type that does not match is a protocol error, not a panic.
+
+use std::any::Any;
+use std::fmt::Display;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{panic_message, Batch, CHUNK};
+use crate::channel::outcome::Status;
+use crate::codec;
+use crate::registry::TaskEntry;
+use crate::task::Task;
+
+/// A boxed stage value: an input, or an output on its way to the next stage.
+pub type Value = Box<dyn Any>;
+
+/// Decodes one input from the front of the bytes: the value and the rest.
+pub type DecodeGlue = fn(&[u8]) -> Result<(Value, &[u8]), String>;
+
+/// What a stage's output becomes when the next stage takes its `Ok` side.
+#[derive(Debug)]
+pub enum Split {
+    /// `Ok(v)`: `v` goes on to the next stage.
+    Next(Value),
+    /// `Err(e)`: the input ends here with `e`'s `Display`.
+    Stop(String),
+    /// The output is not a `Result<T, E: Display>` (never, for a pipeline
+    /// that compiled).
+    NotAResult,
+}
+
+/// One task's type-erased entry points, for use as a pipeline stage.
+#[derive(Debug, Clone, Copy)]
+pub struct StageGlue {
+    /// Decodes one input of the task from the front of the bytes.
+    pub decode: DecodeGlue,
+    /// Calls the task on the worker's state and a boxed input.
+    pub call: fn(&mut dyn Any, Value) -> Result<Value, String>,
+    /// Appends the boxed output as an `Ok` outcome.
+    pub encode: fn(&dyn Any, &mut Vec<u8>) -> Result<(), String>,
+    /// Splits a boxed `Result<T, E>` output into its `T` or `E`'s message.
+    pub split: fn(Value) -> Split,
+}
+
+/// [`StageGlue::decode`] of the task `T`.
+pub fn stage_decode<S, M, T: Task<S, M>>(_task: T, bytes: &[u8]) -> Result<(Value, &[u8]), String>
+where
+    T::Input: 'static,
+{
+    codec::decode::<T::Input>(bytes)
+        .map(|(v, rest)| (Box::new(v) as Value, rest))
+        .map_err(|e| format!("could not decode the input: {e}"))
+}
+
+/// [`StageGlue::call`] of a task taking the state `S`.
+pub fn stage_call<S: 'static, M, T: Task<S, M>>(
+    task: T,
+    state: &mut dyn Any,
+    input: Value,
+) -> Result<Value, String>
+where
+    T::Input: 'static,
+    T::Output: 'static,
+{
+    let state = state.downcast_mut::<S>().ok_or_else(|| {
+        format!(
+            "task expects a state of type `{}`",
+            std::any::type_name::<S>()
+        )
+    })?;
+    let input = input
+        .downcast::<T::Input>()
+        .map_err(|_| mismatch::<T::Input>())?;
+    Ok(Box::new(task.call(state, *input)))
+}
+
+/// [`StageGlue::call`] of a task taking no state.
+pub fn stage_call_stateless<M, T: Task<(), M>>(
+    task: T,
+    _state: &mut dyn Any,
+    input: Value,
+) -> Result<Value, String>
+where
+    T::Input: 'static,
+    T::Output: 'static,
+{
+    let input = input
+        .downcast::<T::Input>()
+        .map_err(|_| mismatch::<T::Input>())?;
+    Ok(Box::new(task.call(&mut (), *input)))
+}
+
+/// [`StageGlue::encode`] of the task `T`.
+pub fn stage_encode<S, M, T: Task<S, M>>(
+    _task: T,
+    output: &dyn Any,
+    out: &mut Vec<u8>,
+) -> Result<(), String>
+where
+    T::Output: 'static,
+{
+    let output = output
+        .downcast_ref::<T::Output>()
+        .ok_or_else(mismatch::<T::Output>)?;
+    crate::channel::outcome::write(out, Status::Ok, output);
+    Ok(())
+}
+
+fn mismatch<T>() -> String {
+    format!(
+        "a pipeline stage got a value that is not a `{}`",
+        std::any::type_name::<T>()
+    )
+}
+
+/// Picks [`StageGlue::split`] for an output type `R` by autoref
+/// specialization: the macros call `(&SplitProbe::<R>::NEW).split_glue()` on
+/// the concrete type, and get the `Result` split when `R` is a
+/// `Result<T, E: Display>`, else one that says it is not.
+#[derive(Debug)]
+pub struct SplitProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> SplitProbe<R> {
+    /// The probe; only its type matters.
+    pub const NEW: Self = SplitProbe(PhantomData);
+}
+
+/// The specialized case: `R` is a `Result` whose error has a `Display`.
+pub trait SplitResult {
+    /// The glue that splits the `Result`.
+    fn split_glue(&self) -> fn(Value) -> Split;
+}
+
+impl<T: 'static, E: Display + 'static> SplitResult for &SplitProbe<Result<T, E>> {
+    fn split_glue(&self) -> fn(Value) -> Split {
+        |value| match value.downcast::<Result<T, E>>() {
+            Ok(r) => match *r {
+                Ok(v) => Split::Next(Box::new(v)),
+                Err(e) => Split::Stop(e.to_string()),
+            },
+            Err(_) => Split::NotAResult,
+        }
+    }
+}
+
+/// The fallback: any other output cannot be split.
+pub trait SplitNone {
+    /// Glue that says the output is not a `Result`.
+    fn split_glue(&self) -> fn(Value) -> Split;
+}
+
+impl<R> SplitNone for SplitProbe<R> {
+    fn split_glue(&self) -> fn(Value) -> Split {
+        |_| Split::NotAResult
+    }
+}
+
+/// One link of a chain, as the worker runs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub(crate) entry: &'static TaskEntry,
+    /// Whether the next stage takes this one's `Ok` side.
+    pub(crate) via_ok: bool,
+}
+
+/// What happened to one input on its way through the chain.
+enum Fate {
+    Done(Value),
+    /// A stage returned `Err`: the message names it.
+    Stopped(String),
+    Panicked(String),
+    /// The chain itself is wrong (a protocol error).
+    Broken(String),
+}
+
+impl Batch<'_> {
+    /// Runs the batch through a chain of stages, item by item, in chunks that
+    /// double while they take under a millisecond (as [`Batch::run`] does),
+    /// reporting progress at chunk ends. `Err` when the chain cannot run
+    /// at all (empty, or a value of the wrong type): the worker then leaves.
+    pub(crate) fn run_stages(&mut self, links: &[Link], state: &mut dyn Any) -> Result<(), String> {
+        let (Some(first), Some(last)) = (links.first(), links.last()) else {
+            return Err("a pipeline with no stage".into());
+        };
+        let mut next = 0;
+        let mut chunk = 1u32;
+        while next < self.count {
+            let end = (next + chunk).min(self.count).min(next + CHUNK as u32);
+            let started = std::time::Instant::now();
+            for i in next..end {
+                let input = match (first.entry.stage.decode)(self.input) {
+                    Ok((input, rest)) => {
+                        self.input = rest;
+                        input
+                    }
+                    Err(msg) => {
+                        // The cursor is lost: this item and every later one fail.
+                        for _ in i..self.count {
+                            self.push(Status::Codec, msg.as_str());
+                        }
+                        self.ran = self.count;
+                        return Ok(());
+                    }
+                };
+                if !self.progress.item_started(i) {
+                    self.ran = i;
+                    return Ok(());
+                }
+                match through(links, state, input) {
+                    Fate::Done(v) => (last.entry.stage.encode)(&*v, self.out)?,
+                    Fate::Stopped(msg) => self.push(Status::Failed, msg.as_str()),
+                    Fate::Panicked(msg) => self.push(Status::Panicked, msg.as_str()),
+                    Fate::Broken(msg) => return Err(msg),
+                }
+            }
+            next = end;
+            if chunk < CHUNK as u32 && started.elapsed() < std::time::Duration::from_millis(1) {
+                chunk *= 2;
+            }
+            if next < self.count {
+                self.progress.chunk_done(next, self.out);
+            }
+        }
+        self.ran = self.count;
+        Ok(())
+    }
+}
+
+/// One input through every stage.
+fn through(links: &[Link], state: &mut dyn Any, input: Value) -> Fate {
+    let mut value = input;
+    for (k, link) in links.iter().enumerate() {
+        let called = catch_unwind(AssertUnwindSafe(|| (link.entry.stage.call)(state, value)));
+        value = match called {
+            Ok(Ok(v)) => v,
+            Ok(Err(msg)) => return Fate::Broken(msg),
+            Err(payload) => return Fate::Panicked(panic_message(&*payload)),
+        };
+        if link.via_ok && k + 1 < links.len() {
+            // The error's `Display` is user code too: it may panic.
+            let split = catch_unwind(AssertUnwindSafe(|| (link.entry.stage.split)(value)));
+            value = match split {
+                Err(payload) => return Fate::Panicked(panic_message(&*payload)),
+                Ok(Split::Next(v)) => v,
+                Ok(Split::Stop(msg)) => {
+                    return Fate::Stopped(format!("`{}` returned an error: {msg}", link.entry.name))
+                }
+                Ok(Split::NotAResult) => {
+                    return Fate::Broken(format!("`{}` does not return a Result", link.entry.name))
+                }
+            };
+        }
+    }
+    Fate::Done(value)
+}
