@@ -106,7 +106,7 @@ where
     let Ok(reader_end) = reader_end else {
         return code::PROTOCOL;
     };
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader_end);
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
     let mut served: u64 = 0;
     loop {
         match frame::read_blocking(&mut reader, &mut input, max_frame) {
@@ -174,6 +174,33 @@ where
             }
             _ => return code::PROTOCOL,
         }
+    }
+}
+
+/// The worker's end of its channel, for reading: waits in `poll` for input
+/// before each read. A `recv` blocked on a stream socket is also woken each
+/// time the driver reads what this worker wrote (the socket's write-space
+/// wake-up, which `recv` does not filter out); on one core that cost a pair of
+/// context switches per round trip, measured. `poll` for input only is not
+/// woken by it.
+struct ReadWhenReady(UnixStream);
+
+impl std::io::Read for ReadWhenReady {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut fds = [libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        loop {
+            match sys::poll_raw(&mut fds, -1) {
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.0.read(buf)
     }
 }
 

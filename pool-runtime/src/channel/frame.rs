@@ -120,14 +120,18 @@ impl FrameReader {
 
     /// Takes the complete frame at the front, its length prefix still in
     /// front (the payload starts at [`PREFIX`]): dropping it would move every
-    /// byte of the frame. When the frame is all the buffer holds, the buffer
-    /// itself is handed over (no copy).
+    /// byte of the frame. A large frame that is all the buffer holds is
+    /// handed over with the buffer itself (no copy); a small one is copied
+    /// out, so that the buffer, already zeroed, serves the next read (a new
+    /// one would be allocated and zeroed, 64 KiB, on every round trip).
     pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        /// Frames from this size up take the buffer with them.
+        const HAND_OVER: usize = 64 * 1024;
         let wanted = self.wanted()?;
         if self.filled < PREFIX || self.filled < wanted {
             return Ok(None);
         }
-        if self.filled == wanted {
+        if self.filled == wanted && wanted >= HAND_OVER {
             let mut frame = std::mem::take(&mut self.buf);
             frame.truncate(wanted);
             self.filled = 0;
