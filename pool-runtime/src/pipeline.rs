@@ -227,7 +227,7 @@ where
     where
         I: IntoIterator<Item = In>,
     {
-        self.imap(inputs).collect()
+        self.imap(inputs).collect_vec()
     }
 
     /// Like [`Pool::imap`]: lazily, one outcome per input, in input order.
