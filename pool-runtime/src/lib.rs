@@ -39,6 +39,8 @@ mod dispatch;
 mod driver;
 mod error;
 mod pool;
+#[cfg(feature = "progress")]
+mod progress;
 pub mod registry;
 mod sys;
 mod task;
@@ -48,6 +50,8 @@ mod zygote;
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
 pub use pool::{Imap, Pool, Submitted};
+#[cfg(feature = "progress")]
+pub use progress::{ProgressDrawTarget, ProgressMode};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
 #[doc(hidden)]
