@@ -265,38 +265,6 @@ fn errors_message(errors: u64) -> Cow<'static, str> {
 }
 
 /// The progress bar of one `map`/`imap` call (feature `progress`).
-///
-/// ```
-/// use pool_runtime::{worker_init, worker_task, Pool, ProgressMode};
-///
-/// #[worker_init]
-/// fn nothing(_: &()) {}
-///
-/// #[worker_task]
-/// fn half(x: u64) -> u64 {
-///     assert!(x % 10 != 7, "no sevens");
-///     x / 2
-/// }
-///
-/// # fn main() -> Result<(), pool_runtime::Error> {
-/// let pool = Pool::builder().workers(2).build(nothing, ())?;
-/// // An imap with a bar on stderr (drawn only if stderr is a terminal):
-/// // "[00:00:01] ████████░░░░ 600/1,000 (580.2/s, ETA 1s) 60 errors".
-/// let mut ok = 0;
-/// for outcome in pool.imap(half, 0..1000).progress() {
-///     if outcome.is_ok() {
-///         ok += 1;
-///     }
-/// }
-/// assert_eq!(ok, 900);
-/// // A map with a bar, drawn even into a pipe or a log file.
-/// let halves: Vec<u64> = pool
-///     .imap(half, (0..1000).filter(|x| x % 10 != 7))
-///     .progress_mode(ProgressMode::Always)
-///     .collect::<Result<_, _>>()?;
-/// assert_eq!(halves.len(), 900);
-/// # Ok(()) }
-/// ```
 impl<I, R> Imap<'_, I, R>
 where
     I: Iterator,
@@ -316,6 +284,40 @@ where
     ///
     /// Costs a few nanoseconds per outcome and one thread while the bar is
     /// up; nothing when the bar is not drawn.
+    ///
+    /// ```
+    /// use pool_runtime::{worker_init, worker_task, Pool, ProgressMode};
+    ///
+    /// struct Nothing;
+    ///
+    /// #[worker_init]
+    /// fn nothing(_: &()) -> Nothing { Nothing }
+    ///
+    /// #[worker_task]
+    /// fn half(x: u64) -> u64 {
+    ///     assert!(x % 10 != 7, "no sevens");
+    ///     x / 2
+    /// }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder().workers(2).build(nothing, ())?;
+    /// // An imap with a bar on stderr (drawn only if stderr is a terminal):
+    /// // "[00:00:01] ████████░░░░ 600/1,000 (580/s, ETA 1s) 60 errors".
+    /// let mut ok = 0;
+    /// for outcome in pool.imap(half, 0..1000).progress() {
+    ///     if outcome.is_ok() {
+    ///         ok += 1;
+    ///     }
+    /// }
+    /// assert_eq!(ok, 900);
+    /// // A map with a bar, drawn even into a pipe or a log file.
+    /// let halves: Vec<u64> = pool
+    ///     .imap(half, (0..1000).filter(|x| x % 10 != 7))
+    ///     .progress_mode(ProgressMode::Always)
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(halves.len(), 900);
+    /// # Ok(()) }
+    /// ```
     pub fn progress(self) -> Self {
         self.progress_mode(ProgressMode::Auto)
     }

@@ -58,7 +58,6 @@ fn bar_shows_done_out_of_total_and_the_errors() {
         .filter_map(|o| o.as_ref().err())
         .all(|e| matches!(e.kind(), ErrorKind::Panicked(_))));
     let screen = term.contents();
-    println!("{screen}");
     assert!(screen.contains("100/100"), "{screen:?}");
     assert!(screen.contains("3 errors"), "{screen:?}");
     assert!(screen.contains("ETA"), "{screen:?}");
@@ -188,11 +187,15 @@ fn hidden_target_costs_nothing_and_draws_nothing() {
 }
 
 #[test]
-fn streams_stay_send() {
-    fn send<T: Send>(_: &T) {}
+fn streams_stay_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
     let pool = pool();
-    let stream = pool.imap(picky, 0..10).progress_mode(ProgressMode::Always);
-    send(&stream);
+    let (_term, target) = in_memory();
+    let mut stream = pool.imap(picky, 0..10).progress_to(target);
+    send_sync(&stream);
+    send_sync(&pool.imap(picky, 0..10).progress_mode(ProgressMode::Always));
+    let _ = stream.next(); // the bar is up now
+    send_sync(&stream);
     let _: &Imap<'_, std::ops::Range<u64>, u64> = &stream;
 }
 
