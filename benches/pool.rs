@@ -711,6 +711,11 @@ fn case_tiny(opts: &Opts, rows: &mut Vec<Row>) {
     if py.is_none() {
         println!("python3 not found: the Python reference is skipped");
     }
+    // POOL_BENCH_PROGRESS=1: each round also runs the same map with a
+    // progress bar drawn (feature `progress`; forced, so drawn into a pipe
+    // too), interleaved with the plain one.
+    let progress_bar = std::env::var_os("POOL_BENCH_PROGRESS").is_some_and(|v| v == "1");
+    let mut with_bar = vec![];
     let meter = CpuMeter::new(&pool);
     let (mut pl, mut pyt, mut seq) = (vec![], vec![], vec![]);
     let mut cpu = (0, 0);
@@ -723,6 +728,19 @@ fn case_tiny(opts: &Opts, rows: &mut Vec<Row>) {
         }
         assert_eq!(out[n as usize - 1], (n - 1) * (n - 1));
         drop(out);
+        if progress_bar {
+            let (d_bar, out) = common::time(|| {
+                pool.imap(square, 0..n)
+                    .progress_mode(pool_runtime::ProgressMode::Always)
+                    .collect::<Result<Vec<u64>, _>>()
+                    .expect("map")
+            });
+            assert_eq!(out[n as usize - 1], (n - 1) * (n - 1));
+            drop(out);
+            if round > 0 {
+                with_bar.push(secs(d_bar));
+            }
+        }
         let (d_seq, out) =
             common::time(|| (0..n).map(|x| square(black_box(x))).collect::<Vec<u64>>());
         drop(black_box(out));
@@ -755,6 +773,14 @@ fn case_tiny(opts: &Opts, rows: &mut Vec<Row>) {
         fmt_dur(median(&seq)),
         fmt_rate(n as f64 / median(&seq))
     );
+    if progress_bar {
+        println!(
+            "the same map with a progress bar: {} = {} tasks/s; time with bar / without = {:.3} (median of the rounds' ratios)",
+            fmt_dur(median(&with_bar)),
+            fmt_rate(n as f64 / median(&with_bar)),
+            median_ratio(&with_bar, &pl)
+        );
+    }
     print_cpu("pool.map(square)", n, (0, 0), cpu, opts.runs);
     let py_note = if pyt.len() == pl.len() {
         let py_rate = n as f64 / median(&pyt);

@@ -40,6 +40,8 @@ pub struct PoolBuilder {
     recycle: Recycle,
     /// The state type the exit hook given to [`exit_hook`](Self::exit_hook) consumes.
     exit_state: Option<(TypeId, &'static str)>,
+    #[cfg(feature = "progress")]
+    progress: crate::progress::ProgressMode,
 }
 
 impl Default for PoolBuilder {
@@ -55,6 +57,8 @@ impl Default for PoolBuilder {
             init_timeout: None,
             recycle: Recycle::default(),
             exit_state: None,
+            #[cfg(feature = "progress")]
+            progress: Default::default(),
         }
     }
 }
@@ -156,6 +160,19 @@ impl PoolBuilder {
         self
     }
 
+    /// Draws a progress bar for every `map`, `imap` and `imap_unordered`
+    /// of the pool (feature `progress`): [`ProgressMode::Auto`](crate::ProgressMode::Auto)
+    /// on stderr when it is a terminal, [`ProgressMode::Always`](crate::ProgressMode::Always)
+    /// even when it is not. One call can change it with
+    /// [`Imap::progress_mode`](crate::Imap::progress_mode). Default: off.
+    ///
+    /// A `map` stops at its first error, so its bar shows at most one.
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self, mode: crate::progress::ProgressMode) -> Self {
+        self.progress = mode;
+        self
+    }
+
     /// Starts the workers: each runs `init(&args)` once, after the fork.
     ///
     /// `args` is moved in and never serialized: it need not be `Serialize`,
@@ -210,6 +227,8 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             init_timeout: self.init_timeout,
             recycle: self.recycle.clone(),
+            #[cfg(feature = "progress")]
+            progress: self.progress,
         };
         let cells = Cells::new(self.workers)?;
         let (ours, theirs) = sys::packet_pair()?;

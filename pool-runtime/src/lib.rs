@@ -40,6 +40,8 @@ mod driver;
 mod error;
 mod pipeline;
 mod pool;
+#[cfg(feature = "progress")]
+mod progress;
 pub mod registry;
 mod sys;
 mod task;
@@ -50,6 +52,8 @@ pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
 pub use pipeline::{feed, Feeds, Pipeline};
 pub use pool::{Imap, Pool, Submitted};
+#[cfg(feature = "progress")]
+pub use progress::{ProgressDrawTarget, ProgressMode};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
 #[doc(hidden)]

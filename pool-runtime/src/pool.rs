@@ -345,6 +345,9 @@ pub struct Imap<'p, I, R> {
     chunker: Chunker,
     setup_error: Option<Error>,
     _out: PhantomData<fn() -> R>,
+    /// The progress bar, if asked for (`progress.rs`).
+    #[cfg(feature = "progress")]
+    pub(crate) progress: crate::progress::Slot,
 }
 
 impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
@@ -378,6 +381,10 @@ where
             Ok(r) => s.route = r,
             Err(e) => s.setup_error = Some(e),
         }
+        #[cfg(feature = "progress")]
+        {
+            s.progress = crate::progress::Slot::from_mode(driver.config.progress);
+        }
         s
     }
 
@@ -403,6 +410,8 @@ where
             chunker: Chunker::new(driver.config.chunk_size, hint, driver.config.workers),
             setup_error: None,
             _out: PhantomData,
+            #[cfg(feature = "progress")]
+            progress: Default::default(),
         }
     }
 
@@ -594,17 +603,9 @@ where
             self.pending.insert(c.first(), c);
         }
     }
-}
 
-impl<I, R> Iterator for Imap<'_, I, R>
-where
-    I: Iterator,
-    I::Item: Serialize,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next outcome, one per input; `None` at the end.
+    fn next_outcome(&mut self) -> Option<Result<R, Error>> {
         if let Some(e) = self.setup_error.take() {
             self.inputs = None;
             self.pulled = self.delivered;
@@ -630,6 +631,27 @@ where
             }
             self.receive();
         }
+    }
+}
+
+impl<I, R> Iterator for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        #[cfg(feature = "progress")]
+        if self.progress.is_wanted() {
+            self.progress.start(self.size_hint());
+        }
+        let outcome = self.next_outcome();
+        #[cfg(feature = "progress")]
+        self.progress.observe(outcome.as_ref());
+        outcome
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
