@@ -521,6 +521,8 @@ where
                 let mut bytes = &cur.frame[cur.at.min(cur.frame.len())..];
                 for _ in 0..cur.left {
                     let (result, rest) = outcome::read::<R>(bytes)?;
+                    #[cfg(feature = "progress")]
+                    self.progress.observe(Some(&result));
                     out.push(result?);
                     bytes = rest;
                 }
