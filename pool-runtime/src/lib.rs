@@ -47,9 +47,9 @@ mod zygote;
 
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
-pub use pool::{Imap, Pool, Submitted};
 #[cfg(feature = "async")]
 pub use pool::ImapStream;
+pub use pool::{Imap, Pool, Submitted};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
 #[doc(hidden)]

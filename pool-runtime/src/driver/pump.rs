@@ -214,11 +214,7 @@ fn pump(driver: Arc<Driver>) {
         let mut core = driver.lock();
         while core.waiters.wakers.is_empty() && !core.waiters.stop {
             core.waiters.parked = true;
-            core = driver
-                .pump
-                .cv
-                .wait(core)
-                .unwrap_or_else(|p| p.into_inner());
+            core = driver.pump.cv.wait(core).unwrap_or_else(|p| p.into_inner());
             core.waiters.parked = false;
         }
         if core.waiters.stop {

@@ -113,11 +113,12 @@ where
         let driver = self.driver;
         let job = self.job;
         let mut core = driver.lock();
+        // Not ours to wake below: this poll is already under way.
+        core.forget_waker(job);
         if !core.has_completions(job) {
             core = driver.try_progress(core, after);
         }
         if core.has_completions(job) {
-            core.forget_waker(job);
             self.absorb(core);
             return Poll::Ready(());
         }

@@ -135,3 +135,50 @@ pub fn is_abort(e: &pool_runtime::Error) -> bool {
 
 /// Generous: only there so that a bug fails the test instead of hanging it.
 pub const HANG: Duration = Duration::from_secs(120);
+
+/// While alive, a watchdog: past [`HANG`], it ends the whole test process
+/// with a message instead of letting a lost wake-up hang the test. (Not a
+/// timeout future: one would poll the future again when it fires, and so
+/// hide a lost wake-up.)
+pub struct Dog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dog {
+    pub fn arm(what: &str) -> Dog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let what = what.to_string();
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(HANG) {
+                eprintln!("{what}: hung for {HANG:?}");
+                std::process::exit(3);
+            }
+        });
+        Dog {
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Dog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `f` under a [`Dog`].
+pub fn watchdog<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let _dog = Dog::arm(what);
+    f()
+}
+
+/// Polls `f` once, with a waker that does nothing.
+pub fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(f).poll(&mut cx)
+}
