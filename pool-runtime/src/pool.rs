@@ -254,6 +254,9 @@ fn task_index<T: 'static>() -> Result<u32, Error> {
 }
 
 /// The handle of one [`Pool::submit`]ted call.
+///
+/// With the `async` feature, it is also a `Future` of the outcome: `.await`
+/// it instead of calling [`wait`](Submitted::wait).
 #[derive(Debug)]
 pub struct Submitted<'p, R> {
     stream: Imap<'p, std::iter::Empty<()>, R>,

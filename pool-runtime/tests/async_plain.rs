@@ -132,3 +132,35 @@ fn an_ordered_stream_with_a_dead_worker_keeps_input_order() {
     assert_eq!(oks, (0..30u64).filter(|&x| x != 5).collect::<Vec<_>>());
     assert!(is_abort(got[5].as_ref().unwrap_err()));
 }
+
+#[test]
+fn join_with_after_async_use() {
+    let pool = Pool::builder().workers(2).build(me, ()).unwrap();
+    watchdog("join_with", || {
+        let got: Vec<_> = block_on(pool.imap(abort_on_five, 0..10u64).into_stream().collect());
+        assert_eq!(got.iter().filter(|r| r.is_err()).count(), 1);
+        // The exit hook runs on both workers, one of them a replacement.
+        let generations = pool.join_with(leave).unwrap();
+        assert_eq!(generations.len(), 2);
+        assert_eq!(generations.iter().sum::<u32>(), 1);
+    });
+}
+
+/// Both can cross threads: a multi-threaded executor may move them.
+#[test]
+fn futures_and_streams_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let pool = Pool::builder().workers(1).build(me, ()).unwrap();
+    let f = pool.submit(square, 2);
+    let s = pool.imap(square, vec![1u64, 2]).into_stream();
+    send(&f);
+    send(&s);
+    watchdog("send", || {
+        std::thread::scope(|scope| {
+            let f = scope.spawn(move || block_on(f).unwrap());
+            let s = scope.spawn(move || block_on(s.map(Result::unwrap).collect::<Vec<_>>()));
+            assert_eq!(f.join().unwrap(), 4);
+            assert_eq!(s.join().unwrap(), vec![1, 4]);
+        });
+    });
+}

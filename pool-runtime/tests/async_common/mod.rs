@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use pool_runtime::{worker_init, worker_task, ErrorKind, Pool, WorkerInfo};
+use pool_runtime::{worker_exit, worker_init, worker_task, ErrorKind, Pool, WorkerInfo};
 
 /// A worker's state: which generation of its slot it is.
 pub struct Me {
@@ -17,6 +17,12 @@ pub fn me(_: &(), info: WorkerInfo) -> Me {
     Me {
         generation: info.generation(),
     }
+}
+
+/// The worker's generation, as it leaves.
+#[worker_exit]
+pub fn leave(m: Me) -> u32 {
+    m.generation
 }
 
 #[worker_task]
