@@ -163,21 +163,19 @@ impl Driver {
     }
 
     fn start_pump(&self) {
-        let Some(me) = self.pump.me.get().and_then(Weak::upgrade) else {
+        let spawned = match self.pump.me.get().and_then(Weak::upgrade) {
+            Some(me) => std::thread::Builder::new()
+                .name("pool-async-pump".into())
+                .spawn(move || pump(me))
+                .ok(),
             // A driver outside a pool (never): no pump can hold it.
-            self.lock().waiters.running = false;
-            return;
+            None => None,
         };
-        let spawned = std::thread::Builder::new()
-            .name("pool-async-pump".into())
-            .spawn(move || pump(me));
         let mut core = self.lock();
         match spawned {
-            Ok(handle) => {
-                // A pump that left earlier (it never does before shutdown) is joined there.
-                core.waiters.handle = Some(handle);
-            }
-            Err(_) => {
+            // The only one before shutdown: `running` stays set until then.
+            Some(handle) => core.waiters.handle = Some(handle),
+            None => {
                 // No thread to be had: every waiter is woken, so its next
                 // poll retries the start and meanwhile makes progress itself
                 // (`try_progress`). A busy loop, not a hang.
