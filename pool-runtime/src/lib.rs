@@ -51,6 +51,8 @@ mod zygote;
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
 pub use pipeline::{feed, Feeds, Pipeline};
+#[cfg(feature = "async")]
+pub use pool::ImapStream;
 pub use pool::{Imap, Pool, Submitted};
 #[cfg(feature = "progress")]
 pub use progress::{ProgressDrawTarget, ProgressMode};

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
+use std::sync::{Arc, MutexGuard};
+use std::task::Poll;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,11 +14,16 @@ use crate::channel::frame;
 use crate::channel::message::write;
 use crate::channel::outcome;
 use crate::codec;
-use crate::driver::{Completion, Driver, JobId, NewBatch};
+use crate::driver::{Completion, Core, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
 use crate::pipeline::Route;
 use crate::registry;
 use crate::task::{Exit, Task};
+
+#[cfg(feature = "async")]
+mod asynch;
+#[cfg(feature = "async")]
+pub use asynch::ImapStream;
 
 /// A pool of worker processes, each holding its own state `S`.
 ///
@@ -27,7 +34,9 @@ use crate::task::{Exit, Task};
 /// running an exit hook; [`join_with`](Pool::join_with) runs one. Either way,
 /// no worker process, running or zombie, outlives the pool.
 pub struct Pool<S> {
-    driver: Driver,
+    // In an `Arc` so that the `async` feature's pump thread can hold it; it
+    // is joined before the pool ends.
+    driver: Arc<Driver>,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -48,6 +57,9 @@ impl Pool<()> {
 
 impl<S: 'static> Pool<S> {
     pub(crate) fn new(driver: Driver) -> Self {
+        let driver = Arc::new(driver);
+        #[cfg(feature = "async")]
+        crate::driver::pump::Pump::attach(&driver);
         Pool {
             driver,
             _state: PhantomData,
@@ -251,6 +263,9 @@ fn route<T: 'static>() -> Result<Route, Error> {
 }
 
 /// The handle of one [`Pool::submit`]ted call.
+///
+/// With the `async` feature, it is also a `Future` of the outcome: `.await`
+/// it instead of calling [`wait`](Submitted::wait).
 #[derive(Debug)]
 pub struct Submitted<'p, R> {
     stream: Imap<'p, std::iter::Empty<()>, R>,
@@ -593,36 +608,27 @@ where
         }
     }
 
-    fn receive(&mut self) {
-        let job = self.job;
-        let mut core = self.driver.wait_until(|core| core.has_completions(job));
-        core.take_completions(job, &mut self.arrived);
-        drop(core);
-        for c in self.arrived.drain(..) {
-            if let Completion::Items { count, nanos, .. } = &c {
-                self.chunker.observe(*count, *nanos as f64);
-            }
-            self.pending.insert(c.first(), c);
-        }
-    }
-
-    /// The next outcome, one per input; `None` at the end.
-    fn next_outcome(&mut self) -> Option<Result<R, Error>> {
+    /// The next outcome, or the end; `receive` is called when completions
+    /// are needed, and may give up (`Pending`: then so does `step`).
+    fn step(
+        &mut self,
+        mut receive: impl FnMut(&mut Self) -> Poll<()>,
+    ) -> Poll<Option<Result<R, Error>>> {
         if let Some(e) = self.setup_error.take() {
             self.inputs = None;
             self.pulled = self.delivered;
-            return Some(Err(e));
+            return Poll::Ready(Some(Err(e)));
         }
         loop {
             if let Some(outcome) = self.next_in_cursor() {
-                return Some(outcome);
+                return Poll::Ready(Some(outcome));
             }
             if let Some(outcome) = self.open_next() {
-                return Some(outcome);
+                return Poll::Ready(Some(outcome));
             }
             self.feed();
-            if self.inputs.is_none() && self.delivered == self.pulled {
-                return None;
+            if self.is_finished() {
+                return Poll::Ready(None);
             }
             if self
                 .pending
@@ -631,7 +637,33 @@ where
             {
                 continue;
             }
-            self.receive();
+            if receive(self).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Every outcome was handed out, and no input is left.
+    fn is_finished(&self) -> bool {
+        self.setup_error.is_none() && self.inputs.is_none() && self.delivered == self.pulled
+    }
+
+    /// Waits for completions of this job, and takes them.
+    fn receive(&mut self) {
+        let job = self.job;
+        let core = self.driver.wait_until(|core| core.has_completions(job));
+        self.absorb(core);
+    }
+
+    /// Takes the completions of this job that `core` holds, and releases it.
+    fn absorb(&mut self, mut core: MutexGuard<'_, Core>) {
+        core.take_completions(self.job, &mut self.arrived);
+        drop(core);
+        for c in self.arrived.drain(..) {
+            if let Completion::Items { count, nanos, .. } = &c {
+                self.chunker.observe(*count, *nanos as f64);
+            }
+            self.pending.insert(c.first(), c);
         }
     }
 }
@@ -644,13 +676,18 @@ where
 {
     type Item = Result<R, Error>;
 
-    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         #[cfg(feature = "progress")]
         if self.progress.is_wanted() {
             self.progress.start(self.size_hint());
         }
-        let outcome = self.next_outcome();
+        let waited = self.step(|s| {
+            s.receive();
+            Poll::Ready(())
+        });
+        let Poll::Ready(outcome) = waited else {
+            unreachable!("a blocking receive always comes back with completions")
+        };
         #[cfg(feature = "progress")]
         self.progress.observe(outcome.as_ref());
         outcome

@@ -8,6 +8,8 @@
 //! ping-pong with its worker; several callers share one poller. See
 //! `README.md` beside this file for the invariants.
 
+#[cfg(feature = "async")]
+pub(crate) mod pump;
 mod slot;
 mod supervise;
 
@@ -148,6 +150,9 @@ pub(crate) struct Core {
     /// Reused list of descriptors for `poll`.
     pollfds: Vec<libc::pollfd>,
     config: Config,
+    /// Futures and streams waiting for their job (the `async` feature).
+    #[cfg(feature = "async")]
+    waiters: pump::Waiters,
 }
 
 impl std::fmt::Debug for Core {
@@ -166,6 +171,9 @@ pub(crate) struct Driver {
     cv: Condvar,
     wake: EventFd,
     pub(crate) config: Config,
+    /// The thread that drives the pool for async waiters (the `async` feature).
+    #[cfg(feature = "async")]
+    pub(crate) pump: pump::Pump,
 }
 
 impl Driver {
@@ -196,12 +204,16 @@ impl Driver {
             pollfds: Vec::new(),
             recycled: Vec::new(),
             config: config.clone(),
+            #[cfg(feature = "async")]
+            waiters: Default::default(),
         };
         Ok(Driver {
             core: Mutex::new(core),
             cv: Condvar::new(),
             wake,
             config,
+            #[cfg(feature = "async")]
+            pump: Default::default(),
         })
     }
 
@@ -269,6 +281,9 @@ impl Driver {
     /// Ends the pool: closes every channel, lets the zygote reap its workers
     /// (SIGKILL after the grace period), and reaps the zygote. Idempotent.
     pub(crate) fn shutdown(&self) {
+        // The pump thread first: it may be the one polling.
+        #[cfg(feature = "async")]
+        self.stop_pump();
         let mut core = self.lock();
         debug_assert!(!core.polling, "shutdown needs exclusive use of the pool");
         for slot in &mut core.slots {

@@ -1,0 +1,232 @@
+//! The `async` feature's half of the driver: wakers of async waiters, a
+//! non-blocking step, and the pump thread.
+//!
+//! There is no driver thread, and a future must not block its executor in
+//! `wait_until`. So:
+//!
+//! * A future or stream that finds nothing for its job first makes what
+//!   progress it can without blocking ([`Driver::try_progress`]: a `poll(2)`
+//!   with a zero timeout, under the lock, only if no thread holds the polling
+//!   role), then registers its waker under its job ([`Waiters::wakers`]).
+//!   The check and the registration happen under one hold of the lock, and
+//!   completions are only added under the lock, so no wake-up is lost.
+//! * One pump thread per pool (started on the first registration, named
+//!   `pool-async-pump`) is an ordinary `wait_until` caller while any waker is
+//!   registered: it polls for everyone like any other waiter (so task timeouts
+//!   and worker deaths are handled while only async callers wait), and its
+//!   predicate takes the wakers whose job has completions. It wakes them after
+//!   leaving `wait_until`, without the lock (a waker may run executor code).
+//! * With no waker registered the pump parks on its own condition variable
+//!   and holds no role in the driver; it leaves for good when the pool shuts
+//!   down: [`Driver::stop_pump`] runs first in `Driver::shutdown`, wakes it
+//!   wherever it waits, and joins it, so no thread outlives the pool.
+//!
+//! The pump holds an `Arc` of the driver; the pool gives the driver a weak
+//! reference to itself ([`Pump::attach`]) so that a future, which only
+//! borrows the driver, can start the pump.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Condvar, MutexGuard, OnceLock, Weak};
+use std::task::Waker;
+use std::thread::JoinHandle;
+
+use super::{Core, Driver, JobId};
+use crate::sys;
+
+/// Async waiters, in `Core` (under the driver's lock).
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    /// The waker of each job whose future or stream waits for completions.
+    wakers: HashMap<JobId, Waker>,
+    /// A pump thread exists (or is being started).
+    running: bool,
+    /// The pump waits on [`Pump::cv`] for a waker to be registered.
+    parked: bool,
+    /// The pool is shutting down: the pump leaves, none is started again.
+    stop: bool,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The pump's link to its driver, in `Driver`.
+#[derive(Debug, Default)]
+pub(crate) struct Pump {
+    /// Where a parked pump waits (with the driver's lock).
+    cv: Condvar,
+    /// The driver itself, for the pump thread to hold.
+    me: OnceLock<Weak<Driver>>,
+}
+
+impl Pump {
+    /// Gives the driver the means to start its pump thread.
+    pub(crate) fn attach(driver: &Arc<Driver>) {
+        let _ = driver.pump.me.set(Arc::downgrade(driver));
+    }
+}
+
+/// What an async poll must do once it has released the lock.
+#[derive(Debug, Default)]
+#[must_use = "wakers to wake and a pump to start"]
+pub(crate) struct AfterUnlock {
+    wake: Vec<Waker>,
+    start_pump: bool,
+}
+
+impl Core {
+    /// Moves the wakers of jobs that have completions (or no longer exist) to `into`.
+    fn take_ready_wakers(&mut self, into: &mut Vec<Waker>) {
+        let jobs = &self.jobs;
+        self.waiters.wakers.retain(|job, waker| {
+            let ready = jobs.get(job).is_none_or(|j| !j.completions.is_empty());
+            if ready {
+                into.push(waker.clone());
+            }
+            !ready
+        });
+    }
+
+    /// `job`'s future or stream no longer waits (it got its outcome, or is dropped).
+    pub(crate) fn forget_waker(&mut self, job: JobId) {
+        self.waiters.wakers.remove(&job);
+    }
+
+    /// Registers `waker` for `job`'s next completion, and asks for a pump if
+    /// none runs. `after` must be [`finish`](Driver::finish)ed once the lock
+    /// is released.
+    pub(crate) fn register_waker(
+        &mut self,
+        driver: &Driver,
+        job: JobId,
+        waker: &Waker,
+        after: &mut AfterUnlock,
+    ) {
+        match self.waiters.wakers.get_mut(&job) {
+            Some(w) => w.clone_from(waker),
+            None => {
+                self.waiters.wakers.insert(job, waker.clone());
+            }
+        }
+        if self.waiters.stop {
+            // Cannot happen while a future borrows the pool; never hang if it does.
+            after.wake.push(waker.clone());
+        } else if !self.waiters.running {
+            self.waiters.running = true;
+            after.start_pump = true;
+        } else if self.waiters.parked {
+            self.waiters.parked = false;
+            driver.pump.cv.notify_one();
+        }
+    }
+}
+
+impl Driver {
+    /// One step of the driver that never blocks: if no thread polls, polls
+    /// every channel with a zero timeout and handles what came (the same
+    /// sequence as a `wait_until` round). Wakers of jobs that now have
+    /// completions go to `after`.
+    pub(crate) fn try_progress<'a>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        after: &mut AfterUnlock,
+    ) -> MutexGuard<'a, Core> {
+        if core.polling {
+            // The poller handles the events, and wakes us through the pump.
+            return core;
+        }
+        let mut fds = std::mem::take(&mut core.pollfds);
+        core.fill_pollfds(&mut fds, self.wake.as_fd().as_raw_fd());
+        // Under the lock with `polling` false: no descriptor can be closed
+        // meanwhile, and a zero timeout never blocks.
+        let polled = sys::poll_raw(&mut fds, 0);
+        if polled.is_ok_and(|n| n > 0) {
+            core.handle_events(&fds, &self.wake);
+        }
+        core.pollfds = fds;
+        core.tick();
+        core.dispatch();
+        if core.waiting > 0 {
+            self.cv.notify_all();
+        }
+        core.take_ready_wakers(&mut after.wake);
+        core
+    }
+
+    /// Does what an async poll left for after the lock: wakes wakers, starts
+    /// the pump thread.
+    pub(crate) fn finish(&self, after: AfterUnlock) {
+        for w in after.wake {
+            w.wake();
+        }
+        if after.start_pump {
+            self.start_pump();
+        }
+    }
+
+    fn start_pump(&self) {
+        let spawned = match self.pump.me.get().and_then(Weak::upgrade) {
+            Some(me) => std::thread::Builder::new()
+                .name("pool-async-pump".into())
+                .spawn(move || pump(me))
+                .ok(),
+            // A driver outside a pool (never): no pump can hold it.
+            None => None,
+        };
+        let mut core = self.lock();
+        match spawned {
+            // The only one before shutdown: `running` stays set until then.
+            Some(handle) => core.waiters.handle = Some(handle),
+            None => {
+                // No thread to be had: every waiter is woken, so its next
+                // poll retries the start and meanwhile makes progress itself
+                // (`try_progress`). A busy loop, not a hang.
+                core.waiters.running = false;
+                let wake: Vec<Waker> = core.waiters.wakers.drain().map(|(_, w)| w).collect();
+                drop(core);
+                wake.into_iter().for_each(Waker::wake);
+            }
+        }
+    }
+
+    /// Stops the pump thread, if any, and waits for it to be gone. Run at
+    /// the start of `shutdown`; idempotent.
+    pub(crate) fn stop_pump(&self) {
+        let mut core = self.lock();
+        core.waiters.stop = true;
+        let Some(handle) = core.waiters.handle.take() else {
+            return;
+        };
+        // Wherever it waits: parked, a follower on the condvar, or in `poll`.
+        self.pump.cv.notify_all();
+        self.cv.notify_all();
+        self.nudge(&core);
+        drop(core);
+        let _ = handle.join();
+    }
+}
+
+/// The pump thread: waits on the driver, as an ordinary waiter, while any
+/// async waiter is registered, and wakes those whose job has completions.
+fn pump(driver: Arc<Driver>) {
+    let mut wake = Vec::new();
+    loop {
+        let mut core = driver.lock();
+        while core.waiters.wakers.is_empty() && !core.waiters.stop {
+            core.waiters.parked = true;
+            core = driver.pump.cv.wait(core).unwrap_or_else(|p| p.into_inner());
+            core.waiters.parked = false;
+        }
+        if core.waiters.stop {
+            core.waiters.running = false;
+            return;
+        }
+        drop(core);
+        let core = driver.wait_until(|core| {
+            core.take_ready_wakers(&mut wake);
+            !wake.is_empty() || core.waiters.wakers.is_empty() || core.waiters.stop
+        });
+        drop(core);
+        for w in wake.drain(..) {
+            w.wake();
+        }
+    }
+}
