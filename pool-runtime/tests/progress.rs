@@ -273,3 +273,18 @@ fn stderr_not_a_terminal_draws_nothing_unless_forced() {
     assert!(stderr.contains("200/200"), "{stderr:?}");
     assert!(stderr.contains("6/100"), "{stderr:?}"); // the map, stopped at input 5
 }
+
+/// The `Stream` form of a stream with a bar counts the same (`async` on too).
+#[cfg(feature = "async")]
+#[test]
+fn async_stream_draws_the_bar_too() {
+    use futures_util::StreamExt;
+    let pool = pool();
+    let (term, target) = in_memory();
+    let stream = pool.imap(picky, 0..100).progress_to(target).into_stream();
+    let outcomes: Vec<_> = futures_executor::block_on(stream.collect());
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 3);
+    let screen = term.contents();
+    assert!(screen.contains("100/100"), "{screen:?}");
+    assert!(screen.contains("3 errors"), "{screen:?}");
+}
