@@ -147,6 +147,7 @@ fn task(func: &WorkerFn) -> TokenStream {
             quote_spanned!(span=> #private::run_stateless::<_, _>(#ident, __pool_state, __pool_batch))
         }
     };
+    let debug_input = debug_input(args);
     quote! {
         #assert_state
         #(#assert_args)*
@@ -157,7 +158,27 @@ fn task(func: &WorkerFn) -> TokenStream {
             name: #name,
             type_id: || #private::type_id_of_val(&#ident),
             run: |__pool_state, __pool_batch| #run,
+            debug_input: #debug_input,
         };
+    }
+}
+
+/// The `debug_input` glue: formats one encoded input (the argument, a tuple
+/// of them, or `()`) with `Debug` if its type has it, else `None`; autoref
+/// specialization on the concrete type (`__private::DebugInput`).
+fn debug_input(args: &[Input<'_>]) -> TokenStream {
+    let private = private();
+    let tys = args.iter().map(|arg| arg.ty);
+    let input = match args {
+        [one] => one.ty.to_token_stream(),
+        _ => quote!((#(#tys,)*)),
+    };
+    quote! {
+        |__pool_bytes| {
+            #[allow(unused_imports)]
+            use #private::{InputHasDebug as _, InputNoDebug as _};
+            (&&#private::DebugInput::<#input>::new()).debug_input(__pool_bytes)
+        }
     }
 }
 

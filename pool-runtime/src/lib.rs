@@ -38,6 +38,7 @@ pub mod codec;
 mod dispatch;
 mod driver;
 mod error;
+mod insights;
 mod pool;
 pub mod registry;
 mod sys;
@@ -47,6 +48,7 @@ mod zygote;
 
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
+pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pool::{Imap, Pool, Submitted};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 

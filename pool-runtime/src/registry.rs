@@ -25,7 +25,14 @@ pub struct TaskEntry {
     pub type_id: fn() -> TypeId,
     /// Decode → call → encode for a batch.
     pub run: RunBatch,
+    /// Decodes one encoded input and formats it with `Debug`; `None` if the
+    /// input type has no `Debug` (or the bytes do not decode). For
+    /// [`Pool::insights`](crate::Pool::insights)' slowest tasks.
+    pub debug_input: DebugInput,
 }
+
+/// Glue that shows one encoded input with `Debug`, if its type has it.
+pub type DebugInput = fn(&[u8]) -> Option<String>;
 
 /// One `#[worker_exit]`.
 #[derive(Debug)]

@@ -44,6 +44,7 @@ static ADD: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::add"),
     type_id: || type_id_of_val(&add),
     run: |s, b| run_batch::<Counter, _, _>(add, s, b),
+    debug_input: |_| None,
 };
 
 #[linkme::distributed_slice(TASKS)]
@@ -52,6 +53,7 @@ static SQUARE: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::square"),
     type_id: || type_id_of_val(&square),
     run: |s, b| run_stateless::<_, _>(square, s, b),
+    debug_input: |_| None,
 };
 
 #[linkme::distributed_slice(EXITS)]
