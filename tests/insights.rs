@@ -75,7 +75,10 @@ fn figures_add_up_and_pids_are_the_workers() {
     assert_eq!(ins.restarts(), 0);
     let pids: HashSet<u32> = ins.workers.iter().map(|w| w.pid.unwrap()).collect();
     assert_eq!(pids.len(), 2);
-    assert!(seen.is_subset(&pids), "tasks ran in {seen:?}, insights say {pids:?}");
+    assert!(
+        seen.is_subset(&pids),
+        "tasks ran in {seen:?}, insights say {pids:?}"
+    );
     for p in &pids {
         assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
         assert_ne!(*p, std::process::id());
@@ -112,7 +115,11 @@ fn the_slowest_item_shows_its_input() {
     }
     assert!(table.contains("::nap(7)"), "{table}");
     // The header, one row per worker, "slowest:" and its entries.
-    assert_eq!(table.lines().count(), 1 + 2 + 1 + ins.slowest.len(), "{table}");
+    assert_eq!(
+        table.lines().count(),
+        1 + 2 + 1 + ins.slowest.len(),
+        "{table}"
+    );
 }
 
 #[test]
@@ -128,7 +135,12 @@ fn an_input_without_debug_shows_its_index() {
 #[test]
 fn a_worker_killed_on_purpose_counts_as_a_restart() {
     let pool = pool();
-    let before: HashSet<u32> = pool.insights().workers.iter().filter_map(|w| w.pid).collect();
+    let before: HashSet<u32> = pool
+        .insights()
+        .workers
+        .iter()
+        .filter_map(|w| w.pid)
+        .collect();
     let outcomes: Vec<_> = pool.imap(abort_on_three, 0..10).collect();
     assert!(outcomes[3].is_err());
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 9);
@@ -138,5 +150,8 @@ fn a_worker_killed_on_purpose_counts_as_a_restart() {
     assert_eq!(slot.generation, 1);
     assert!(slot.pid.is_none_or(|p| !before.contains(&p)), "{ins:?}");
     assert!(ins.tasks() >= 9); // the items before the death may have run twice
-    assert!(ins.to_string().lines().any(|l| l.split_whitespace().nth(2) == Some("1")));
+    assert!(ins
+        .to_string()
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("1")));
 }

@@ -67,9 +67,15 @@ fn driver_and_worker_spans_reach_one_subscriber() {
         // Written by the worker itself, from its own process.
         assert!(lines(&format!("init{{pid={p} ")) >= 1, "{p}: {log}");
     }
-    assert!(lines("worker ready") >= 3, "two workers and a replacement: {log}");
+    assert!(
+        lines("worker ready") >= 3,
+        "two workers and a replacement: {log}"
+    );
     let name = registry::task_name(pid).unwrap();
-    assert!(lines(&format!("batch{{task=\"{name}\" count=1 pid=")) >= 2, "{log}");
+    assert!(
+        lines(&format!("batch{{task=\"{name}\" count=1 pid=")) >= 2,
+        "{log}"
+    );
     let abort = registry::task_name(abort_on_three).unwrap();
     assert!(lines(&format!("batch{{task=\"{abort}\"")) >= 1, "{log}");
     let respawn = log
@@ -77,7 +83,10 @@ fn driver_and_worker_spans_reach_one_subscriber() {
         .find(|l| l.contains("respawn{slot="))
         .unwrap_or_else(|| panic!("no respawn: {log}"));
     assert!(respawn.contains("old_pid="), "{respawn}");
-    assert!(respawn.contains("why=killed by signal 6 (SIGABRT)"), "{respawn}");
+    assert!(
+        respawn.contains("why=killed by signal 6 (SIGABRT)"),
+        "{respawn}"
+    );
     assert!(respawn.contains("generation=1"), "{respawn}");
     let old: u32 = respawn
         .split("old_pid=")

@@ -27,7 +27,15 @@ pub(crate) trait Progress {
     /// `call_nanos`, their decoding and encoding in `codec_nanos`. Unless
     /// `each` (every item was reported to [`item_ran`](Progress::item_ran)),
     /// the chunk was timed as a whole.
-    fn chunk_ran(&mut self, _first: u32, _count: u32, _call_nanos: u64, _codec_nanos: u64, _each: bool) {}
+    fn chunk_ran(
+        &mut self,
+        _first: u32,
+        _count: u32,
+        _call_nanos: u64,
+        _codec_nanos: u64,
+        _each: bool,
+    ) {
+    }
 
     /// Insights: item `index` ran in `nanos` (only items that take a
     /// microsecond or more are timed one by one).

@@ -189,7 +189,7 @@ impl SlotStats {
             pid,
             input: input.filter(|b| b.len() <= INPUT_CAP).map(<[u8]>::to_vec),
         });
-        self.slowest.sort_by(|a, b| b.nanos.cmp(&a.nanos));
+        self.slowest.sort_by_key(|r| std::cmp::Reverse(r.nanos));
         self.slowest.truncate(SLOWEST);
     }
 
@@ -251,7 +251,7 @@ pub(crate) fn report(snapshots: Vec<Snapshot>) -> Insights {
         })
         .collect();
     let mut slowest: Vec<SlowTask> = workers.iter().flat_map(|w| w.slowest.clone()).collect();
-    slowest.sort_by(|a, b| b.time.cmp(&a.time));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.time));
     slowest.truncate(SLOWEST);
     Insights { workers, slowest }
 }
@@ -452,11 +452,23 @@ impl fmt::Display for Insights {
         writeln!(
             f,
             "{:>4} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
-            "slot", "pid", "restarts", "init", "tasks", "busy", "idle", "codec", "io", "bytes in", "bytes out"
+            "slot",
+            "pid",
+            "restarts",
+            "init",
+            "tasks",
+            "busy",
+            "idle",
+            "codec",
+            "io",
+            "bytes in",
+            "bytes out"
         )?;
         for w in &self.workers {
             let pid = w.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-            let init = w.init.map_or_else(|| "-".to_string(), |d| Dur(d).to_string());
+            let init = w
+                .init
+                .map_or_else(|| "-".to_string(), |d| Dur(d).to_string());
             writeln!(
                 f,
                 "{:>4} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",

@@ -137,7 +137,8 @@ where
                 };
                 // Disabled (no subscriber, or above DEBUG), this is a
                 // relaxed load and a branch per batch.
-                let _batch = tracing::debug_span!("batch", task = entry.name, count, pid).entered();
+                let batch_span =
+                    tracing::debug_span!("batch", task = entry.name, count, pid).entered();
                 out.clear();
                 let start = write::done(&mut out, tag, 0, 0);
                 cell.tag.store(tag, Ordering::Release);
@@ -178,6 +179,7 @@ where
                 ) {
                     return code::PROTOCOL;
                 }
+                drop(batch_span);
                 if recycle.due(served) {
                     return leave(&mut stream, &mut out, state, recycle.exit_hook, max_frame);
                 }

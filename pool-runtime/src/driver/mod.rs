@@ -624,7 +624,8 @@ impl Core {
         tally: Tally<'_>,
     ) -> Result<(), &'static str> {
         let s = &mut self.slots[slot];
-        s.stats.done(count, nanos, tally.codec_nanos, tally.io_nanos);
+        s.stats
+            .done(count, nanos, tally.codec_nanos, tally.io_nanos);
         let pid = s.pid().map_or(0, |p| p.as_raw() as u32);
         let Some(b) = self.batches.get(&tag) else {
             return Ok(()); // `batch_done` says what is wrong

@@ -347,7 +347,10 @@ impl Core {
             // The database went away, say: wait before trying again.
             let wait = backoff(slot.init_failures - 1);
             slot.respawn_at = Some(Instant::now() + wait);
-            tracing::warn!(?wait, "worker died during init; respawning after a back-off");
+            tracing::warn!(
+                ?wait,
+                "worker died during init; respawning after a back-off"
+            );
             return;
         }
         if self.zygote_ctl.is_some() {
