@@ -55,6 +55,10 @@ fn driver_and_worker_spans_reach_one_subscriber() {
     let pids: Vec<u32> = pool.broadcast(pid, 0).unwrap();
     let outcomes: Vec<_> = pool.imap(abort_on_three, 0..10).collect();
     assert!(outcomes[3].is_err());
+    // A broadcast waits for every slot to be ready: the replacement too.
+    let after: Vec<u32> = pool.broadcast(pid, 0).unwrap();
+    let new: Vec<u32> = after.into_iter().filter(|p| !pids.contains(p)).collect();
+    assert_eq!(new.len(), 1, "{pids:?}");
     pool.join().unwrap();
 
     let log = std::fs::read_to_string(&path).unwrap();
@@ -67,6 +71,11 @@ fn driver_and_worker_spans_reach_one_subscriber() {
         // Written by the worker itself, from its own process.
         assert!(lines(&format!("init{{pid={p} ")) >= 1, "{p}: {log}");
     }
+    assert!(
+        lines(&format!("init{{pid={} worker=", new[0])) >= 1,
+        "the replacement's init: {log}"
+    );
+    assert!(log.contains("generation=1}"), "{log}");
     assert!(
         lines("worker ready") >= 3,
         "two workers and a replacement: {log}"

@@ -148,6 +148,7 @@ impl SlotStats {
 
     /// The worker is gone.
     pub(crate) fn ended(&mut self) {
+        self.init = None;
         if let Some(since) = self.ready_since.take() {
             self.alive_before += since.elapsed();
         }
