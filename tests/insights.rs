@@ -160,18 +160,22 @@ fn a_slow_item_among_cheap_ones_is_found_alone_or_with_its_chunk() {
     pool.map(square_but_one, 0..20_000).unwrap();
     let ins = pool.insights();
     eprintln!("{ins}");
-    let top = &ins.slowest[0];
-    assert!(top.time >= Duration::from_millis(50), "{ins}");
-    // Cheap items are timed per chunk: the one that held input 5000, unless
-    // it began its batch (then it was timed alone).
-    match &top.input {
-        SlowInput::Debug(text) => assert_eq!(text, "5000"),
+    // Cheap items are timed per chunk: input 5000 shows as the chunk that
+    // held it, unless it began its batch (then it was timed alone).
+    let holds_5000 = |input: &SlowInput| match input {
+        SlowInput::Debug(text) => text == "5000",
         SlowInput::Range { first, count } => {
-            assert!((*first..*first + *count as u64).contains(&5000), "{ins}");
-            assert!(*count <= 64, "{ins}");
+            *count <= 64 && (*first..*first + *count as u64).contains(&5000)
         }
-        other => panic!("{other:?}"),
-    }
+        SlowInput::Index(_) => false,
+        _ => false,
+    };
+    let top = ins
+        .slowest
+        .iter()
+        .find(|s| holds_5000(&s.input))
+        .unwrap_or_else(|| panic!("{ins}"));
+    assert!(top.time >= Duration::from_millis(50), "{ins}");
 }
 
 #[test]
