@@ -395,6 +395,61 @@ mod tests {
         assert!(m1.contains("three"), "{m1}");
     }
 
+    /// What a batch reports for insights: `(first, count, each)` per chunk,
+    /// and the items timed one by one.
+    #[derive(Default)]
+    struct Timings {
+        chunks: Vec<(u32, u32, bool)>,
+        items: Vec<u32>,
+    }
+
+    impl Progress for Timings {
+        fn item_started(&mut self, _: u32) -> bool {
+            true
+        }
+        fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
+        fn chunk_ran(&mut self, first: u32, count: u32, _: u64, _: u64, each: bool) {
+            self.chunks.push((first, count, each));
+        }
+        fn item_ran(&mut self, index: u32, _: u64) {
+            self.items.push(index);
+        }
+    }
+
+    fn timings(count: u32, task: fn(u64) -> u64) -> Timings {
+        let mut inputs = Vec::new();
+        for x in 0..count as u64 {
+            codec::encode(&x, &mut inputs).unwrap();
+        }
+        let (mut out, mut t) = (Vec::new(), Timings::default());
+        let mut batch = Batch::new(&inputs, count, &mut out, &mut t);
+        run_stateless(task, &mut (), &mut batch).unwrap();
+        t
+    }
+
+    #[test]
+    fn cheap_items_are_timed_per_chunk_and_slow_ones_one_by_one() {
+        fn cheap(x: u64) -> u64 {
+            x + 1
+        }
+        fn slow(x: u64) -> u64 {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+            x
+        }
+        // Cheap: chunks of 1, 2, 4 … 64, timed whole. Only a chunk after a
+        // slow one (the first call is often cold) is timed item by item.
+        let t = timings(10_000, cheap);
+        assert!(t.items.len() < 100, "{:?}", t.items);
+        assert_eq!(t.chunks.iter().map(|c| c.1).sum::<u32>(), 10_000);
+        assert_eq!(t.chunks[0].1, 1);
+        assert!(t.chunks.iter().all(|c| c.1 <= CHUNK as u32));
+        // Slow: the first item alone, then every later one on its own clock.
+        let t = timings(50, slow);
+        assert_eq!(t.items, (1..50).collect::<Vec<_>>());
+        assert_eq!(t.chunks[0], (0, 1, false));
+        assert!(t.chunks[1..].iter().all(|c| c.2), "{:?}", t.chunks);
+    }
+
     #[test]
     fn undecodable_input_fails_the_rest_of_the_batch() {
         let out = run_square(&[0xff], 2);
