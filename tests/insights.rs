@@ -127,12 +127,15 @@ fn the_slowest_item_shows_its_input() {
         assert!(table.contains(&w.pid.unwrap().to_string()), "{table}");
     }
     assert!(table.contains("::nap(7)"), "{table}");
-    // The header, one row per worker, "slowest:" and its entries.
+    // The header, one row per worker, the totals, "slowest:" and its entries.
     assert_eq!(
         table.lines().count(),
-        1 + 2 + 1 + ins.slowest.len(),
+        1 + 2 + 1 + 1 + ins.slowest.len(),
         "{table}"
     );
+    let all = table.lines().nth(3).unwrap();
+    assert!(all.trim_start().starts_with("all"), "{table}");
+    assert_eq!(all.split_whitespace().nth(2), Some("20"), "{table}");
 }
 
 #[test]

@@ -297,8 +297,18 @@ fn slow_task(slot: usize, r: SlowRec) -> SlowTask {
 
 /// What the pool's workers have done so far: [`Pool::insights`](crate::Pool::insights).
 ///
-/// Its `Display` is a compact table, one row per worker slot, followed by
-/// the slowest tasks.
+/// Its `Display` is a compact table, one row per worker slot and one of
+/// totals (`all`), followed by the slowest tasks:
+///
+/// ```text
+/// slot      pid restarts      init      tasks      busy      idle     codec        io   bytes in  bytes out
+///    0    19387        0    2.0 ms         13   14.2 ms   44.5 ms     34 µs     34 µs      286 B      844 B
+///    1    19388        0    2.5 ms          7   56.8 ms    1.4 ms     34 µs     65 µs      154 B      474 B
+///  all                 0                   20   71.0 ms   45.9 ms     68 µs     99 µs      440 B     1.3 KiB
+/// slowest:
+///     50.1 ms  slot 1 pid 19388  my_crate::nap(7)
+///      1.1 ms  slot 1 pid 19388  my_crate::nap(9)
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Insights {
@@ -489,6 +499,25 @@ impl fmt::Display for Insights {
                 Dur(w.io),
                 Bytes(w.bytes_in),
                 Bytes(w.bytes_out),
+            )?;
+        }
+        if self.workers.len() > 1 {
+            let sum = |d: fn(&WorkerInsights) -> Duration| self.workers.iter().map(d).sum();
+            let bytes = |b: fn(&WorkerInsights) -> u64| self.workers.iter().map(b).sum();
+            writeln!(
+                f,
+                "{:>4} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "all",
+                "",
+                self.restarts(),
+                "",
+                self.tasks(),
+                Dur(self.busy()),
+                Dur(sum(|w| w.idle)),
+                Dur(sum(|w| w.codec)),
+                Dur(sum(|w| w.io)),
+                Bytes(bytes(|w| w.bytes_in)),
+                Bytes(bytes(|w| w.bytes_out)),
             )?;
         }
         if !self.slowest.is_empty() {
