@@ -62,6 +62,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let startup = t.elapsed();
     let bits = pool.map(to_bits, keys.iter().copied())?;
     let parallel = t.elapsed() - startup;
+    // What each worker did: pid, items, busy and idle time, bytes moved.
+    let insights = pool.insights();
     pool.join()?;
 
     let ones = |v: &[Vec<u8>]| v.iter().flatten().map(|&b| u64::from(b)).sum::<u64>();
@@ -71,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
     println!("checksum: {} one-bits", ones(&bits));
+    println!("\nper worker (pool.insights()):\n{insights}");
     if bits != expected {
         return Err(format!(
             "pool result differs from sequential ({} vs {} one-bits)",

@@ -231,3 +231,31 @@ fn an_unregistered_stage_is_an_error_per_call() {
     // The pool is fine.
     assert_eq!(pool.map(render, [1u64]).unwrap(), ["<1>"]);
 }
+
+#[worker_task]
+fn nap_on_seven(x: u64) -> u64 {
+    if x == 7 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    x
+}
+
+#[test]
+fn a_slow_input_shows_in_the_insights_under_the_first_stage() {
+    let pool = Pool::builder().workers(2).build(load, 1).unwrap();
+    let out = pool
+        .pipeline(nap_on_seven)
+        .then(render)
+        .map(0..20u64)
+        .unwrap();
+    assert_eq!(out[7], "<7>");
+    let insights = pool.insights();
+    let slow = insights
+        .slowest
+        .iter()
+        .find(|s| s.input == pool_runtime::SlowInput::Debug("7".into()))
+        .unwrap_or_else(|| panic!("input 7 is not among the slowest:\n{insights}"));
+    assert!(slow.task.ends_with("::nap_on_seven"), "{}", slow.task);
+    assert!(slow.time >= std::time::Duration::from_millis(50));
+    assert_eq!(insights.tasks(), 20);
+}

@@ -148,6 +148,7 @@ fn task(func: &WorkerFn) -> TokenStream {
         }
     };
     let stage = stage_glue(func, state_ty);
+    let debug_input = debug_input(args);
     quote! {
         #assert_state
         #(#assert_args)*
@@ -159,6 +160,7 @@ fn task(func: &WorkerFn) -> TokenStream {
             type_id: || #private::type_id_of_val(&#ident),
             run: |__pool_state, __pool_batch| #run,
             stage: #stage,
+            debug_input: #debug_input,
         };
     }
 }
@@ -195,6 +197,25 @@ fn stage_glue(func: &WorkerFn, state_ty: Option<&Type>) -> TokenStream {
                 use #private::{SplitNone as _, SplitResult as _};
                 (&&#private::SplitProbe::<#output>::NEW).split_glue()(__pool_value)
             },
+        }
+    }
+}
+
+/// The `debug_input` glue: formats one encoded input (the argument, a tuple
+/// of them, or `()`) with `Debug` if its type has it, else `None`; autoref
+/// specialization on the concrete type (`__private::DebugInput`).
+fn debug_input(args: &[Input<'_>]) -> TokenStream {
+    let private = private();
+    let tys = args.iter().map(|arg| arg.ty);
+    let input = match args {
+        [one] => one.ty.to_token_stream(),
+        _ => quote!((#(#tys,)*)),
+    };
+    quote! {
+        |__pool_bytes| {
+            #[allow(unused_imports)]
+            use #private::{InputHasDebug as _, InputNoDebug as _};
+            (&&#private::DebugInput::<#input>::new()).debug_input(__pool_bytes)
         }
     }
 }

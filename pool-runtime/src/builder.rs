@@ -236,6 +236,13 @@ impl PoolBuilder {
         sys::register_internal(ours.as_raw_fd());
         sys::register_internal(theirs_raw);
         let max_frame = self.max_frame;
+        // Entered only after the fork, so the fork server and the workers
+        // (which inherit the subscriber) do not run inside it forever.
+        let span = tracing::info_span!(
+            "build",
+            workers = self.workers,
+            zygote = tracing::field::Empty
+        );
         let zygote = sys::fork_with(|| {
             sys::close_internal_fds(theirs_raw);
             Zygote {
@@ -259,6 +266,8 @@ impl PoolBuilder {
                 return Err(e.into());
             }
         };
+        let _build = span.enter();
+        span.record("zygote", zygote.as_raw());
         let driver = Driver::new(ours, zygote, cells, config)?;
         {
             let mut core = driver.lock();
@@ -271,8 +280,12 @@ impl PoolBuilder {
             core.startup_status().expect("waited for it")
         };
         match status {
-            Ok(()) => Ok(Pool::new(driver)),
+            Ok(()) => {
+                tracing::info!("pool built");
+                Ok(Pool::new(driver))
+            }
             Err(why) => {
+                tracing::warn!(error = %why, "build failed");
                 driver.shutdown();
                 Err(Error::new(ErrorKind::Init(why)))
             }

@@ -124,6 +124,10 @@ pub enum Parsed<'a> {
         first: u32,
         count: u32,
         nanos: u64,
+        codec_nanos: u64,
+        io_nanos: u64,
+        /// `(item, items, nanos)` records.
+        slow: Vec<(u32, u32, u64)>,
         body: &'a [u8],
     },
     Exited {
@@ -153,12 +157,16 @@ pub fn parse(frame: &[u8]) -> Result<Parsed<'_>, &'static str> {
             first,
             count,
             nanos,
+            tally,
             body,
         } => Parsed::Done {
             tag,
             first,
             count,
             nanos,
+            codec_nanos: tally.codec_nanos,
+            io_nanos: tally.io_nanos,
+            slow: tally.slow().collect(),
             body,
         },
         Message::Exited { body } => Parsed::Exited { body },
@@ -199,11 +207,15 @@ pub fn write(msg: &Parsed<'_>) -> Vec<u8> {
             first,
             count,
             nanos,
+            codec_nanos,
+            io_nanos,
+            ref slow,
             body,
         } => {
             let s = write::done(&mut buf, tag, 0, 0);
             write::patch_done(&mut buf, s, first, count, nanos);
             buf.extend_from_slice(body);
+            write::finish_tally(&mut buf, s, codec_nanos, io_nanos, slow);
             s
         }
         Parsed::Exited { body } => {

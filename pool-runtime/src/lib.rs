@@ -27,6 +27,30 @@
 //! assert_eq!(per_worker.iter().sum::<u64>(), 4);
 //! # Ok(()) }
 //! ```
+//!
+//! # Insights and tracing
+//!
+//! [`Pool::insights`] tells, per worker slot, the pid, restarts, init time,
+//! items run, busy and idle time, codec and write time, bytes moved, and the
+//! slowest items with their input; its `Display` is a table.
+//!
+//! The pool emits [`tracing`](https://docs.rs/tracing) spans, and prints
+//! nothing unless the program installs a subscriber: `build` (fields
+//! `workers`, `zygote`), `init` in each worker (`pid`, `worker`,
+//! `generation`, then a `worker ready` event), `batch` in the worker for
+//! each batch, at `DEBUG` (`task`, `count`, `pid`), and `respawn` in the
+//! driver (`slot`, `old_pid`, `why`, `generation`). Workers are forks: a
+//! subscriber installed *before* `build` is inherited by them, and they
+//! write through its writer from their own processes. So:
+//!
+//! * write to something every process can share: a file opened with
+//!   `append` (lines then never overwrite each other), stderr, a pipe;
+//!   `Arc<File>` is a writer that takes no lock;
+//! * a writer behind a `Mutex` that another thread holds at the instant of
+//!   the fork stays locked in the workers (the fork rule of the README);
+//! * a non-blocking writer (`tracing-appender`) hands lines to a thread, and
+//!   that thread does not exist in a forked worker: the workers' lines are
+//!   lost. A subscriber installed after `build` is not seen by the workers.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -38,6 +62,7 @@ pub mod codec;
 mod dispatch;
 mod driver;
 mod error;
+mod insights;
 mod pipeline;
 mod pool;
 #[cfg(feature = "progress")]
@@ -50,6 +75,7 @@ mod zygote;
 
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
+pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};
 #[cfg(feature = "async")]
 pub use pool::ImapStream;

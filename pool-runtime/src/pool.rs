@@ -75,6 +75,46 @@ impl<S: 'static> Pool<S> {
         self.driver.config.workers
     }
 
+    /// What each worker has done so far: its pid, restarts, init time, items
+    /// run, busy and idle time, time spent encoding, decoding and writing,
+    /// bytes moved, and the slowest items with their input (its `Debug`
+    /// text when its type has one, else its index). `Display` prints a table.
+    ///
+    /// Cheap to call, and cheap to have: workers time chunks of items, and
+    /// time items one by one only when they take a microsecond or more, so a
+    /// slow item among cheap ones may show as the chunk that held it
+    /// ([`SlowInput::Range`](crate::SlowInput::Range)).
+    ///
+    /// ```
+    /// use pool_runtime::{worker_init, worker_task, Pool, SlowInput};
+    ///
+    /// #[worker_init]
+    /// fn start(_: &()) -> u64 { 0 }
+    ///
+    /// #[worker_task]
+    /// fn nap(calls: &mut u64, ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     *calls += 1;
+    ///     *calls
+    /// }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder().workers(2).build(start, ())?;
+    /// pool.map(nap, [1, 1, 30, 1, 1])?;
+    /// let insights = pool.insights();
+    /// assert_eq!(insights.tasks(), 5);
+    /// assert_eq!(insights.workers.len(), 2);
+    /// // Each of these items takes a millisecond or more: each is timed alone.
+    /// let slow = insights.slowest.iter().find(|s| s.time.as_millis() >= 30).unwrap();
+    /// assert_eq!(slow.input, SlowInput::Debug("30".into()));
+    /// println!("{insights}");
+    /// # Ok(()) }
+    /// ```
+    pub fn insights(&self) -> crate::Insights {
+        let snapshots = self.driver.lock().insights();
+        crate::insights::report(snapshots)
+    }
+
     /// Runs `task` on every input; returns the outputs in input order.
     ///
     /// # Errors

@@ -53,3 +53,51 @@ pub const fn assert_argument<T: TaskArgument>() {}
 pub const fn assert_output<T: TaskOutput>() {}
 /// Spanned on a state type by the macros.
 pub const fn assert_state<T: WorkerState>() {}
+
+/// Autoref specialization (the macros name the concrete input type): with
+/// `use {InputHasDebug as _, InputNoDebug as _}`,
+/// `(&&DebugInput::<T>::new()).debug_input(bytes)` formats the input with
+/// `Debug` when `T` has it, and is `None` when it does not.
+pub struct DebugInput<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> DebugInput<T> {
+    /// The probe for `T`.
+    pub const fn new() -> Self {
+        DebugInput(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for DebugInput<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for DebugInput<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DebugInput")
+    }
+}
+
+/// Chosen when the input type implements `Debug`.
+pub trait InputHasDebug {
+    /// Decodes one input and formats it.
+    fn debug_input(&self, bytes: &[u8]) -> Option<String>;
+}
+
+impl<T: std::fmt::Debug + DeserializeOwned> InputHasDebug for &DebugInput<T> {
+    fn debug_input(&self, bytes: &[u8]) -> Option<String> {
+        let (value, _) = crate::codec::decode::<T>(bytes).ok()?;
+        Some(format!("{value:?}"))
+    }
+}
+
+/// The fallback: the input type has no `Debug`.
+pub trait InputNoDebug {
+    /// `None`: nothing to show but the input's index.
+    fn debug_input(&self, _bytes: &[u8]) -> Option<String> {
+        None
+    }
+}
+
+impl<T> InputNoDebug for DebugInput<T> {}

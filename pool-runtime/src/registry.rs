@@ -28,7 +28,14 @@ pub struct TaskEntry {
     pub run: RunBatch,
     /// The same task as one stage of a pipeline.
     pub stage: StageGlue,
+    /// Decodes one encoded input and formats it with `Debug`; `None` if the
+    /// input type has no `Debug` (or the bytes do not decode). For
+    /// [`Pool::insights`](crate::Pool::insights)' slowest tasks.
+    pub debug_input: DebugInput,
 }
+
+/// Glue that shows one encoded input with `Debug`, if its type has it.
+pub type DebugInput = fn(&[u8]) -> Option<String>;
 
 /// One `#[worker_exit]`.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use crate::channel::message::{self, write, Message};
 use crate::channel::outcome::{self, Status};
 use crate::dispatch::stages::Link;
 use crate::dispatch::{self, panic_message, Batch, Progress};
+use crate::insights::WorkerTally;
 use crate::registry;
 use crate::sys::{self, Cell};
 use crate::task::{Init, WorkerInfo};
@@ -84,6 +85,14 @@ where
     let mut stream = UnixStream::from(chan);
     let mut out = Vec::with_capacity(4096);
 
+    let pid = std::process::id();
+    let init_span = tracing::info_span!(
+        "init",
+        pid,
+        worker = info.index,
+        generation = info.generation
+    )
+    .entered();
     let state = match catch_unwind(AssertUnwindSafe(|| init.init(args, info))) {
         Ok(Ok(state)) => state,
         Ok(Err(message)) => return fail_init(&mut stream, &message),
@@ -94,6 +103,8 @@ where
             )
         }
     };
+    tracing::info!("worker ready");
+    drop(init_span);
     write::ready(&mut out);
     if stream.write_all(&out).is_err() {
         return code::PROTOCOL;
@@ -108,6 +119,7 @@ where
     };
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
     let mut served: u64 = 0;
+    let mut tally = WorkerTally::default();
     loop {
         match frame::read_blocking(&mut reader, &mut input, max_frame) {
             Ok(true) => {}
@@ -124,6 +136,10 @@ where
                 let Some(job) = Job::find(task, body) else {
                     return code::PROTOCOL;
                 };
+                // Disabled (no subscriber, or above DEBUG), this is a
+                // relaxed load and a branch per batch.
+                let batch_span =
+                    tracing::debug_span!("batch", task = job.entry.name, count, pid).entered();
                 out.clear();
                 let start = write::done(&mut out, tag, 0, 0);
                 cell.tag.store(tag, Ordering::Release);
@@ -136,6 +152,7 @@ where
                     last: Instant::now(),
                     max_frame,
                     broken: false,
+                    tally: &mut tally,
                     stop_at: recycle
                         .max_tasks
                         .map(|n| n.saturating_sub(served).min(u32::MAX as u64) as u32),
@@ -162,9 +179,11 @@ where
                     start,
                     (flushed, ran - flushed, nanos),
                     max_frame,
+                    &mut tally,
                 ) {
                     return code::PROTOCOL;
                 }
+                drop(batch_span);
                 if recycle.due(served) {
                     return leave(&mut stream, &mut out, state, recycle.exit_hook, max_frame);
                 }
@@ -263,6 +282,7 @@ fn leave(
 }
 
 fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
+    tracing::warn!(error = message, "init failed");
     let mut out = Vec::new();
     write::init_failed(&mut out, message);
     let _ = stream.write_all(&out);
@@ -270,16 +290,20 @@ fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
 }
 
 /// Finishes the `Done` frame in `out` for items `first .. first + count`,
-/// computed in `nanos`, and sends it. A frame over the limit (results too
-/// large) is replaced by one error per item.
+/// computed in `nanos`, with what `tally` measured since the last one, and
+/// sends it. A frame over the limit (results too large) is replaced by one
+/// error per item.
 fn send_done(
     stream: &mut UnixStream,
     out: &mut Vec<u8>,
     start: usize,
     (first, count, nanos): (u32, u32, u64),
     max_frame: usize,
+    tally: &mut WorkerTally,
 ) -> bool {
     write::patch_done(out, start, first, count, nanos);
+    let t = &*tally;
+    write::finish_tally(out, start, t.codec_nanos, t.io_nanos, &t.pending);
     if frame::finish(out, start, max_frame).is_err() {
         let tag = u64::from_le_bytes(out[start + 5..start + 13].try_into().unwrap());
         out.clear();
@@ -289,11 +313,16 @@ fn send_done(
         for _ in 0..count {
             outcome::write(out, Status::Codec, msg.as_str());
         }
+        write::finish_tally(out, start, t.codec_nanos, t.io_nanos, &t.pending);
         if frame::finish(out, start, max_frame).is_err() {
             return false;
         }
     }
-    stream.write_all(out).is_ok()
+    tally.reported();
+    let writing = Instant::now();
+    let sent = stream.write_all(out).is_ok();
+    tally.io_nanos += writing.elapsed().as_nanos() as u64;
+    sent
 }
 
 /// Records which item runs (in the shared cell) and streams finished results
@@ -310,6 +339,8 @@ struct Flusher<'a> {
     last: Instant,
     max_frame: usize,
     broken: bool,
+    /// Insights: what goes back with the next `Done`.
+    tally: &'a mut WorkerTally,
     /// Stop before this item: the worker's task limit.
     stop_at: Option<u32>,
 }
@@ -331,7 +362,14 @@ impl Progress for Flusher<'_> {
                 next - self.flushed,
                 self.last.elapsed().as_nanos() as u64,
             );
-            if !send_done(self.stream, out, self.start, span, self.max_frame) {
+            if !send_done(
+                self.stream,
+                out,
+                self.start,
+                span,
+                self.max_frame,
+                self.tally,
+            ) {
                 self.broken = true;
             }
             out.clear();
@@ -339,5 +377,16 @@ impl Progress for Flusher<'_> {
             self.flushed = next;
             self.last = Instant::now();
         }
+    }
+
+    fn chunk_ran(&mut self, first: u32, count: u32, call_nanos: u64, codec_nanos: u64, each: bool) {
+        self.tally.codec_nanos += codec_nanos;
+        if !each && count > 0 {
+            self.tally.offer(first, count, call_nanos);
+        }
+    }
+
+    fn item_ran(&mut self, index: u32, nanos: u64) {
+        self.tally.offer(index, 1, nanos);
     }
 }

@@ -52,6 +52,7 @@ static ADD: TaskEntry = TaskEntry {
         encode: |v, out| stage_encode::<Counter, _, _>(add, v, out),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
+    debug_input: |_| None,
 };
 
 #[linkme::distributed_slice(TASKS)]
@@ -66,6 +67,7 @@ static SQUARE: TaskEntry = TaskEntry {
         encode: |v, out| stage_encode::<(), _, _>(square, v, out),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
+    debug_input: |_| None,
 };
 
 #[linkme::distributed_slice(EXITS)]

@@ -62,16 +62,46 @@ pub(crate) enum Message<'a> {
     /// Worker → driver: init failed; the body is the message.
     InitFailed { message: &'a str },
     /// Worker → driver: outcomes of items `first .. first + count` of batch
-    /// `tag`, which took the worker `nanos` to compute.
+    /// `tag`, which took the worker `nanos` to compute. `tally` is what the
+    /// worker measured since its previous `Done` (insights); its slow-item
+    /// records trail the outcomes in the frame.
     Done {
         tag: u64,
         first: u32,
         count: u32,
         nanos: u64,
+        tally: Tally<'a>,
         body: &'a [u8],
     },
     /// Worker → driver: the exit hook's outcome (status byte + encoded value), empty if none ran.
     Exited { body: &'a [u8] },
+}
+
+/// Worker-side figures carried by a `Done` (see `crate::insights`): time spent
+/// decoding and encoding, time spent writing frames, and slow items.
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+pub(crate) struct Tally<'a> {
+    pub(crate) codec_nanos: u64,
+    pub(crate) io_nanos: u64,
+    /// [`SLOW_RECORD`]-byte records: item `u32`, items `u32`, nanos `u64`.
+    slow: &'a [u8],
+}
+
+/// Bytes of one slow-item record at the end of a `Done` frame.
+pub(crate) const SLOW_RECORD: usize = 16;
+
+impl Tally<'_> {
+    /// The slow-item records: `(item in the batch, items, nanos)`; `items`
+    /// is 1 unless a chunk of cheap items was timed as a whole.
+    pub(crate) fn slow(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.slow.chunks_exact(SLOW_RECORD).map(|r| {
+            (
+                u32::from_le_bytes(r[0..4].try_into().unwrap()),
+                u32::from_le_bytes(r[4..8].try_into().unwrap()),
+                u64::from_le_bytes(r[8..16].try_into().unwrap()),
+            )
+        })
+    }
 }
 
 /// A frame that is not a valid message.
@@ -123,13 +153,27 @@ impl<'a> Message<'a> {
                 message: std::str::from_utf8(c.0)
                     .map_err(|_| ProtocolError("message is not UTF-8"))?,
             },
-            DONE => Message::Done {
-                tag: c.u64()?,
-                first: c.u32()?,
-                count: c.u32()?,
-                nanos: c.u64()?,
-                body: c.0,
-            },
+            DONE => {
+                let (tag, first, count, nanos) = (c.u64()?, c.u32()?, c.u32()?, c.u64()?);
+                let (codec_nanos, io_nanos, slow) = (c.u64()?, c.u64()?, c.u32()?);
+                let trailer = (slow as usize)
+                    .checked_mul(SLOW_RECORD)
+                    .filter(|&n| n <= c.0.len())
+                    .ok_or(ProtocolError("slow-item records cut short"))?;
+                let (body, slow) = c.0.split_at(c.0.len() - trailer);
+                Message::Done {
+                    tag,
+                    first,
+                    count,
+                    nanos,
+                    tally: Tally {
+                        codec_nanos,
+                        io_nanos,
+                        slow,
+                    },
+                    body,
+                }
+            }
             EXITED => Message::Exited { body: c.0 },
             _ => return Err(ProtocolError("unknown message kind")),
         };
@@ -180,7 +224,8 @@ pub(crate) mod write {
         buf.extend_from_slice(&tag.to_le_bytes());
         buf.extend_from_slice(&first.to_le_bytes());
         buf.extend_from_slice(&count.to_le_bytes());
-        buf.extend_from_slice(&0u64.to_le_bytes());
+        // nanos, codec nanos, io nanos, slow-item records
+        buf.extend_from_slice(&[0; 8 + 8 + 8 + 4]);
         start
     }
 
@@ -190,6 +235,27 @@ pub(crate) mod write {
         buf[at..at + 4].copy_from_slice(&first.to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&count.to_le_bytes());
         buf[at + 8..at + 16].copy_from_slice(&nanos.to_le_bytes());
+    }
+
+    /// Appends the slow-item records `(item, items, nanos)` after the
+    /// outcomes of the `Done` frame begun at `start` (its last bytes), and
+    /// fills in its tally fields.
+    pub(crate) fn finish_tally(
+        buf: &mut Vec<u8>,
+        start: usize,
+        codec_nanos: u64,
+        io_nanos: u64,
+        slow: &[(u32, u32, u64)],
+    ) {
+        for &(item, items, nanos) in slow {
+            buf.extend_from_slice(&item.to_le_bytes());
+            buf.extend_from_slice(&items.to_le_bytes());
+            buf.extend_from_slice(&nanos.to_le_bytes());
+        }
+        let at = start + frame::PREFIX + 1 + 8 + 4 + 4 + 8;
+        buf[at..at + 8].copy_from_slice(&codec_nanos.to_le_bytes());
+        buf[at + 8..at + 16].copy_from_slice(&io_nanos.to_le_bytes());
+        buf[at + 16..at + 20].copy_from_slice(&(slow.len() as u32).to_le_bytes());
     }
 
     /// A whole `Exit` frame.
@@ -259,8 +325,25 @@ mod tests {
                 first: 4,
                 count: 5,
                 nanos: 6,
+                tally: Tally::default(),
                 body: b""
             })
+        );
+
+        // Outcomes, then two slow-item records after them.
+        let mut buf = Vec::new();
+        let s = write::done(&mut buf, 9, 0, 2);
+        buf.extend_from_slice(b"ab");
+        write::finish_tally(&mut buf, s, 7, 8, &[(0, 1, 50), (1, 3, u64::MAX)]);
+        frame::finish(&mut buf, s, 1000).unwrap();
+        let Ok(Message::Done { tally, body, .. }) = Message::parse(payload(&buf)) else {
+            panic!("not a Done");
+        };
+        assert_eq!(body, b"ab");
+        assert_eq!((tally.codec_nanos, tally.io_nanos), (7, 8));
+        assert_eq!(
+            tally.slow().collect::<Vec<_>>(),
+            vec![(0, 1, 50), (1, 3, u64::MAX)]
         );
 
         let mut buf = Vec::new();
@@ -298,6 +381,17 @@ mod tests {
             assert!(Message::parse(&p[..cut]).is_err(), "cut at {cut}");
         }
         assert!(Message::parse(&[99]).is_err());
+
+        // A slow-record count past the frame's end, or one that overflows.
+        for n in [1u32, u32::MAX] {
+            let mut buf = Vec::new();
+            let s = write::done(&mut buf, 1, 0, 0);
+            buf.extend_from_slice(&[0; SLOW_RECORD - 1]);
+            let at = s + frame::PREFIX + 1 + 8 + 4 + 4 + 8 + 16;
+            buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            frame::finish(&mut buf, s, 100).unwrap();
+            assert!(Message::parse(payload(&buf)).is_err(), "{n} records");
+        }
         assert!(Message::parse(&[INIT_FAILED, 0xff, 0xfe]).is_err());
     }
 }

@@ -185,14 +185,18 @@ impl Batch<'_> {
     /// reporting progress at chunk ends. `Err` when the chain cannot run
     /// at all (empty, or a value of the wrong type): the worker then leaves.
     pub(crate) fn run_stages(&mut self, links: &[Link], state: &mut dyn Any) -> Result<(), String> {
-        let (Some(first), Some(last)) = (links.first(), links.last()) else {
+        let (Some(first), Some(final_stage)) = (links.first(), links.last()) else {
             return Err("a pipeline with no stage".into());
         };
         let mut next = 0;
         let mut chunk = 1u32;
+        // Time items one by one (for the slowest, in insights) once they
+        // are known to take a microsecond or more, as `Batch::run` does.
+        let mut each = true;
         while next < self.count {
             let end = (next + chunk).min(self.count).min(next + CHUNK as u32);
             let started = std::time::Instant::now();
+            let mut last = started;
             for i in next..end {
                 let input = match (first.entry.stage.decode)(self.input) {
                     Ok((input, rest)) => {
@@ -213,14 +217,26 @@ impl Batch<'_> {
                     return Ok(());
                 }
                 match through(links, state, input) {
-                    Fate::Done(v) => (last.entry.stage.encode)(&*v, self.out)?,
+                    Fate::Done(v) => (final_stage.entry.stage.encode)(&*v, self.out)?,
                     Fate::Stopped(msg) => self.push(Status::Failed, msg.as_str()),
                     Fate::Panicked(msg) => self.push(Status::Panicked, msg.as_str()),
                     Fate::Broken(msg) => return Err(msg),
                 }
+                if each {
+                    let now = std::time::Instant::now();
+                    self.progress.item_ran(i, (now - last).as_nanos() as u64);
+                    last = now;
+                }
             }
+            // Decoding the first input and encoding the last output count
+            // as the pipeline's own time: they are not timed apart.
+            let took = started.elapsed();
+            let ran = end - next;
+            let nanos = took.as_nanos() as u64;
+            self.progress.chunk_ran(next, ran, nanos, 0, each);
+            each = nanos >= super::TIME_EACH_NANOS * ran as u64;
             next = end;
-            if chunk < CHUNK as u32 && started.elapsed() < std::time::Duration::from_millis(1) {
+            if chunk < CHUNK as u32 && took < std::time::Duration::from_millis(1) {
                 chunk *= 2;
             }
             if next < self.count {

@@ -24,7 +24,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::channel::frame::Fill;
-use crate::channel::message::{self, Message};
+use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
 use crate::sys::{self, Cells};
 use crate::zygote::Ctl;
@@ -420,6 +420,18 @@ impl Core {
         }
     }
 
+    /// Every slot's insights, copied (formatted later, outside the lock).
+    pub(crate) fn insights(&self) -> Vec<crate::insights::Snapshot> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let pid = s.pid().map(|p| p.as_raw() as u32);
+                s.stats.snapshot(i, pid, s.generation)
+            })
+            .collect()
+    }
+
     /// Slots whose worker is up and serving.
     pub(crate) fn ready_slots(&self) -> Vec<usize> {
         (0..self.slots.len())
@@ -558,10 +570,12 @@ impl Core {
     }
 
     fn handle_frame(&mut self, i: usize, frame: Vec<u8>) -> Result<(), &'static str> {
+        self.slots[i].stats.received(frame.len());
         let msg = Message::parse(&frame[crate::channel::frame::PREFIX..]).map_err(|e| e.0)?;
         match msg {
             Message::Ready => {
                 let s = &mut self.slots[i];
+                s.stats.ready(s.started_at);
                 match s.state {
                     SlotState::Starting { pid } => {
                         s.state = SlotState::Ready { pid };
@@ -580,9 +594,16 @@ impl Core {
                 first,
                 count,
                 nanos,
+                tally,
                 body,
             } => {
-                let body_at = frame.len() - body.len();
+                // The body ends where the slow-item records begin: the job
+                // gets the frame without them.
+                let body_at = body.as_ptr() as usize - frame.as_ptr() as usize;
+                let body_end = body_at + body.len();
+                self.insights_done(i, tag, (first, count, nanos), tally)?;
+                let mut frame = frame;
+                frame.truncate(body_end);
                 self.batch_done(i, tag, (first, count, nanos), frame, body_at)?;
             }
             Message::Exited { body } => {
@@ -640,6 +661,38 @@ impl Core {
         Ok(())
     }
 
+    /// Insights from a `Done` (before `batch_done`, which may forget the
+    /// batch): the worker's figures, and its slow items with their inputs.
+    fn insights_done(
+        &mut self,
+        slot: usize,
+        tag: u64,
+        (_, count, nanos): (u32, u32, u64),
+        tally: Tally<'_>,
+    ) -> Result<(), &'static str> {
+        let s = &mut self.slots[slot];
+        s.stats
+            .done(count, nanos, tally.codec_nanos, tally.io_nanos);
+        let pid = s.pid().map_or(0, |p| p.as_raw() as u32);
+        let Some(b) = self.batches.get(&tag) else {
+            return Ok(()); // `batch_done` says what is wrong
+        };
+        for (item, items, nanos) in tally.slow() {
+            if items == 0 || item.checked_add(items).is_none_or(|end| end > b.count) {
+                return Err("slow-item record out of range");
+            }
+            let from = b.offsets.get(item as usize).map(|&o| o as usize);
+            let to = b
+                .offsets
+                .get(item as usize + 1)
+                .map_or(b.frame.len(), |&o| o as usize);
+            let input = from.filter(|_| items == 1).and_then(|f| b.frame.get(f..to));
+            let index = b.first + item as u64;
+            s.stats.slow(b.task, (index, items, nanos), pid, input);
+        }
+        Ok(())
+    }
+
     /// A batch of `job` ended (done, failed or replaced).
     fn batch_gone(&mut self, job: JobId) {
         if let Some(j) = self.jobs.get_mut(&job) {
@@ -657,6 +710,7 @@ impl Core {
         b.slot = Some(slot);
         let frame = b.frame.clone();
         let s = &mut self.slots[slot];
+        s.stats.sent(frame.len());
         s.inflight.push_back(tag);
         s.push_frame(frame);
         self.write_slot(slot);

@@ -12,6 +12,7 @@ use nix::sys::socket::{recv, MsgFlags};
 use nix::unistd::Pid;
 
 use crate::channel::frame::{Fill, FrameError, FrameReader};
+use crate::insights::SlotStats;
 use crate::sys;
 
 /// Where a worker slot is in its life.
@@ -70,6 +71,8 @@ pub(crate) struct Slot {
     pub(crate) respawn_at: Option<Instant>,
     /// The worker is leaving on its own (recycled).
     pub(crate) recycling: bool,
+    /// Insights: what the slot's workers did.
+    pub(crate) stats: SlotStats,
     max_frame: usize,
 }
 
@@ -91,6 +94,7 @@ impl Slot {
             timed_out: None,
             respawn_at: None,
             recycling: false,
+            stats: SlotStats::default(),
             max_frame,
         }
     }

@@ -28,6 +28,9 @@ impl Core {
         let s = &mut self.slots[slot];
         let generation = s.generation;
         s.respawn_at = None;
+        if generation > 0 {
+            s.stats.restarted();
+        }
         match s.open_channel() {
             Ok(worker_end) => {
                 let msg = Ctl::Spawn {
@@ -241,10 +244,19 @@ impl Core {
             (None, Some(code)) => describe_exit(code),
             (None, None) => "exit status unknown".to_string(),
         };
+        self.slots[i].stats.ended();
         if exiting {
             self.slots[i].state = SlotState::Gone { how };
             return;
         }
+        let respawn = tracing::info_span!(
+            "respawn",
+            slot = i,
+            old_pid = pid.as_raw(),
+            why = %how,
+            generation = self.slots[i].generation + 1
+        );
+        let _respawn = respawn.enter();
         let slot = &mut self.slots[i];
         slot.state = SlotState::Empty;
         slot.protocol_error = None;
@@ -333,10 +345,16 @@ impl Core {
                 return;
             }
             // The database went away, say: wait before trying again.
-            slot.respawn_at = Some(Instant::now() + backoff(slot.init_failures - 1));
+            let wait = backoff(slot.init_failures - 1);
+            slot.respawn_at = Some(Instant::now() + wait);
+            tracing::warn!(
+                ?wait,
+                "worker died during init; respawning after a back-off"
+            );
             return;
         }
         if self.zygote_ctl.is_some() {
+            tracing::info!("worker ended; respawning");
             self.spawn(i);
         }
     }
