@@ -239,10 +239,7 @@ impl Driver {
             }
             if core.read_lone_worker() {
                 // As after a poll: refill the worker, wake whoever waits.
-                core.dispatch();
-                if core.waiting > 0 {
-                    self.cv.notify_all();
-                }
+                self.refill_and_wake(&mut core);
                 if done(&mut core) {
                     return core;
                 }
@@ -257,16 +254,28 @@ impl Driver {
             let polled = sys::poll_raw(&mut fds, timeout);
             core = self.lock();
             core.polling = false;
-            if polled.is_ok() {
-                core.handle_events(&fds, &self.wake);
-            }
-            core.pollfds = fds;
-            core.tick();
-            core.dispatch();
-            // A lone caller has no one to wake: skip the futex call.
-            if core.waiting > 0 {
-                self.cv.notify_all();
-            }
+            self.after_poll(&mut core, fds, polled);
+        }
+    }
+
+    /// What follows every poll: handle what it reported, hand the
+    /// descriptors back, check timeouts and deaths, refill the workers and
+    /// wake the other waiters.
+    fn after_poll(&self, core: &mut Core, fds: Vec<libc::pollfd>, polled: nix::Result<usize>) {
+        if polled.is_ok_and(|n| n > 0) {
+            core.handle_events(&fds, &self.wake);
+        }
+        core.pollfds = fds;
+        core.tick();
+        self.refill_and_wake(core);
+    }
+
+    /// Sends queued work to idle workers and wakes the threads waiting for
+    /// the poller (a lone caller has no one to wake: no futex call).
+    fn refill_and_wake(&self, core: &mut Core) {
+        core.dispatch();
+        if core.waiting > 0 {
+            self.cv.notify_all();
         }
     }
 

@@ -138,15 +138,7 @@ impl Driver {
         // Under the lock with `polling` false: no descriptor can be closed
         // meanwhile, and a zero timeout never blocks.
         let polled = sys::poll_raw(&mut fds, 0);
-        if polled.is_ok_and(|n| n > 0) {
-            core.handle_events(&fds, &self.wake);
-        }
-        core.pollfds = fds;
-        core.tick();
-        core.dispatch();
-        if core.waiting > 0 {
-            self.cv.notify_all();
-        }
+        self.after_poll(&mut core, fds, polled);
         core.take_ready_wakers(&mut after.wake);
         core
     }
