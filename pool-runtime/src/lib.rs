@@ -28,6 +28,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Beyond `map`
+//!
+//! * [`Pool::pipeline`] chains tasks that each input runs in one worker,
+//!   checked at compile time ([`Pipeline`]).
+//! * Feature `progress`: `pool.imap(task, xs).progress()` draws a bar
+//!   (`Imap::progress`, `ProgressMode`).
+//! * Feature `async`: [`Submitted`] is a `Future`, and `Imap::into_stream`
+//!   a `Stream`, on any executor.
+//! * [`Pool::insights`] and `tracing` spans, below.
+//!
 //! # Insights and tracing
 //!
 //! [`Pool::insights`] tells, per worker slot, the pid, restarts, init time,
