@@ -192,9 +192,10 @@ mod raw {
         if pid == 0 {
             // SAFETY: closing our copy of the parent's end in the child.
             unsafe { libc::close(mine) };
-            body(theirs);
+            // A panic must not unwind into the parent's code: it ends the child too.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(theirs)));
             // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(0) };
+            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 101 }) };
         }
         // SAFETY: the child's end, not used in the parent.
         unsafe { libc::close(theirs) };
