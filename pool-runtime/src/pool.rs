@@ -215,13 +215,22 @@ impl<S: 'static> Pool<S> {
         frame::finish(&mut bytes, start, self.driver.config.max_frame)
             .map_err(|e| Error::new(ErrorKind::Codec(format!("input too large to send: {e}"))))?;
         let mut core = self.driver.lock();
+        let last = slots.len().saturating_sub(1);
+        let mut bytes = Some(bytes);
         for (i, &slot) in slots.iter().enumerate() {
+            // Each batch owns its frame; the last one takes this one (an
+            // `apply` copies nothing).
+            let frame = if i == last {
+                bytes.take().unwrap_or_default()
+            } else {
+                bytes.clone().unwrap_or_default()
+            };
             let batch = NewBatch {
                 job,
                 task,
                 first: i as u64,
                 count: 1,
-                frame: bytes.clone(),
+                frame,
                 offsets: vec![offset],
                 attempts: 0,
             };

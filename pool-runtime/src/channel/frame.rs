@@ -44,6 +44,10 @@ pub(crate) fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), F
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
+    /// Where the first frame not yet taken starts: frames are taken by
+    /// moving this, and the rest moves to the front once per read, not
+    /// once per frame.
+    start: usize,
     /// Bytes of `buf` that hold data.
     filled: usize,
     limit: usize,
@@ -68,6 +72,7 @@ impl FrameReader {
     pub(crate) fn new(limit: usize) -> Self {
         FrameReader {
             buf: Vec::new(),
+            start: 0,
             filled: 0,
             limit,
         }
@@ -75,10 +80,11 @@ impl FrameReader {
 
     /// How many bytes the frame at the front still needs, if its prefix is known.
     fn wanted(&self) -> Result<usize, FrameError> {
-        if self.filled < PREFIX {
+        if self.filled - self.start < PREFIX {
             return Ok(PREFIX);
         }
-        let len = u32::from_le_bytes(self.buf[..PREFIX].try_into().unwrap()) as usize;
+        let at = self.start;
+        let len = u32::from_le_bytes(self.buf[at..at + PREFIX].try_into().unwrap()) as usize;
         if len > self.limit {
             return Err(FrameError::TooLarge {
                 len,
@@ -93,6 +99,11 @@ impl FrameReader {
     pub(crate) fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
         const STEP: usize = 64 * 1024;
         const MAX_STEP: usize = 4 << 20;
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
         let wanted = self.wanted()?;
         let target = if wanted > self.filled {
             self.filled + (wanted - self.filled).clamp(STEP, MAX_STEP)
@@ -128,28 +139,31 @@ impl FrameReader {
         /// Frames from this size up take the buffer with them.
         const HAND_OVER: usize = 64 * 1024;
         let wanted = self.wanted()?;
-        if self.filled < PREFIX || self.filled < wanted {
+        let have = self.filled - self.start;
+        if have < PREFIX || have < wanted {
             return Ok(None);
         }
-        if self.filled == wanted && wanted >= HAND_OVER {
+        if self.start == 0 && have == wanted && wanted >= HAND_OVER {
             let mut frame = std::mem::take(&mut self.buf);
             frame.truncate(wanted);
             self.filled = 0;
             return Ok(Some(frame));
         }
-        let frame = self.buf[..wanted].to_vec();
-        self.buf.copy_within(wanted..self.filled, 0);
-        self.filled -= wanted;
+        let frame = self.buf[self.start..self.start + wanted].to_vec();
+        self.start += wanted;
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+        }
         Ok(Some(frame))
     }
 
     /// After [`Fill::Eof`]: an error if a frame was cut short.
     pub(crate) fn check_clean_eof(&self) -> Result<(), FrameError> {
-        if self.filled == 0 {
+        if self.filled == self.start {
             Ok(())
         } else {
             Err(FrameError::Truncated {
-                have: self.filled,
+                have: self.filled - self.start,
                 want: self.wanted().unwrap_or(0),
             })
         }

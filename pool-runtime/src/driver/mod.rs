@@ -227,6 +227,8 @@ impl Driver {
         mut done: impl FnMut(&mut Core) -> bool,
     ) -> MutexGuard<'_, Core> {
         let mut core = self.lock();
+        // Once per call: after a poll, the channels hold nothing it missed.
+        let mut read_first = true;
         loop {
             if done(&mut core) {
                 return core;
@@ -237,7 +239,7 @@ impl Driver {
                 core.waiting -= 1;
                 continue;
             }
-            if core.read_lone_worker() {
+            if std::mem::take(&mut read_first) && core.read_lone_worker() {
                 // As after a poll: refill the worker, wake whoever waits.
                 self.refill_and_wake(&mut core);
                 if done(&mut core) {
