@@ -123,7 +123,10 @@ fn exit_glue_consumes_the_state_and_encodes_the_result() {
     let entry = registry::exit_by_name(&name("b::report")).unwrap();
     let mut out = Vec::new();
     (entry.run)(Box::new(Counter { seen: 3 }), &mut out).unwrap();
-    assert_eq!(out[0], 0, "status byte: the hook returned");
+    // One outcome item: a head byte (status in the low 3 bits, 0: the hook
+    // returned; the value's length above them), then the value.
+    assert_eq!(out[0] & 0b111, 0, "status: the hook returned");
+    assert_eq!((out[0] >> 3) as usize, out.len() - 1, "length of the value");
     let (text, rest): (String, _) = codec::decode(&out[1..]).unwrap();
     assert_eq!((text.as_str(), rest.len()), ("saw 3", 0));
 }

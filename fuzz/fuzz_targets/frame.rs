@@ -222,28 +222,28 @@ impl WithType for Worker<'_> {
         self,
     ) {
         let count = cap(self.count, self.body);
-        let out = fuzz_api::run_inputs::<T>(self.body, count);
+        let Ok(out) = fuzz_api::run_inputs::<T>(self.body, count) else {
+            // The worker leaves (a protocol error) only for a body that is
+            // not `count` items.
+            let mut rest = self.body;
+            for _ in 0..count {
+                match fuzz_api::read_item(rest) {
+                    Ok((_, _, next)) => rest = next,
+                    Err(_) => return,
+                }
+            }
+            panic!("the worker refused a body of {count} well-formed items");
+        };
         let mut cursor = OutcomeCursor::new(&out, count);
         let mut input = self.body;
-        let mut decoding = true;
         for i in 0..count {
             let outcome = cursor.next::<T>().expect("one outcome per input");
             // The echo task returns its input: the value the driver reads
-            // back is the one the worker decoded.
-            let expected = if decoding {
-                match pool_runtime::codec::decode::<T>(input) {
-                    Ok((v, rest)) => {
-                        input = rest;
-                        Some(v)
-                    }
-                    Err(_) => {
-                        decoding = false;
-                        None
-                    }
-                }
-            } else {
-                None
-            };
+            // back is the one the worker decoded. Items are length-delimited:
+            // one that does not decode fails alone.
+            let (_, value, rest) = fuzz_api::read_item(input).expect("the worker read every item");
+            input = rest;
+            let expected = fuzz_api::decode_item::<T>(value).ok();
             match (outcome, expected) {
                 (Ok(v), Some(e)) => {
                     assert_eq!(v, e, "item {i}");

@@ -10,21 +10,27 @@ def varint(n):
         else: return out+bytes([b])
 def s(x): x=x.encode(); return varint(len(x))+x
 def frame(p): return struct.pack('<I',len(p))+p
-def done(tag,first,count,nanos,body): return frame(bytes([12])+struct.pack('<QIIQ',tag,first,count,nanos)+body)
+# One item of a Run or Done body: a head byte (status in bits 0-2, the
+# value's length in bits 3-7 when under 31; 31: a u32 length follows), then the value.
+def item(status,value):
+    if len(value)<31: return bytes([status|len(value)<<3])+value
+    return bytes([status|31<<3])+struct.pack('<I',len(value))+value
+def items(values,status=0): return b''.join(item(status,v) for v in values)
+def done(tag,first,count,nanos,body,codec=0,io=0): return frame(bytes([12])+struct.pack('<QIIQQQI',tag,first,count,nanos,codec,io,0)+body)
 def run(tag,task,count,body): return frame(bytes([1])+struct.pack('<QII',tag,task,count)+body)
 ready=frame(bytes([10])); exit_=frame(bytes([2])+struct.pack('<I',0xffffffff)); exit3=frame(bytes([2])+struct.pack('<I',3))
 initf=frame(bytes([11])+b'database went away')
-exited=frame(bytes([13,0])+varint(42))
-u64s=b''.join(varint(x) for x in [0,1,300,2**63])
-outs=bytes([0])+varint(25)+bytes([1])+s('task panicked at src/x.rs:1:1')+bytes([2])+s('could not decode the input')+bytes([0])+varint(7)
+exited=frame(bytes([13])+item(0,varint(42)))
+u64s=items([varint(x) for x in [0,1,300,2**63]])
+outs=item(0,varint(25))+item(1,s('task panicked at src/x.rs:1:1'))+item(2,s('could not decode the input'))+item(0,varint(7))
 seeds={
  'ready': (0x00, ready),
  'done_u64': (0x00, done(7,0,4,1234,outs)),
  'done_short': (0x01, done(7,0,9,1,outs[:5])),
  'run_u64': (0x02, run(9,0,4,u64s)),
- 'run_string': (0x04|0x02, run(9,1,2,s('hello')+s('world'))),
- 'run_pair': (0x0c, run(9,1,2,varint(5)+s('five')+varint(6)+s('six'))),
- 'done_result': (0x14, done(1,0,2,0,bytes([0,0])+varint(3)+b'abc'+bytes([0,1])+s('err'))),
+ 'run_string': (0x04|0x02, run(9,1,2,items([s('hello'),s('world')]))),
+ 'run_pair': (0x0c, run(9,1,2,items([varint(5)+s('five'),varint(6)+s('six')]))),
+ 'done_result': (0x14, done(1,0,2,0,item(0,bytes([0])+varint(3)+b'abc')+item(0,bytes([1])+s('err')))),
  'exit_exited': (0x03, exit_+exit3+exited),
  'init_failed': (0x00, ready+initf),
  'oversized': (0x00, ready+b'\xff\xff\xff\xff'+b'x'*16),
@@ -35,8 +41,10 @@ seeds={
  'small_limit_edge': (0x20, bytes([5,0,0,0])+bytes([10,0,0,0,0])+bytes([6,0,0,0])+b'\x0a'*6),
  # Regression: a Done whose one outcome is a tree nested 5,000 levels deep
  # (config type 7 = Tree) overflowed the driver's stack; now a malformed outcome.
- 'regress-deep-tree': (0x1c, done(3,0,1,0,bytes([0])+b'\x01\x01'*5000+b'\x00\x00')),
- 'many': (0x1b, b''.join([ready,done(1,0,1,5,bytes([0])+varint(1)),run(2,0,1,varint(2)),exited,exit_])),
+ 'regress-deep-tree': (0x1c, done(3,0,1,0,item(0,b'\x01\x01'*5000+b'\x00\x00'))),
+ 'many': (0x1b, b''.join([ready,done(1,0,1,5,item(0,varint(1))),run(2,0,1,item(0,varint(2))),exited,exit_])),
+ # A Run whose second item does not decode as the type: it fails alone.
+ 'run_undecodable': (0x00, run(4,0,3,items([varint(1),b'\xff\xff',varint(3)]))),
 }
 here=os.path.join(os.path.dirname(os.path.abspath(__file__)),'frame')
 os.makedirs(here,exist_ok=True)

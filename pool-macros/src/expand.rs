@@ -192,7 +192,7 @@ fn stage_glue(func: &WorkerFn, state_ty: Option<&Type>) -> TokenStream {
         #private::StageGlue {
             decode: |__pool_bytes| #private::stage_decode::<#state, _, _>(#ident, __pool_bytes),
             call: |__pool_state, __pool_value| #call,
-            encode: |__pool_value, __pool_out| #private::stage_encode::<#state, _, _>(#ident, __pool_value, __pool_out),
+            encode: |__pool_value, __pool_out, __pool_long| #private::stage_encode::<#state, _, _>(#ident, __pool_value, __pool_out, __pool_long),
             split: |__pool_value| {
                 use #private::{SplitNone as _, SplitResult as _};
                 (&&#private::SplitProbe::<#output>::NEW).split_glue()(__pool_value)

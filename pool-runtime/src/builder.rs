@@ -202,7 +202,7 @@ impl PoolBuilder {
         S: 'static,
     {
         registry::prepare();
-        crate::dispatch::install_panic_hook();
+        crate::unwind::install_panic_hook();
         if self.recycle.exit_hook == Some(u32::MAX) {
             return Err(Error::new(ErrorKind::NotRegistered(
                 "the exit hook given to `exit_hook`",

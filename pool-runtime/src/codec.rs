@@ -7,12 +7,25 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-mod depth;
+mod de_guard;
+#[cfg(not(feature = "codec-bincode"))]
+mod ser_error;
 
-/// A value that could not be encoded or decoded.
+#[cfg(not(feature = "codec-bincode"))]
+use de_guard::Caught;
+use de_guard::Note;
+
+/// A value that could not be encoded or decoded. Its text is the message of
+/// the user's own `Serialize` or `Deserialize` when one of them failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CodecError(String);
+
+impl CodecError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        CodecError(message.into())
+    }
+}
 
 /// Appends the encoding of `value` to `out`.
 ///
@@ -21,10 +34,25 @@ pub struct CodecError(String);
 #[cfg(not(feature = "codec-bincode"))]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let mark = out.len();
-    postcard::to_io(value, &mut *out).map(drop).map_err(|e| {
-        out.truncate(mark);
-        CodecError(e.to_string())
-    })
+    match postcard::to_io(value, &mut *out) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(mark);
+            Err(encode_error(value, e))
+        }
+    }
+}
+
+/// The error of a failed encode, in the words of the value's `Serialize`
+/// when it raised one.
+#[cfg(not(feature = "codec-bincode"))]
+#[cold]
+fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> CodecError {
+    let message = match e {
+        postcard::Error::SerdeSerCustom => ser_error::message_of(value),
+        _ => None,
+    };
+    CodecError(message.unwrap_or_else(|| e.to_string()))
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the rest.
@@ -35,9 +63,28 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(),
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     // `postcard::take_from_bytes`, with a bound on nesting.
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    let value = depth::deserialize(&mut de).map_err(|e| CodecError(e.to_string()))?;
+    let note = Note::default();
+    let value = match de_guard::deserialize(&mut de, &note) {
+        Ok(value) => value,
+        Err(e) => return Err(decode_error(e, &note)),
+    };
     let rest = de.finalize().map_err(|e| CodecError(e.to_string()))?;
     Ok((value, rest))
+}
+
+/// The error of a failed decode, in the words of the `Deserialize` that
+/// raised it.
+#[cfg(not(feature = "codec-bincode"))]
+#[cold]
+fn decode_error(e: Caught<postcard::Error>, note: &Note) -> CodecError {
+    match e {
+        Caught::User(message) => CodecError(message),
+        // Only `custom` makes this error, and postcard drops its message.
+        Caught::Inner(postcard::Error::SerdeDeCustom) => {
+            CodecError(note.take().unwrap_or_else(|| e.to_string()))
+        }
+        Caught::Inner(e) => CodecError(e.to_string()),
+    }
 }
 
 #[cfg(feature = "codec-bincode")]
@@ -48,17 +95,31 @@ fn config() -> impl bincode::config::Config {
 /// Appends the encoding of `value` to `out`.
 #[cfg(feature = "codec-bincode")]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    bincode::serde::encode_into_std_write(value, out, config())
+    let mark = out.len();
+    bincode::serde::encode_into_std_write(value, &mut *out, config())
         .map(drop)
-        .map_err(|e| CodecError(e.to_string()))
+        .map_err(|e| {
+            out.truncate(mark);
+            match e {
+                // bincode keeps the user's message, but shows it as `Debug`.
+                bincode::error::EncodeError::OtherString(message) => CodecError(message),
+                e => CodecError(e.to_string()),
+            }
+        })
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the rest.
 #[cfg(feature = "codec-bincode")]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
-    bincode::serde::seed_decode_from_slice(depth::seed::<T>(), bytes, config())
+    let note = Note::default();
+    bincode::serde::seed_decode_from_slice(de_guard::seed::<T>(&note), bytes, config())
         .map(|(v, n)| (v, &bytes[n..]))
-        .map_err(|e| CodecError(e.to_string()))
+        .map_err(|e| match e {
+            bincode::error::DecodeError::OtherString(message) => {
+                CodecError(note.take().unwrap_or(message))
+            }
+            e => CodecError(e.to_string()),
+        })
 }
 
 #[cfg(test)]
@@ -125,10 +186,10 @@ mod tests {
             .join()
             .unwrap();
         // Nesting within the limit decodes (two levels per `Node`).
-        let within = nested(depth::MAX_DEPTH / 2 - 1);
+        let within = nested(de_guard::MAX_DEPTH / 2 - 1);
         let (tree, rest) = decode::<Tree>(&within).unwrap();
         assert!(matches!(tree, Tree::Node(_)) && rest.is_empty());
-        assert!(decode::<Tree>(&nested(depth::MAX_DEPTH / 2)).is_err());
+        assert!(decode::<Tree>(&nested(de_guard::MAX_DEPTH / 2)).is_err());
     }
 
     #[test]

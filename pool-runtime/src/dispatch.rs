@@ -1,26 +1,29 @@
 //! Worker-side glue: decode each input of a batch, call the task, encode each
 //! outcome. Monomorphized per task by the registry entries the macros emit.
+//!
+//! Every step that runs user code (the input's `Deserialize`, the task, the
+//! result's `Serialize`) is marked in the worker's progress cell first, and
+//! runs under a catch: an error or a panic there is that item's outcome, and
+//! a death there is blamed on that item by the driver. Items are
+//! length-delimited on the wire, so one that fails leaves the others whole.
 
 use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::channel::item;
 use crate::channel::outcome::{self, Status};
-use crate::codec;
+use crate::sys::{Cell, Phase};
 use crate::task::{Exit, Task};
+use crate::unwind::catch;
 
 pub(crate) mod stages;
 
-/// Called by a batch at the start of each item: it records progress where the
-/// driver can see it if the worker dies, and ships finished results now and
-/// then so that a long batch streams back.
+/// Called by a batch at the end of each chunk of items: it ships finished
+/// results now and then so that a long batch streams back, and takes the
+/// batch's timings for insights.
 pub(crate) trait Progress {
-    /// Item `index` of the batch is about to run. `false` stops the batch
-    /// before it (the worker is to leave: its task limit is reached).
-    fn item_started(&mut self, index: u32) -> bool;
-
     /// Items before `next` are done and their outcomes are in `out`: a
     /// chance to send them back.
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>);
@@ -52,13 +55,26 @@ const TIME_EACH_NANOS: u64 = 1_000;
 /// their memory latency, few enough that outcomes stream back steadily.
 const CHUNK: usize = 64;
 
+/// An item that failed before its outcome was written: its status and message.
+type Failed = Box<(Status, String)>;
+
+fn failed(status: Status, message: String) -> Failed {
+    Box::new((status, message))
+}
+
 /// One batch of inputs on its way through a worker.
 pub struct Batch<'a> {
     input: &'a [u8],
     count: u32,
     out: &'a mut Vec<u8>,
     progress: &'a mut dyn Progress,
-    /// Items that ran (all of them unless the progress stopped the batch).
+    /// Where the driver sees which item runs, and in which phase.
+    cell: Option<&'a Cell>,
+    /// Items from this one on are not started (the worker's task limit).
+    stop_at: u32,
+    /// The length guess of [`outcome::write`], carried from item to item.
+    long: bool,
+    /// Items that ran (all of them unless the task limit stopped the batch).
     ran: u32,
 }
 
@@ -82,12 +98,47 @@ impl<'a> Batch<'a> {
             count,
             out,
             progress,
+            cell: None,
+            stop_at: u32::MAX,
+            long: false,
             ran: 0,
         }
     }
 
+    /// Marks each step of each item in `cell`, for the driver to see.
+    pub(crate) fn marking(mut self, cell: &'a Cell) -> Self {
+        self.cell = Some(cell);
+        self
+    }
+
+    /// Starts no item from `stop_at` on.
+    pub(crate) fn stopping_at(mut self, stop_at: u32) -> Self {
+        self.stop_at = stop_at;
+        self
+    }
+
+    /// Starts with the length guess of [`outcome::write`] that the last
+    /// batch ended with (see [`long_guess`](Batch::long_guess)): a worker
+    /// whose results are large keeps guessing so from batch to batch.
+    pub(crate) fn guessing_long(mut self, long: bool) -> Self {
+        self.long = long;
+        self
+    }
+
+    /// The length guess the batch ended with.
+    pub(crate) fn long_guess(&self) -> bool {
+        self.long
+    }
+
+    #[inline]
+    fn mark(&self, item: u32, phase: Phase) {
+        if let Some(cell) = self.cell {
+            cell.mark(item, phase);
+        }
+    }
+
     fn push<T: Serialize + ?Sized>(&mut self, status: Status, value: &T) {
-        outcome::write(self.out, status, value);
+        outcome::write(self.out, status, value, &mut self.long);
     }
 
     /// Runs the batch in chunks of up to [`CHUNK`] items, each in three phases:
@@ -97,15 +148,16 @@ impl<'a> Batch<'a> {
     /// between every two calls prevents (measured: 390 → 200 ns per item on
     /// the seeds' workload, BENCHMARKS.md). Chunks start at one item and
     /// double while they take under a millisecond, so slow items still
-    /// report one by one.
+    /// report one by one. `Err` only for a body that is not a list of items
+    /// (a protocol error).
     fn run<A, R>(&mut self, mut call: impl FnMut(A) -> R) -> Result<(), String>
     where
         A: DeserializeOwned,
         R: Serialize,
     {
         let room = CHUNK.min(self.count as usize);
-        let mut inputs: Vec<A> = Vec::with_capacity(room);
-        let mut outputs: Vec<Result<R, String>> = Vec::with_capacity(room);
+        let mut inputs: Vec<Result<A, Failed>> = Vec::with_capacity(room);
+        let mut outputs: Vec<Result<R, Failed>> = Vec::with_capacity(room);
         let mut next = 0;
         let mut chunk = 1u32;
         let mut each = false;
@@ -122,51 +174,36 @@ impl<'a> Batch<'a> {
             let end = (next + chunk).min(self.count);
             let split = each || chunk < CHUNK as u32 || sample % 8 == 0;
             sample = sample.wrapping_add(1);
-            let mut undecodable = None;
-            for _ in next..end {
-                match codec::decode::<A>(self.input) {
-                    Ok((input, rest)) => {
-                        self.input = rest;
-                        inputs.push(input);
-                    }
-                    Err(e) => {
-                        undecodable = Some(e);
-                        break;
-                    }
-                }
-            }
+            self.decode_chunk(next, end, &mut inputs)?;
             let decoded = if split {
                 std::time::Instant::now()
             } else {
                 started
             };
-            let mut stopped = false;
-            if each {
-                stopped = self.call_timed(next, decoded, &mut inputs, &mut outputs, &mut call);
+            let stopped = if each {
+                self.call_timed(next, decoded, &mut inputs, &mut outputs, &mut call)
             } else {
+                let mut stopped = false;
                 for (k, input) in inputs.drain(..).enumerate() {
-                    if !self.progress.item_started(next + k as u32) {
+                    let i = next + k as u32;
+                    if i >= self.stop_at {
                         stopped = true;
                         break;
                     }
-                    outputs.push(
-                        catch_unwind(AssertUnwindSafe(|| call(input)))
-                            .map_err(|p| panic_message(&*p)),
-                    );
+                    outputs.push(input.and_then(|input| {
+                        self.mark(i, Phase::Run);
+                        catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
+                    }));
                 }
-            }
+                stopped
+            };
             let called = if split {
                 std::time::Instant::now()
             } else {
                 started
             };
             let ran = outputs.len() as u32;
-            for output in outputs.drain(..) {
-                match output {
-                    Ok(value) => self.push(Status::Ok, &value),
-                    Err(message) => self.push(Status::Panicked, &message),
-                }
-            }
+            self.encode_chunk(next, &mut outputs);
             let encoded = std::time::Instant::now();
             let total = (encoded - started).as_nanos() as u64;
             let (call_nanos, codec_nanos) = if split {
@@ -184,14 +221,6 @@ impl<'a> Batch<'a> {
             if stopped {
                 self.ran = next + ran;
                 return Ok(());
-            }
-            if let Some(e) = undecodable {
-                // The cursor is lost: this item and every later one fail.
-                let msg = format!("could not decode the input: {e}");
-                for _ in next + ran..self.count {
-                    self.push(Status::Codec, msg.as_str());
-                }
-                break;
             }
             next = end;
             if chunk < CHUNK as u32 && encoded - started < std::time::Duration::from_millis(1) {
@@ -213,29 +242,108 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    /// Decodes items `from .. to` into `inputs`: each its value, or why it
+    /// has none (its `Deserialize` erred or panicked). One catch covers a
+    /// run of items; after a panic the next run starts past the item that
+    /// panicked, its bytes skipped by their length.
+    fn decode_chunk<A: DeserializeOwned>(
+        &mut self,
+        from: u32,
+        to: u32,
+        inputs: &mut Vec<Result<A, Failed>>,
+    ) -> Result<(), String> {
+        let mut i = from;
+        while i < to {
+            let (cell, mut input) = (self.cell, self.input);
+            let run = catch(|| {
+                while i < to {
+                    if let Some(cell) = cell {
+                        cell.mark(i, Phase::Decode);
+                    }
+                    let (status, value, rest) = item::read(input)?;
+                    input = rest;
+                    inputs.push(if status == Status::Ok as u8 {
+                        item::decode::<A>(value).map_err(|e| {
+                            failed(Status::Codec, format!("could not decode the input: {e}"))
+                        })
+                    } else {
+                        // The driver could not encode this input: its error instead.
+                        Err(Box::new(outcome::carried(status, value)))
+                    });
+                    i += 1;
+                }
+                Ok::<(), item::Malformed>(())
+            });
+            self.input = input;
+            match run {
+                Ok(Ok(())) => {}
+                Ok(Err(malformed)) => return Err(malformed.to_string()),
+                Err(panic) => {
+                    let message = format!("while decoding the input: {panic}");
+                    inputs.push(Err(failed(Status::Panicked, message)));
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the outcomes of items `first ..` from `outputs`, which it
+    /// empties. One catch covers a run of items; a panic in a result's
+    /// `Serialize` takes back what that item wrote and fails it alone.
+    fn encode_chunk<R: Serialize>(&mut self, first: u32, outputs: &mut Vec<Result<R, Failed>>) {
+        let mut k = 0;
+        while k < outputs.len() {
+            let (cell, out, long) = (self.cell, &mut *self.out, &mut self.long);
+            let mut mark = out.len();
+            let run = catch(|| {
+                while k < outputs.len() {
+                    if let Some(cell) = cell {
+                        cell.mark(first + k as u32, Phase::Encode);
+                    }
+                    mark = out.len();
+                    match &outputs[k] {
+                        Ok(value) => outcome::write(out, Status::Ok, value, long),
+                        Err(f) => outcome::write_message(out, f.0, &f.1, long),
+                    }
+                    k += 1;
+                }
+            });
+            if let Err(panic) = run {
+                self.out.truncate(mark);
+                let message = format!("while encoding the result: {panic}");
+                self.push(Status::Panicked, message.as_str());
+                k += 1;
+            }
+        }
+        outputs.clear();
+    }
+
     /// The call loop for items of a microsecond or more: a clock read after
     /// each, for the slowest items. Kept out of `run`'s loop, whose tight
     /// code it would slow (measured: ~1.5 ns an item on cheap items).
-    /// `true` if the progress stopped the batch.
+    /// `true` if the task limit stopped the batch.
     #[inline(never)]
     fn call_timed<A, R>(
         &mut self,
         first: u32,
         mut last: std::time::Instant,
-        inputs: &mut Vec<A>,
-        outputs: &mut Vec<Result<R, String>>,
+        inputs: &mut Vec<Result<A, Failed>>,
+        outputs: &mut Vec<Result<R, Failed>>,
         call: &mut impl FnMut(A) -> R,
     ) -> bool {
         for (k, input) in inputs.drain(..).enumerate() {
-            if !self.progress.item_started(first + k as u32) {
+            let i = first + k as u32;
+            if i >= self.stop_at {
                 return true;
             }
-            outputs.push(
-                catch_unwind(AssertUnwindSafe(|| call(input))).map_err(|p| panic_message(&*p)),
-            );
+            outputs.push(input.and_then(|input| {
+                self.mark(i, Phase::Run);
+                catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
+            }));
             let now = std::time::Instant::now();
             let took = (now - last).as_nanos() as u64;
-            self.progress.item_ran(first + k as u32, took);
+            self.progress.item_ran(i, took);
             last = now;
         }
         false
@@ -244,66 +352,6 @@ impl<'a> Batch<'a> {
     /// How many items ran (or failed to decode): the rest were not started.
     pub(crate) fn ran(&self) -> u32 {
         self.ran
-    }
-}
-
-thread_local! {
-    /// The message and location of the last panic on this thread, recorded by
-    /// the panic hook (the payload alone has no location).
-    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-    /// This thread is a worker's: its panics are recorded, not printed.
-    static RECORDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Installs, once per process, a panic hook that records panics on worker
-/// threads and hands every other panic to the hook that was there before.
-///
-/// Called in the driver before its first fork, never in a worker: setting a
-/// hook takes std's hook lock for writing, and a fork copies that lock as it
-/// is, so a worker forked while some driver thread was panicking would wait
-/// for it forever. Reading it, as a panic does, is fine.
-pub(crate) fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if RECORDING.with(std::cell::Cell::get) {
-                let text = match info.payload().downcast_ref::<&str>() {
-                    Some(s) => s.to_string(),
-                    None => info
-                        .payload()
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .unwrap_or_else(|| "Box<dyn Any>".into()),
-                };
-                let at = info
-                    .location()
-                    .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
-                    .unwrap_or_default();
-                LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// In a worker: record this thread's panics as task errors instead of printing them.
-pub(crate) fn record_panics_here() {
-    RECORDING.with(|r| r.set(true));
-}
-
-/// The text of a panic: what the worker's hook recorded, else the payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(recorded) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
-        return recorded;
-    }
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
     }
 }
 
@@ -331,8 +379,7 @@ pub fn run_stateless<M, T: Task<(), M>>(
     batch.run(|input| task.call(&mut (), input))
 }
 
-/// Consumes a worker's state with an exit hook and encodes what it returns,
-/// preceded by its status byte.
+/// Consumes a worker's state with an exit hook and appends its outcome.
 pub fn run_exit<S: 'static, E: Exit<S>>(
     exit: E,
     state: Box<dyn Any>,
@@ -344,27 +391,50 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
             std::any::type_name::<S>()
         )
     })?;
-    let mut p = NoProgress;
-    let mut batch = Batch::new(&[], 0, out, &mut p);
-    match catch_unwind(AssertUnwindSafe(move || exit.call(*state))) {
-        Ok(output) => batch.push(Status::Ok, &output),
-        Err(payload) => batch.push(Status::Panicked, &panic_message(&*payload)),
+    let mark = out.len();
+    let mut long = false;
+    let written = catch(|| match catch(move || exit.call(*state)) {
+        Ok(output) => outcome::write(out, Status::Ok, &output, &mut long),
+        Err(panic) => outcome::write_message(out, Status::Panicked, &panic, &mut long),
+    });
+    if let Err(panic) = written {
+        out.truncate(mark);
+        let message = format!("while encoding the result: {panic}");
+        outcome::write_message(out, Status::Panicked, &message, &mut false);
     }
     Ok(())
-}
-
-struct NoProgress;
-impl Progress for NoProgress {
-    fn item_started(&mut self, _: u32) -> bool {
-        true
-    }
-
-    fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
+
+    struct NoProgress;
+    impl Progress for NoProgress {
+        fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
+    }
+
+    /// `values` as the items of a `Run` body.
+    fn body<T: Serialize>(values: &[T]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut long = false;
+        for v in values {
+            item::write(&mut out, 0, v, &mut long).unwrap();
+        }
+        out
+    }
+
+    /// The outcomes of a `Done` body, read as the driver does.
+    fn outcomes<R: DeserializeOwned>(mut body: &[u8]) -> Vec<Result<R, ErrorKind>> {
+        let mut all = Vec::new();
+        while !body.is_empty() {
+            let (r, rest) = outcome::read::<R>(body).unwrap();
+            all.push(r.map_err(|e| e.kind().clone()));
+            body = rest;
+        }
+        all
+    }
 
     fn run_square(inputs: &[u8], count: u32) -> Vec<u8> {
         fn square(x: u64) -> u64 {
@@ -382,19 +452,11 @@ mod tests {
 
     #[test]
     fn each_item_gets_its_outcome() {
-        let mut inputs = Vec::new();
-        for x in [2u64, 3, 4] {
-            codec::encode(&x, &mut inputs).unwrap();
-        }
-        let out = run_square(&inputs, 3);
-        let (s0, rest) = (out[0], &out[1..]);
-        let (v0, rest): (u64, _) = codec::decode(rest).unwrap();
-        let (s1, rest) = (rest[0], &rest[1..]);
-        let (m1, rest): (String, _) = codec::decode(rest).unwrap();
-        let (s2, rest) = (rest[0], &rest[1..]);
-        let (v2, rest): (u64, _) = codec::decode(rest).unwrap();
-        assert_eq!((s0, v0, s1, s2, v2, rest.len()), (0, 4, 1, 0, 16, 0));
-        assert!(m1.contains("three"), "{m1}");
+        let out = outcomes::<u64>(&run_square(&body(&[2u64, 3, 4]), 3));
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], Ok(4));
+        assert!(matches!(&out[1], Err(ErrorKind::Panicked(m)) if m.contains("three")));
+        assert_eq!(out[2], Ok(16));
     }
 
     /// What a batch reports for insights: `(first, count, each)` per chunk,
@@ -408,9 +470,6 @@ mod tests {
     }
 
     impl Progress for Timings {
-        fn item_started(&mut self, _: u32) -> bool {
-            true
-        }
         fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
         fn chunk_ran(&mut self, first: u32, count: u32, call: u64, _: u64, each: bool) {
             self.chunks.push((first, count, each));
@@ -422,10 +481,7 @@ mod tests {
     }
 
     fn timings(count: u32, task: fn(u64) -> u64) -> Timings {
-        let mut inputs = Vec::new();
-        for x in 0..count as u64 {
-            codec::encode(&x, &mut inputs).unwrap();
-        }
+        let inputs = body(&(0..count as u64).collect::<Vec<_>>());
         let (mut out, mut t) = (Vec::new(), Timings::default());
         let mut batch = Batch::new(&inputs, count, &mut out, &mut t);
         run_stateless(task, &mut (), &mut batch).unwrap();
@@ -467,11 +523,92 @@ mod tests {
     }
 
     #[test]
-    fn undecodable_input_fails_the_rest_of_the_batch() {
-        let out = run_square(&[0xff], 2);
-        assert_eq!(out[0], Status::Codec as u8);
-        let (msg, rest): (String, _) = codec::decode(&out[1..]).unwrap();
-        assert!(msg.contains("decode"), "{msg}");
-        assert_eq!(rest[0], Status::Codec as u8);
+    fn an_undecodable_input_fails_alone() {
+        // A string where a number is due, between two numbers.
+        let mut inputs = body(&[2u64]);
+        inputs.extend(body(&["two".to_string()]));
+        inputs.extend(body(&[4u64]));
+        let out = outcomes::<u64>(&run_square(&inputs, 3));
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], Ok(4));
+        assert!(
+            matches!(&out[1], Err(ErrorKind::Codec(m)) if m.contains("decode the input")),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2], Ok(16));
+    }
+
+    /// Fails as its value says, in its `Serialize` or `Deserialize`.
+    #[derive(Debug)]
+    struct Touchy(u8);
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                1 => Err(serde::ser::Error::custom("touchy refuses to be written")),
+                2 => panic!("touchy panics when written"),
+                n => s.serialize_u8(n),
+            }
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Touchy {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            match u8::deserialize(d)? {
+                11 => Err(serde::de::Error::custom("touchy refuses to be read")),
+                12 => panic!("touchy panics when read"),
+                n => Ok(Touchy(n)),
+            }
+        }
+    }
+
+    #[test]
+    fn user_serde_failures_fail_their_item_alone_with_the_users_words() {
+        fn echo(t: Touchy) -> Touchy {
+            Touchy(t.0 % 10)
+        }
+        // Inputs: fine, refuses to decode, panics decoding, fine; then
+        // results that refuse to encode and panic encoding, and fine.
+        let inputs = body(&[0u8, 11, 12, 3, 1, 2, 4]);
+        let mut out = Vec::new();
+        let mut p = NoProgress;
+        let mut batch = Batch::new(&inputs, 7, &mut out, &mut p);
+        run_stateless(echo, &mut (), &mut batch).unwrap();
+        assert_eq!(batch.ran(), 7);
+        let got = outcomes::<u8>(&out);
+        assert_eq!(got.len(), 7);
+        assert_eq!(got[0], Ok(0));
+        assert!(
+            matches!(&got[1], Err(ErrorKind::Codec(m)) if m == "could not decode the input: touchy refuses to be read"),
+            "{:?}",
+            got[1]
+        );
+        assert!(
+            matches!(&got[2], Err(ErrorKind::Panicked(m)) if m.starts_with("while decoding the input: touchy panics when read")),
+            "{:?}",
+            got[2]
+        );
+        assert_eq!(got[3], Ok(3));
+        assert!(
+            matches!(&got[4], Err(ErrorKind::Codec(m)) if m == "could not encode the result: touchy refuses to be written"),
+            "{:?}",
+            got[4]
+        );
+        assert!(
+            matches!(&got[5], Err(ErrorKind::Panicked(m)) if m.starts_with("while encoding the result: touchy panics when written")),
+            "{:?}",
+            got[5]
+        );
+        assert_eq!(got[6], Ok(4));
+    }
+
+    #[test]
+    fn a_body_that_is_not_items_is_a_protocol_error() {
+        let mut out = Vec::new();
+        let mut p = NoProgress;
+        // A head that claims 30 bytes, and 2 there.
+        let mut batch = Batch::new(&[30 << 3, 1, 2], 1, &mut out, &mut p);
+        assert!(run_stateless(|x: u64| x, &mut (), &mut batch).is_err());
     }
 }

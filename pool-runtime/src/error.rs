@@ -25,20 +25,29 @@ impl fmt::Debug for Error {
 pub enum ErrorKind {
     /// A worker's init returned an error or panicked.
     Init(String),
-    /// The task panicked on this input; the worker lives on.
+    /// User code panicked on this input, the worker lives on: the task, or
+    /// a `Serialize`/`Deserialize` of its input or result (wherever it ran,
+    /// in a worker or in the caller's thread; the text then starts with
+    /// where, e.g. `while decoding the input: `). The text gives the panic's
+    /// message and location.
     Panicked(String),
     /// A stage of a [`Pipeline`](crate::Pipeline) returned `Err` for this
     /// input, which went no further: the text names the stage and gives the
     /// error's `Display`.
     Failed(String),
-    /// The worker running this input died: the text says how (signal, exit code).
+    /// The worker running this input died: the text says how (signal, exit
+    /// code) and, when it died in the input's `Deserialize` or the result's
+    /// `Serialize`, where (`… while decoding the input`).
     WorkerDied(String),
     /// The input ran past the pool's task timeout; its worker was killed.
     TimedOut(String),
     /// The input killed more workers than the pool's retries allow; it is
     /// not run again.
     Quarantined(String),
-    /// The input could not be encoded or decoded, or the output could not.
+    /// The input could not be encoded or decoded, or the output could not:
+    /// the text says which (`could not decode the input: …`) and why, in the
+    /// words of the type's own `Serialize` or `Deserialize` when it was the
+    /// one that refused.
     Codec(String),
     /// The function passed to the pool carries no `#[worker_task]` or
     /// `#[worker_exit]` attribute, so workers cannot find it by name.
@@ -65,9 +74,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ErrorKind::Init(m) => write!(f, "worker init failed: {m}"),
+            // A panic in serde code says where it was ("while decoding …").
+            ErrorKind::Panicked(m) if m.starts_with("while ") => write!(f, "panicked {m}"),
             ErrorKind::Panicked(m) => write!(f, "task panicked: {m}"),
             ErrorKind::Failed(m) => write!(f, "pipeline stage failed: {m}"),
-            ErrorKind::WorkerDied(m) => write!(f, "worker died while running this input: {m}"),
+            ErrorKind::WorkerDied(m) => write!(f, "the worker running this input died: {m}"),
             ErrorKind::TimedOut(m) => write!(f, "task timed out: {m}"),
             ErrorKind::Quarantined(m) => write!(f, "input quarantined: {m}"),
             ErrorKind::Codec(m) => write!(f, "serialization failed: {m}"),

@@ -10,6 +10,8 @@
 //!   `Imap::next_in_cursor` does (`channel::outcome::read`, item by item).
 //! * [`run_inputs`] — decodes the inputs of a `Run` body the way a worker
 //!   does (`dispatch::Batch`), echoing each input back as its output.
+//! * [`read_item`] and [`decode_item`] — one item of a body, as both sides
+//!   read it (`channel::item`).
 
 use std::io::{self, Read};
 
@@ -17,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::frame;
+use crate::channel::item;
 use crate::channel::message::{self, Message};
 use crate::channel::outcome;
 use crate::dispatch::{self, Batch, Progress};
@@ -267,7 +270,7 @@ impl<'a> OutcomeCursor<'a> {
             return None;
         }
         self.left -= 1;
-        match outcome::read::<R>(self.rest()) {
+        match crate::unwind::quietly(|| outcome::read::<R>(self.rest())) {
             Ok((result, rest)) => {
                 self.at = self.frame.len() - rest.len();
                 Some(result)
@@ -283,10 +286,6 @@ impl<'a> OutcomeCursor<'a> {
 
 struct NoFlush;
 impl Progress for NoFlush {
-    fn item_started(&mut self, _: u32) -> bool {
-        true
-    }
-
     fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
 }
 
@@ -296,14 +295,26 @@ fn echo<A>(a: A) -> A {
 
 /// Runs a `Run` body of `count` inputs of type `A` through the worker's batch
 /// loop with a task that returns its input; returns the outcomes as they
-/// would follow a `Done` header.
-pub fn run_inputs<A>(body: &[u8], count: u32) -> Vec<u8>
+/// would follow a `Done` header, or why the worker would leave (the body is
+/// not `count` items: a protocol error).
+pub fn run_inputs<A>(body: &[u8], count: u32) -> Result<Vec<u8>, String>
 where
     A: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let mut out = Vec::new();
     let mut progress = NoFlush;
     let mut batch = Batch::new(body, count, &mut out, &mut progress);
-    dispatch::run_stateless(echo::<A>, &mut (), &mut batch).expect("a stateless task runs");
-    out
+    dispatch::run_stateless(echo::<A>, &mut (), &mut batch)?;
+    Ok(out)
+}
+
+/// The item at the front of `bytes`: its status, its value's bytes, and
+/// the bytes after it; or why the bytes are not an item.
+pub fn read_item(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), &'static str> {
+    item::read(bytes).map_err(|m| m.0)
+}
+
+/// An item's value, decoded from all of its bytes.
+pub fn decode_item<T: DeserializeOwned>(value: &[u8]) -> Result<T, String> {
+    item::decode(value).map_err(|e| e.to_string())
 }

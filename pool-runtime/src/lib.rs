@@ -80,6 +80,7 @@ mod progress;
 pub mod registry;
 mod sys;
 mod task;
+mod unwind;
 mod worker;
 mod zygote;
 

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::builder::PoolBuilder;
 use crate::channel::frame;
+use crate::channel::item;
 use crate::channel::message::write;
-use crate::channel::outcome;
-use crate::codec;
+use crate::channel::outcome::{self, Status};
 use crate::driver::{Completion, Core, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
 use crate::pipeline::Route;
@@ -211,7 +211,7 @@ impl<S: 'static> Pool<S> {
         let mut bytes = Vec::new();
         let start = write::run(&mut bytes, 0, task, 1);
         let offset = bytes.len() as u32;
-        codec::encode(input, &mut bytes)?;
+        encode_input(&mut bytes, input, &mut false)?;
         frame::finish(&mut bytes, start, self.driver.config.max_frame)
             .map_err(|e| Error::new(ErrorKind::Codec(format!("input too large to send: {e}"))))?;
         let mut core = self.driver.lock();
@@ -233,6 +233,7 @@ impl<S: 'static> Pool<S> {
                 frame,
                 offsets: vec![offset],
                 attempts: 0,
+                strays: 0,
             };
             core.submit(batch, slot);
         }
@@ -284,7 +285,10 @@ impl<S: 'static> Pool<S> {
             .map(|o| o.expect("waited for every outcome"));
         earlier
             .chain(last)
-            .map(|body| outcome::read::<E::Output>(&body?)?.0)
+            .map(|body| {
+                let body = body?;
+                crate::unwind::quietly(|| outcome::read::<E::Output>(&body))?.0
+            })
             .collect()
     }
 
@@ -309,6 +313,69 @@ pub(crate) fn task_index<T: 'static>() -> Result<u32, Error> {
 
 fn route<T: 'static>() -> Result<Route, Error> {
     task_index::<T>().map(Route::Task)
+}
+
+/// Appends one input as an item of a `Run` body (`long`: see
+/// [`item::write`]). Its `Serialize` is user code: an error or a panic there
+/// is this input's error, and appends nothing.
+fn encode_input<A: Serialize + ?Sized>(
+    bytes: &mut Vec<u8>,
+    input: &A,
+    long: &mut bool,
+) -> Result<(), Error> {
+    let at = bytes.len();
+    let kind = match crate::unwind::catch_quiet(|| item::write(bytes, OK, input, long)) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => ErrorKind::Codec(format!("could not encode the input: {e}")),
+        Err(panic) => ErrorKind::Panicked(format!("while encoding the input: {panic}")),
+    };
+    bytes.truncate(at);
+    Err(Error::new(kind))
+}
+
+/// The status of an input item that holds an input.
+const OK: u8 = Status::Ok as u8;
+
+/// Inputs taken from the iterator at a time, then encoded under one catch:
+/// a catch per input costs more than encoding a small one.
+const RUN: usize = 64;
+
+/// Moves inputs from the front of `spare` into the `Run` body in `bytes`,
+/// each an item whose offset goes to `offsets`, until the frame holds
+/// `want` items or [`BATCH_BYTES`]. An input whose `Serialize` errs or
+/// panics (user code) becomes an item that carries its error instead: the
+/// worker hands it back as that input's outcome, in its place.
+fn encode_inputs<A: Serialize>(
+    bytes: &mut Vec<u8>,
+    offsets: &mut Vec<u32>,
+    spare: &mut VecDeque<A>,
+    want: u32,
+    long: &mut bool,
+) {
+    crate::unwind::quietly(|| loop {
+        let mut at = bytes.len();
+        let run = crate::unwind::catch(|| {
+            while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
+                let Some(input) = spare.pop_front() else {
+                    return;
+                };
+                at = bytes.len();
+                offsets.push(at as u32);
+                if let Err(e) = item::write(bytes, OK, &input, long) {
+                    let message = format!("could not encode the input: {e}");
+                    outcome::write_message(bytes, Status::Codec, &message, long);
+                }
+            }
+        });
+        match run {
+            Ok(()) => return,
+            Err(panic) => {
+                bytes.truncate(at);
+                let message = format!("while encoding the input: {panic}");
+                outcome::write_message(bytes, Status::Panicked, &message, long);
+            }
+        }
+    })
 }
 
 /// The handle of one [`Pool::submit`]ted call.
@@ -402,11 +469,15 @@ struct Cursor {
 /// Inputs are pulled from the source iterator only to keep the workers busy
 /// (a bounded window). Dropping the stream early stops pulling and discards
 /// outcomes still in flight; the pool stays usable.
-pub struct Imap<'p, I, R> {
+pub struct Imap<'p, I: Iterator, R> {
     driver: &'p Driver,
     job: JobId,
     route: Route,
     inputs: Option<I>,
+    /// Inputs taken from the iterator but not yet in a frame (see [`RUN`]).
+    spare: VecDeque<I::Item>,
+    /// The length guess of [`item::write`], carried from input to input.
+    long: bool,
     ordered: bool,
     pulled: u64,
     delivered: u64,
@@ -421,7 +492,7 @@ pub struct Imap<'p, I, R> {
     pub(crate) progress: crate::progress::Slot,
 }
 
-impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
+impl<I: Iterator, R> std::fmt::Debug for Imap<'_, I, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap")
             .field("pulled", &self.pulled)
@@ -472,6 +543,8 @@ where
             job,
             route: Route::Task(0),
             inputs,
+            spare: VecDeque::new(),
+            long: false,
             ordered,
             pulled,
             delivered: 0,
@@ -506,77 +579,77 @@ where
     /// Pulls inputs into frames and queues them, while the window has room.
     fn feed(&mut self) {
         while self.pulled - self.delivered < self.window() {
-            let Some(inputs) = self.inputs.as_mut() else {
+            if self.inputs.is_none() && self.spare.is_empty() {
                 return;
-            };
+            }
             let want = self.chunker.size();
             let mut bytes = Vec::new();
             let start = self.route.begin(&mut bytes, 0);
             let mut offsets = Vec::new();
             let first = self.pulled;
-            let mut failed = None;
             while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
-                let Some(input) = inputs.next() else {
-                    self.inputs = None;
-                    break;
-                };
-                let at = bytes.len();
-                if let Err(e) = codec::encode(&input, &mut bytes) {
-                    // This input fails alone; the batch ends before it.
-                    bytes.truncate(at);
-                    failed = Some(Error::from(e));
-                    break;
+                if self.spare.is_empty() {
+                    // The iterator is user code that may panic as it likes:
+                    // it runs outside the catch that the encoding runs under.
+                    let Some(inputs) = self.inputs.as_mut() else {
+                        break;
+                    };
+                    let room = (want as usize - offsets.len()).min(RUN);
+                    self.spare.extend(inputs.by_ref().take(room));
+                    if self.spare.len() < room {
+                        self.inputs = None;
+                    }
+                    if self.spare.is_empty() {
+                        break;
+                    }
                 }
-                offsets.push(at as u32);
+                encode_inputs(
+                    &mut bytes,
+                    &mut offsets,
+                    &mut self.spare,
+                    want,
+                    &mut self.long,
+                );
             }
             let count = offsets.len() as u32;
-            if count > 0 {
-                write::patch_run_count(&mut bytes, start, count);
-                match frame::finish(&mut bytes, start, self.driver.config.max_frame) {
-                    Ok(()) => {
-                        let mut core = self.driver.lock();
-                        let batch = NewBatch {
-                            job: self.job,
-                            task: self.route.first_task(),
-                            first,
-                            count,
-                            frame: bytes,
-                            offsets,
-                            attempts: 0,
-                        };
-                        core.submit(batch, None);
-                        core.dispatch();
-                        if core.wants_write() {
-                            self.driver.nudge(&core);
-                        }
-                    }
-                    Err(e) => {
-                        for k in 0..count as u64 {
-                            let error = Error::new(ErrorKind::Codec(format!(
-                                "input too large to send: {e}"
-                            )));
-                            self.pending.insert(
-                                first + k,
-                                Completion::Failed {
-                                    index: first + k,
-                                    error,
-                                },
-                            );
-                        }
+            if count == 0 {
+                return;
+            }
+            write::patch_run_count(&mut bytes, start, count);
+            match frame::finish(&mut bytes, start, self.driver.config.max_frame) {
+                Ok(()) => {
+                    let mut core = self.driver.lock();
+                    let batch = NewBatch {
+                        job: self.job,
+                        task: self.route.first_task(),
+                        first,
+                        count,
+                        frame: bytes,
+                        offsets,
+                        attempts: 0,
+                        strays: 0,
+                    };
+                    core.submit(batch, None);
+                    core.dispatch();
+                    if core.wants_write() {
+                        self.driver.nudge(&core);
                     }
                 }
-                self.pulled += count as u64;
+                Err(e) => {
+                    for k in 0..count as u64 {
+                        let error =
+                            Error::new(ErrorKind::Codec(format!("input too large to send: {e}")));
+                        self.pending.insert(
+                            first + k,
+                            Completion::Failed {
+                                index: first + k,
+                                error,
+                            },
+                        );
+                    }
+                }
             }
-            if let Some(error) = failed {
-                self.pending.insert(
-                    self.pulled,
-                    Completion::Failed {
-                        index: self.pulled,
-                        error,
-                    },
-                );
-                self.pulled += 1;
-            }
+            self.pulled += count as u64;
         }
     }
 
@@ -589,13 +662,21 @@ where
         let mut out = Vec::with_capacity(self.size_hint().0);
         loop {
             if let Some(cur) = self.cursor.take() {
-                let mut bytes = &cur.frame[cur.at.min(cur.frame.len())..];
-                for _ in 0..cur.left {
-                    let (result, rest) = outcome::read::<R>(bytes)?;
-                    #[cfg(feature = "progress")]
-                    self.progress.observe(Some(&result));
-                    out.push(result?);
-                    bytes = rest;
+                let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
+                let mut failed = None;
+                crate::unwind::quietly(|| {
+                    outcome::read_each::<R>(bytes, cur.left, |result| {
+                        #[cfg(feature = "progress")]
+                        self.progress.observe(Some(&result));
+                        match result {
+                            Ok(output) => out.push(output),
+                            Err(e) => failed = Some(e),
+                        }
+                        failed.is_none()
+                    })
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
                 self.delivered += cur.left as u64;
                 continue;
@@ -617,7 +698,8 @@ where
         cur.left -= 1;
         cur.next += 1;
         self.delivered += 1;
-        match outcome::read::<R>(&cur.frame[cur.at.min(cur.frame.len())..]) {
+        let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
+        match crate::unwind::quietly(|| outcome::read::<R>(bytes)) {
             Ok((result, rest)) => {
                 cur.at = cur.frame.len() - rest.len();
                 Some(result)
@@ -672,6 +754,7 @@ where
     ) -> Poll<Option<Result<R, Error>>> {
         if let Some(e) = self.setup_error.take() {
             self.inputs = None;
+            self.spare.clear();
             self.pulled = self.delivered;
             return Poll::Ready(Some(Err(e)));
         }
@@ -701,7 +784,10 @@ where
 
     /// Every outcome was handed out, and no input is left.
     fn is_finished(&self) -> bool {
-        self.setup_error.is_none() && self.inputs.is_none() && self.delivered == self.pulled
+        self.setup_error.is_none()
+            && self.inputs.is_none()
+            && self.spare.is_empty()
+            && self.delivered == self.pulled
     }
 
     /// Waits for completions of this job, and takes them.
@@ -750,7 +836,7 @@ where
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let out = (self.pulled - self.delivered) as usize;
+        let out = (self.pulled - self.delivered) as usize + self.spare.len();
         match &self.inputs {
             None => (out, Some(out)),
             Some(i) => {
@@ -769,7 +855,7 @@ where
 {
 }
 
-impl<I, R> Drop for Imap<'_, I, R> {
+impl<I: Iterator, R> Drop for Imap<'_, I, R> {
     fn drop(&mut self) {
         self.driver.lock().abandon(self.job);
     }

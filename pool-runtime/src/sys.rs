@@ -5,7 +5,7 @@
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{
@@ -46,7 +46,7 @@ pub(crate) fn fork_with<F: FnOnce() -> i32>(child: F) -> nix::Result<Pid> {
                 Err(payload) => {
                     // User code runs under its own catch_unwind: this is a
                     // bug of the runtime, and must not go unsaid.
-                    let msg = crate::dispatch::panic_message(&*payload);
+                    let msg = crate::unwind::panic_message(&*payload);
                     eprintln!(
                         "pool-runtime: internal error in process {}: {msg}",
                         std::process::id()
@@ -187,17 +187,76 @@ pub(crate) fn close_raw(fd: RawFd) {
 // ---------------------------------------------------------------------------
 // Progress cells: one cache line per worker slot in a shared anonymous
 // mapping, created before the fork server, so the driver, the fork server and
-// every worker see the same memory. A worker writes which item it is running;
-// if it dies, the driver reads there which input killed it.
+// every worker see the same memory. A worker writes which item it is working
+// on, and at what; if it dies, the driver reads there which input killed it.
+
+/// What a worker does with one item, in the order it does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Decoding the item's input (the user's `Deserialize`).
+    Decode = 0,
+    /// Running the task on it.
+    Run = 1,
+    /// Encoding its result (the user's `Serialize`).
+    Encode = 2,
+}
+
+/// `Cell::step` before the batch's first item.
+const NO_STEP: u64 = u64::MAX;
 
 /// What one worker is doing, visible to the driver.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct Cell {
     /// The batch the worker is running (0: none).
-    pub(crate) tag: AtomicU64,
-    /// The index, within that batch, of the item it is running.
-    pub(crate) item: AtomicU32,
+    tag: AtomicU64,
+    /// Where in that batch: `item << 2 | phase`, or [`NO_STEP`].
+    step: AtomicU64,
+}
+
+impl Cell {
+    /// In the worker: batch `tag` starts; no item is under way yet.
+    pub(crate) fn begin(&self, tag: u64) {
+        self.step.store(NO_STEP, Ordering::Release);
+        self.tag.store(tag, Ordering::Release);
+    }
+
+    /// In the worker: item `item` of the batch enters `phase`.
+    #[inline]
+    pub(crate) fn mark(&self, item: u32, phase: Phase) {
+        self.step
+            .store((item as u64) << 2 | phase as u64, Ordering::Release);
+    }
+
+    /// In the worker: the batch is over; nothing runs.
+    pub(crate) fn end(&self) {
+        self.tag.store(0, Ordering::Release);
+    }
+
+    /// In the driver: the batch under way, if any, and the item in it and
+    /// its phase, once one has started.
+    pub(crate) fn read(&self) -> Option<(u64, Option<(u32, Phase)>)> {
+        let tag = self.tag.load(Ordering::Acquire);
+        (tag != 0).then(|| (tag, Self::decode(self.step.load(Ordering::Acquire))))
+    }
+
+    /// In the driver, once the worker is gone: [`read`](Cell::read), and
+    /// clear the cell for the slot's next worker.
+    pub(crate) fn take(&self) -> Option<(u64, Option<(u32, Phase)>)> {
+        let at = self.read();
+        self.tag.store(0, Ordering::Release);
+        at
+    }
+
+    fn decode(step: u64) -> Option<(u32, Phase)> {
+        let phase = match step & 3 {
+            0 => Phase::Decode,
+            1 => Phase::Run,
+            2 => Phase::Encode,
+            _ => return None,
+        };
+        u32::try_from(step >> 2).ok().map(|item| (item, phase))
+    }
 }
 
 /// The shared mapping of [`Cell`]s, one per worker slot.

@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
@@ -14,11 +12,12 @@ use crate::channel::frame;
 use crate::channel::message::{self, write, Message};
 use crate::channel::outcome::{self, Status};
 use crate::dispatch::stages::Link;
-use crate::dispatch::{self, panic_message, Batch, Progress};
+use crate::dispatch::{Batch, Progress};
 use crate::insights::WorkerTally;
 use crate::registry;
 use crate::sys::{self, Cell};
 use crate::task::{Init, WorkerInfo};
+use crate::unwind;
 
 /// When a worker leaves on its own, to be replaced by a fresh one, and the
 /// exit hook it runs as it does (its outcome is kept for `join_with`).
@@ -81,7 +80,7 @@ where
     sys::die_with_parent(zygote);
     // A task's panic is that task's error: the hook installed at build
     // records where it happened, and prints nothing (the driver reports it).
-    dispatch::record_panics_here();
+    unwind::record_panics_here();
     let mut stream = UnixStream::from(chan);
     let mut out = Vec::with_capacity(4096);
 
@@ -93,15 +92,10 @@ where
         generation = info.generation
     )
     .entered();
-    let state = match catch_unwind(AssertUnwindSafe(|| init.init(args, info))) {
+    let state = match unwind::catch(|| init.init(args, info)) {
         Ok(Ok(state)) => state,
         Ok(Err(message)) => return fail_init(&mut stream, &message),
-        Err(payload) => {
-            return fail_init(
-                &mut stream,
-                &format!("init panicked: {}", panic_message(&*payload)),
-            )
-        }
+        Err(panic) => return fail_init(&mut stream, &format!("init panicked: {panic}")),
     };
     tracing::info!("worker ready");
     drop(init_span);
@@ -120,6 +114,8 @@ where
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
     let mut served: u64 = 0;
     let mut tally = WorkerTally::default();
+    // Whether results have been long lately (`Batch::guessing_long`).
+    let mut long = false;
     loop {
         match frame::read_blocking(&mut reader, &mut input, max_frame) {
             Ok(true) => {}
@@ -142,10 +138,9 @@ where
                     tracing::debug_span!("batch", task = job.entry.name, count, pid).entered();
                 out.clear();
                 let start = write::done(&mut out, tag, 0, 0);
-                cell.tag.store(tag, Ordering::Release);
+                cell.begin(tag);
                 let mut flusher = Flusher {
                     stream: &mut stream,
-                    cell,
                     tag,
                     flushed: 0,
                     start,
@@ -153,16 +148,21 @@ where
                     max_frame,
                     broken: false,
                     tally: &mut tally,
-                    stop_at: recycle
-                        .max_tasks
-                        .map(|n| n.saturating_sub(served).min(u32::MAX as u64) as u32),
                 };
+                // The worker's task limit: the items from there on are not started.
+                let stop_at = recycle.max_tasks.map_or(u32::MAX, |n| {
+                    n.saturating_sub(served).min(u32::MAX as u64) as u32
+                });
                 let (ok, ran) = {
-                    let mut batch = Batch::new(job.inputs, count, &mut out, &mut flusher);
+                    let mut batch = Batch::new(job.inputs, count, &mut out, &mut flusher)
+                        .marking(cell)
+                        .stopping_at(stop_at)
+                        .guessing_long(long);
                     let ok = match &job.chain {
                         None => (job.entry.run)(&mut *state, &mut batch).is_ok(),
                         Some(links) => batch.run_stages(links, &mut *state).is_ok(),
                     };
+                    long = batch.long_guess();
                     (ok, batch.ran())
                 };
                 if !ok || flusher.broken {
@@ -171,7 +171,7 @@ where
                 let (flushed, nanos) = (flusher.flushed, flusher.last.elapsed().as_nanos() as u64);
                 // Nothing runs now: if the worker leaves, no item is to blame,
                 // and the driver runs the ones not started elsewhere.
-                cell.tag.store(0, Ordering::Release);
+                cell.end();
                 served += ran as u64;
                 if !send_done(
                     &mut stream,
@@ -311,7 +311,7 @@ fn send_done(
         write::patch_done(out, start, first, count, nanos);
         let msg = format!("the results of this batch exceed the frame limit of {max_frame} bytes");
         for _ in 0..count {
-            outcome::write(out, Status::Codec, msg.as_str());
+            outcome::write_message(out, Status::Codec, &msg, &mut false);
         }
         write::finish_tally(out, start, t.codec_nanos, t.io_nanos, &t.pending);
         if frame::finish(out, start, max_frame).is_err() {
@@ -325,12 +325,10 @@ fn send_done(
     sent
 }
 
-/// Records which item runs (in the shared cell) and streams finished results
-/// back every so often, so a long batch shows progress and loses little if
-/// the worker dies.
+/// Streams finished results back every so often, so a long batch shows
+/// progress and loses little if the worker dies.
 struct Flusher<'a> {
     stream: &'a mut UnixStream,
-    cell: &'a Cell,
     tag: u64,
     /// Items already sent back.
     flushed: u32,
@@ -341,19 +339,9 @@ struct Flusher<'a> {
     broken: bool,
     /// Insights: what goes back with the next `Done`.
     tally: &'a mut WorkerTally,
-    /// Stop before this item: the worker's task limit.
-    stop_at: Option<u32>,
 }
 
 impl Progress for Flusher<'_> {
-    fn item_started(&mut self, index: u32) -> bool {
-        if self.stop_at.is_some_and(|stop| index >= stop) {
-            return false;
-        }
-        self.cell.item.store(index, Ordering::Release);
-        true
-    }
-
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>) {
         const EVERY: Duration = Duration::from_millis(20);
         if next > self.flushed && self.last.elapsed() >= EVERY {

@@ -49,7 +49,7 @@ static ADD: TaskEntry = TaskEntry {
     stage: StageGlue {
         decode: |b| stage_decode::<Counter, _, _>(add, b),
         call: |s, v| stage_call::<Counter, _, _>(add, s, v),
-        encode: |v, out| stage_encode::<Counter, _, _>(add, v, out),
+        encode: |v, out, long| stage_encode::<Counter, _, _>(add, v, out, long),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
     debug_input: |_| None,
@@ -64,7 +64,7 @@ static SQUARE: TaskEntry = TaskEntry {
     stage: StageGlue {
         decode: |b| stage_decode::<(), _, _>(square, b),
         call: |s, v| stage_call_stateless::<_, _>(square, s, v),
-        encode: |v, out| stage_encode::<(), _, _>(square, v, out),
+        encode: |v, out, long| stage_encode::<(), _, _>(square, v, out, long),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
     debug_input: |_| None,

@@ -6,22 +6,22 @@
 //! The chain is checked at compile time where the pipeline is built (the
 //! driver): here a type that does not match is a protocol error, not a panic.
 
+use super::{Batch, CHUNK};
+use crate::channel::item;
+use crate::channel::outcome::{self, Status};
+use crate::registry::TaskEntry;
+use crate::sys::Phase;
+use crate::task::Task;
+use crate::unwind::catch;
 use std::any::Any;
 use std::fmt::Display;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use super::{panic_message, Batch, CHUNK};
-use crate::channel::outcome::Status;
-use crate::codec;
-use crate::registry::TaskEntry;
-use crate::task::Task;
 
 /// A boxed stage value: an input, or an output on its way to the next stage.
 pub type Value = Box<dyn Any>;
 
-/// Decodes one input from the front of the bytes: the value and the rest.
-pub type DecodeGlue = fn(&[u8]) -> Result<(Value, &[u8]), String>;
+/// Decodes one input from all of its bytes.
+pub type DecodeGlue = fn(&[u8]) -> Result<Value, String>;
 
 /// What a stage's output becomes when the next stage takes its `Ok` side.
 #[derive(Debug)]
@@ -38,23 +38,24 @@ pub enum Split {
 /// One task's type-erased entry points, for use as a pipeline stage.
 #[derive(Debug, Clone, Copy)]
 pub struct StageGlue {
-    /// Decodes one input of the task from the front of the bytes.
+    /// Decodes one input of the task from all of its bytes.
     pub decode: DecodeGlue,
     /// Calls the task on the worker's state and a boxed input.
     pub call: fn(&mut dyn Any, Value) -> Result<Value, String>,
-    /// Appends the boxed output as an `Ok` outcome.
-    pub encode: fn(&dyn Any, &mut Vec<u8>) -> Result<(), String>,
+    /// Appends the boxed output as an `Ok` outcome (the `bool`: the length
+    /// guess carried from one outcome to the next).
+    pub encode: fn(&dyn Any, &mut Vec<u8>, &mut bool) -> Result<(), String>,
     /// Splits a boxed `Result<T, E>` output into its `T` or `E`'s message.
     pub split: fn(Value) -> Split,
 }
 
 /// [`StageGlue::decode`] of the task `T`.
-pub fn stage_decode<S, M, T: Task<S, M>>(_task: T, bytes: &[u8]) -> Result<(Value, &[u8]), String>
+pub fn stage_decode<S, M, T: Task<S, M>>(_task: T, bytes: &[u8]) -> Result<Value, String>
 where
     T::Input: 'static,
 {
-    codec::decode::<T::Input>(bytes)
-        .map(|(v, rest)| (Box::new(v) as Value, rest))
+    item::decode::<T::Input>(bytes)
+        .map(|v| Box::new(v) as Value)
         .map_err(|e| format!("could not decode the input: {e}"))
 }
 
@@ -101,6 +102,7 @@ pub fn stage_encode<S, M, T: Task<S, M>>(
     _task: T,
     output: &dyn Any,
     out: &mut Vec<u8>,
+    long: &mut bool,
 ) -> Result<(), String>
 where
     T::Output: 'static,
@@ -108,7 +110,7 @@ where
     let output = output
         .downcast_ref::<T::Output>()
         .ok_or_else(mismatch::<T::Output>)?;
-    crate::channel::outcome::write(out, Status::Ok, output);
+    outcome::write(out, Status::Ok, output, long);
     Ok(())
 }
 
@@ -172,6 +174,8 @@ pub(crate) struct Link {
 /// What happened to one input on its way through the chain.
 enum Fate {
     Done(Value),
+    /// The input's `Deserialize` failed: the message says how.
+    Undecodable(String),
     /// A stage returned `Err`: the message names it.
     Stopped(String),
     Panicked(String),
@@ -182,8 +186,10 @@ enum Fate {
 impl Batch<'_> {
     /// Runs the batch through a chain of stages, item by item, in chunks that
     /// double while they take under a millisecond (as [`Batch::run`] does),
-    /// reporting progress at chunk ends. `Err` when the chain cannot run
-    /// at all (empty, or a value of the wrong type): the worker then leaves.
+    /// reporting progress at chunk ends. Each step of each item is marked
+    /// and caught as in [`Batch::run`]. `Err` when the chain cannot run at
+    /// all (empty, or a value of the wrong type) or the body is not a list
+    /// of items: the worker then leaves.
     pub(crate) fn run_stages(&mut self, links: &[Link], state: &mut dyn Any) -> Result<(), String> {
         let (Some(first), Some(final_stage)) = (links.first(), links.last()) else {
             return Err("a pipeline with no stage".into());
@@ -198,26 +204,43 @@ impl Batch<'_> {
             let started = std::time::Instant::now();
             let mut last = started;
             for i in next..end {
-                let input = match (first.entry.stage.decode)(self.input) {
-                    Ok((input, rest)) => {
-                        self.input = rest;
-                        input
-                    }
-                    Err(msg) => {
-                        // The cursor is lost: this item and every later one fail.
-                        for _ in i..self.count {
-                            self.push(Status::Codec, msg.as_str());
-                        }
-                        self.ran = self.count;
-                        return Ok(());
-                    }
-                };
-                if !self.progress.item_started(i) {
+                if i >= self.stop_at {
                     self.ran = i;
                     return Ok(());
                 }
-                match through(links, state, input) {
-                    Fate::Done(v) => (final_stage.entry.stage.encode)(&*v, self.out)?,
+                self.mark(i, Phase::Decode);
+                let (status, bytes, rest) = item::read(self.input).map_err(|e| e.to_string())?;
+                self.input = rest;
+                if status != Status::Ok as u8 {
+                    // The driver could not encode this input: its error instead.
+                    let (status, message) = outcome::carried(status, bytes);
+                    self.push(status, message.as_str());
+                    continue;
+                }
+                let fate = match catch(|| (first.entry.stage.decode)(bytes)) {
+                    Ok(Ok(input)) => {
+                        self.mark(i, Phase::Run);
+                        through(links, state, input)
+                    }
+                    Ok(Err(message)) => Fate::Undecodable(message),
+                    Err(panic) => Fate::Panicked(format!("while decoding the input: {panic}")),
+                };
+                match fate {
+                    Fate::Done(v) => {
+                        self.mark(i, Phase::Encode);
+                        let mark = self.out.len();
+                        let encode = final_stage.entry.stage.encode;
+                        let (out, long) = (&mut *self.out, &mut self.long);
+                        match catch(|| encode(&*v, out, long)) {
+                            Ok(written) => written?,
+                            Err(panic) => {
+                                self.out.truncate(mark);
+                                let message = format!("while encoding the result: {panic}");
+                                self.push(Status::Panicked, message.as_str());
+                            }
+                        }
+                    }
+                    Fate::Undecodable(msg) => self.push(Status::Codec, msg.as_str()),
                     Fate::Stopped(msg) => self.push(Status::Failed, msg.as_str()),
                     Fate::Panicked(msg) => self.push(Status::Panicked, msg.as_str()),
                     Fate::Broken(msg) => return Err(msg),
@@ -252,17 +275,15 @@ impl Batch<'_> {
 fn through(links: &[Link], state: &mut dyn Any, input: Value) -> Fate {
     let mut value = input;
     for (k, link) in links.iter().enumerate() {
-        let called = catch_unwind(AssertUnwindSafe(|| (link.entry.stage.call)(state, value)));
-        value = match called {
+        value = match catch(|| (link.entry.stage.call)(state, value)) {
             Ok(Ok(v)) => v,
             Ok(Err(msg)) => return Fate::Broken(msg),
-            Err(payload) => return Fate::Panicked(panic_message(&*payload)),
+            Err(panic) => return Fate::Panicked(panic),
         };
         if link.via_ok && k + 1 < links.len() {
             // The error's `Display` is user code too: it may panic.
-            let split = catch_unwind(AssertUnwindSafe(|| (link.entry.stage.split)(value)));
-            value = match split {
-                Err(payload) => return Fate::Panicked(panic_message(&*payload)),
+            value = match catch(|| (link.entry.stage.split)(value)) {
+                Err(panic) => return Fate::Panicked(panic),
                 Ok(Split::Next(v)) => v,
                 Ok(Split::Stop(msg)) => {
                     return Fate::Stopped(format!("`{}` returned an error: {msg}", link.entry.name))

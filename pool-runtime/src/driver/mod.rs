@@ -87,6 +87,8 @@ pub(crate) struct NewBatch {
     pub(crate) offsets: Vec<u32>,
     /// Workers these inputs have killed already (a retry).
     pub(crate) attempts: u32,
+    /// Workers that died holding these inputs, with no item to blame.
+    pub(crate) strays: u32,
 }
 
 #[derive(Debug)]
@@ -107,6 +109,7 @@ struct BatchRec {
     /// Must run on this slot (a broadcast).
     pinned: Option<usize>,
     attempts: u32,
+    strays: u32,
 }
 
 /// Settings fixed at build.
@@ -362,6 +365,7 @@ impl Core {
             mut frame,
             offsets,
             attempts,
+            strays,
         } = batch;
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -383,14 +387,20 @@ impl Core {
                 slot: None,
                 pinned,
                 attempts,
+                strays,
             },
         );
         match pinned {
-            Some(slot) => self.assign(tag, slot),
+            Some(slot) => self.slots[slot].pinned.push_back(tag),
             None => self.queue.push_back(tag),
         }
         if let Some(why) = self.broken.clone() {
             self.fail_queued(&why);
+        } else if let Some(slot) = pinned {
+            if let SlotState::Failed(why) = &self.slots[slot].state {
+                let why = why.clone();
+                self.fail_pinned(slot, &why);
+            }
         }
     }
 
@@ -417,7 +427,7 @@ impl Core {
         j.completions.clear();
         let batches = &mut self.batches;
         let jobs = &mut self.jobs;
-        self.queue.retain(|tag| {
+        let mut unqueue = |tag: &u64| {
             if batches[tag].job == job {
                 batches.remove(tag);
                 jobs.get_mut(&job).unwrap().outstanding -= 1;
@@ -425,7 +435,11 @@ impl Core {
             } else {
                 true
             }
-        });
+        };
+        self.queue.retain(&mut unqueue);
+        for s in &mut self.slots {
+            s.pinned.retain(&mut unqueue);
+        }
         if self.jobs[&job].outstanding == 0 {
             self.jobs.remove(&job);
         }
@@ -528,15 +542,11 @@ impl Core {
                     Some(Ctl::Spawned { slot, pid }) => {
                         self.spawned(slot as usize, Pid::from_raw(pid))
                     }
-                    Some(Ctl::SpawnFailed { slot, errno }) => {
-                        if let Some(s) = self.slots.get_mut(slot as usize) {
-                            s.close();
-                            s.state = SlotState::Failed(format!(
-                                "fork failed: {}",
-                                nix::errno::Errno::from_raw(errno).desc()
-                            ));
-                        }
-                        self.check_all_failed();
+                    Some(Ctl::SpawnFailed { slot, errno })
+                        if (slot as usize) < self.slots.len() =>
+                    {
+                        let why = nix::errno::Errno::from_raw(errno).desc();
+                        self.slot_failed(slot as usize, format!("fork failed: {why}"));
                     }
                     Some(Ctl::Exited { pid, code }) => self.worker_exited(Pid::from_raw(pid), code),
                     _ => {}
@@ -692,12 +702,14 @@ impl Core {
             if items == 0 || item.checked_add(items).is_none_or(|end| end > b.count) {
                 return Err("slow-item record out of range");
             }
-            let from = b.offsets.get(item as usize).map(|&o| o as usize);
-            let to = b
+            // The input's value, without its item head.
+            let input = b
                 .offsets
-                .get(item as usize + 1)
-                .map_or(b.frame.len(), |&o| o as usize);
-            let input = from.filter(|_| items == 1).and_then(|f| b.frame.get(f..to));
+                .get(item as usize)
+                .filter(|_| items == 1)
+                .and_then(|&at| b.frame.get(at as usize..))
+                .and_then(|bytes| crate::channel::item::read(bytes).ok())
+                .map(|(_, value, _)| value);
             let index = b.first + item as u64;
             s.stats.slow(b.task, (index, items, nanos), pid, input);
         }
@@ -727,8 +739,19 @@ impl Core {
         self.write_slot(slot);
     }
 
-    /// Hands queued batches to the least busy ready workers.
+    /// Hands each ready worker the batches pinned to its slot, then queued
+    /// batches to the least busy ready workers.
     pub(crate) fn dispatch(&mut self) {
+        for slot in 0..self.slots.len() {
+            while matches!(self.slots[slot].state, SlotState::Ready { .. })
+                && self.slots[slot].inflight.len() < DEPTH
+            {
+                let Some(tag) = self.slots[slot].pinned.pop_front() else {
+                    break;
+                };
+                self.assign(tag, slot);
+            }
+        }
         while let Some(&tag) = self.queue.front() {
             let best = (0..self.slots.len())
                 .filter(|&i| {
@@ -810,6 +833,7 @@ impl BatchRec {
             frame,
             offsets,
             attempts: self.attempts,
+            strays: self.strays,
         })
     }
 }

@@ -56,6 +56,10 @@ pub(crate) struct Slot {
     pub(crate) out: VecDeque<(Arc<Vec<u8>>, usize)>,
     /// Tags of the batches the worker holds, oldest first.
     pub(crate) inflight: VecDeque<u64>,
+    /// Tags of batches that must run in this slot (a broadcast), waiting
+    /// for its worker to be ready: a worker that leaves takes no new one,
+    /// and its replacement gets them.
+    pub(crate) pinned: VecDeque<u64>,
     pub(crate) exit_result: Option<Vec<u8>>,
     /// Init attempts that failed in a row.
     pub(crate) init_failures: u32,
@@ -85,6 +89,7 @@ impl Slot {
             reader: FrameReader::new(max_frame),
             out: VecDeque::new(),
             inflight: VecDeque::new(),
+            pinned: VecDeque::new(),
             exit_result: None,
             init_failures: 0,
             last_init_error: None,

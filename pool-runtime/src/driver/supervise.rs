@@ -3,18 +3,44 @@
 //! a task past its timeout, recycling, and respawning with back-off.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
 use super::slot::SlotState;
-use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
+use super::{BatchRec, Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
-use crate::sys;
+use crate::sys::{self, Phase};
 use crate::zygote::{describe_exit, Ctl};
+
+/// Deaths between items (none to blame) that a batch may see before its
+/// first item is blamed: a kill from outside now and then costs nothing,
+/// and an input that kills its worker before it starts cannot make the
+/// pool fork without end.
+const STRAY_LIMIT: u32 = 3;
+
+/// `1st`, `2nd`, `3rd`, `4th`…
+fn nth(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// How a worker ended, for the errors of the items it is blamed for.
+#[derive(Clone, Copy)]
+struct Death<'a> {
+    how: &'a str,
+    pid: Pid,
+    /// The driver killed it for running past its timeout, after this long.
+    timed_out: Option<Duration>,
+}
 
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
 fn backoff(n: u32) -> Duration {
@@ -51,10 +77,7 @@ impl Core {
                 s.close();
                 self.break_pool("the fork server is gone".into(), true);
             }
-            Err(e) => {
-                s.state = SlotState::Failed(format!("cannot create a channel: {e}"));
-                self.check_all_failed();
-            }
+            Err(e) => self.slot_failed(slot, format!("cannot create a channel: {e}")),
         }
     }
 
@@ -269,65 +292,69 @@ impl Core {
             }
         }
         let inflight: Vec<u64> = self.slots[i].inflight.drain(..).collect();
-        let cell = self.cells.get(i);
-        let running_tag = cell.tag.swap(0, Ordering::AcqRel);
-        let running_item = cell.item.load(Ordering::Acquire);
+        let at = self.cells.get(i).take();
+        let death = Death {
+            how: &how,
+            pid,
+            timed_out,
+        };
         let mut requeue = Vec::new();
-        for tag in inflight {
+        for (k, tag) in inflight.into_iter().enumerate() {
             let Some(b) = self.batches.remove(&tag) else {
                 continue;
             };
-            let job = b.job;
-            if b.pinned.is_some() {
-                for k in b.done..b.count {
-                    self.fail_item(
-                        job,
-                        b.first + k as u64,
-                        Error::new(ErrorKind::WorkerDied(how.clone())),
-                    );
+            // The item the worker was at, and what it was doing with it.
+            let blamed = match at {
+                Some((t, Some((item, phase)))) if t == tag && item >= b.done && item < b.count => {
+                    Some((item, phase))
                 }
-            } else if tag == running_tag && running_item >= b.done && running_item < b.count {
-                // That item was running when the worker died: it is the one
-                // that is blamed. Items before it finished but their outcomes
-                // were lost with the worker; they run again, as do the items
-                // after it.
-                let index = b.first + running_item as u64;
-                let killed = b.attempts + 1;
-                if let Some(ran) = timed_out {
-                    let limit = self.config.task_timeout.unwrap_or_default();
-                    let msg = format!("ran {ran:.1?}, past the task timeout of {limit:?}; its worker (pid {pid}) was killed and replaced");
-                    self.fail_item(job, index, Error::new(ErrorKind::TimedOut(msg)));
-                } else if killed <= self.config.retries {
-                    requeue.extend(
-                        b.clone_range(running_item, running_item + 1)
-                            .map(|mut one| {
-                                one.attempts = killed;
-                                one
-                            }),
-                    );
-                } else if self.config.retries == 0 {
-                    self.fail_item(
-                        job,
-                        index,
-                        Error::new(ErrorKind::WorkerDied(format!("{how} (pid {pid})"))),
-                    );
-                } else {
-                    let msg = format!(
-                        "{how} (pid {pid}); this input has now killed {killed} workers, so it is quarantined, not retried"
-                    );
-                    self.fail_item(job, index, Error::new(ErrorKind::Quarantined(msg)));
+                _ => None,
+            };
+            let (job, pinned) = (b.job, b.pinned);
+            let mut pieces = Vec::new();
+            match blamed {
+                Some((item, phase)) => {
+                    let doing = match phase {
+                        Phase::Decode => " while decoding the input",
+                        Phase::Run => "",
+                        Phase::Encode => " while encoding the result",
+                    };
+                    pieces.extend(self.blame(&b, item, doing, &death));
+                    // The items before it finished, but their outcomes
+                    // died with the worker; they run again, as do the
+                    // items after it.
+                    pieces.extend(b.clone_range(b.done, item));
+                    pieces.extend(b.clone_range(item + 1, b.count));
                 }
-                requeue.extend(b.clone_range(b.done, running_item));
-                requeue.extend(b.clone_range(running_item + 1, b.count));
-            } else {
-                requeue.extend(b.clone_range(b.done, b.count));
+                // The oldest batch of a worker that died between items (a
+                // runtime fault, a kill from outside, a frame it could not
+                // take in): no item is to blame, but one that keeps
+                // killing workers this way is, in the end, its first one.
+                None if k == 0 && !recycled => {
+                    if b.strays >= STRAY_LIMIT {
+                        let doing = format!(
+                            " before its batch started, the {} worker in a row to die so",
+                            nth(b.strays + 1)
+                        );
+                        pieces.extend(self.blame(&b, b.done, &doing, &death));
+                        pieces.extend(b.clone_range(b.done + 1, b.count));
+                    } else {
+                        pieces.extend(b.clone_range(b.done, b.count).map(|mut piece| {
+                            piece.strays += 1;
+                            piece
+                        }));
+                    }
+                }
+                None => pieces.extend(b.clone_range(b.done, b.count)),
             }
+            requeue.extend(pieces.into_iter().map(|piece| (piece, pinned)));
             self.batch_gone(job);
         }
-        // Back to the front of the queue, in their original order.
-        requeue.sort_by_key(|b| b.first);
-        for piece in requeue.into_iter().rev() {
-            self.resubmit_front(piece);
+        // Back to the front of the queue (a broadcast's, to the front of its
+        // slot's), in their original order.
+        requeue.sort_by_key(|(b, _)| std::cmp::Reverse(b.first));
+        for (piece, pinned) in requeue {
+            self.resubmit_front(piece, pinned);
         }
         let slot = &mut self.slots[i];
         slot.generation += 1;
@@ -340,8 +367,8 @@ impl Core {
                 });
             }
             if slot.init_failures >= self.config.respawn_limit.max(1) {
-                slot.state = SlotState::Failed(slot.last_init_error.clone().unwrap_or(how));
-                self.check_all_failed();
+                let why = slot.last_init_error.clone().unwrap_or(how);
+                self.slot_failed(i, why);
                 return;
             }
             // The database went away, say: wait before trying again.
@@ -359,14 +386,74 @@ impl Core {
         }
     }
 
-    fn resubmit_front(&mut self, batch: NewBatch) {
+    /// What the death of a worker at `item` of batch `b` (`doing`: what
+    /// the worker was doing with it, as words after the cause) does to that
+    /// item: an error, or (with retries left) the item alone as a new batch
+    /// to run again.
+    fn blame(
+        &mut self,
+        b: &BatchRec,
+        item: u32,
+        doing: &str,
+        death: &Death<'_>,
+    ) -> Option<NewBatch> {
+        let index = b.first + item as u64;
+        let killed = b.attempts + 1;
+        let Death {
+            how,
+            pid,
+            timed_out,
+        } = *death;
+        let error = if let Some(ran) = timed_out {
+            let limit = self.config.task_timeout.unwrap_or_default();
+            let msg = format!("ran {ran:.1?}{doing}, past the task timeout of {limit:?}; its worker (pid {pid}) was killed and replaced");
+            ErrorKind::TimedOut(msg)
+        } else if killed <= self.config.retries {
+            return b.clone_range(item, item + 1).map(|mut one| {
+                one.attempts = killed;
+                one
+            });
+        } else if self.config.retries == 0 {
+            ErrorKind::WorkerDied(format!("{how}{doing} (pid {pid})"))
+        } else {
+            ErrorKind::Quarantined(format!(
+                "{how}{doing} (pid {pid}); this input has now killed {killed} workers, so it is quarantined, not retried"
+            ))
+        };
+        self.fail_item(b.job, index, Error::new(error));
+        None
+    }
+
+    /// Queues a piece of a dead worker's batch first in line: first in the
+    /// queue, or first for its slot if it is pinned there.
+    fn resubmit_front(&mut self, batch: NewBatch, pinned: Option<usize>) {
         if self.jobs.get(&batch.job).is_none_or(|j| j.abandoned) {
             return;
         }
-        self.submit(batch, None);
+        self.submit(batch, pinned);
         // `submit` queued it at the back; move it to the front.
-        if let Some(tag) = self.queue.pop_back() {
-            self.queue.push_front(tag);
+        let queue = match pinned {
+            Some(slot) => &mut self.slots[slot].pinned,
+            None => &mut self.queue,
+        };
+        if let Some(tag) = queue.pop_back() {
+            queue.push_front(tag);
+        }
+    }
+
+    /// Slot `i` can never start a worker again: why.
+    pub(super) fn slot_failed(&mut self, i: usize, why: String) {
+        self.slots[i].close();
+        self.fail_pinned(i, &why);
+        self.slots[i].state = SlotState::Failed(why);
+        self.check_all_failed();
+    }
+
+    /// Fails the batches pinned to slot `i` that wait for its worker.
+    pub(super) fn fail_pinned(&mut self, i: usize, why: &str) {
+        let pinned: Vec<u64> = self.slots[i].pinned.drain(..).collect();
+        for tag in pinned {
+            self.fail_batch(tag, why);
         }
     }
 
@@ -412,16 +499,24 @@ impl Core {
     pub(super) fn fail_queued(&mut self, why: &str) {
         let queued: Vec<u64> = self.queue.drain(..).collect();
         for tag in queued {
-            if let Some(b) = self.batches.remove(&tag) {
-                for k in b.done..b.count {
-                    self.fail_item(
-                        b.job,
-                        b.first + k as u64,
-                        Error::new(ErrorKind::PoolBroken(why.to_string())),
-                    );
-                }
-                self.batch_gone(b.job);
+            self.fail_batch(tag, why);
+        }
+        for i in 0..self.slots.len() {
+            self.fail_pinned(i, why);
+        }
+    }
+
+    /// Fails every item left of a batch no worker holds: the pool cannot run it.
+    fn fail_batch(&mut self, tag: u64, why: &str) {
+        if let Some(b) = self.batches.remove(&tag) {
+            for k in b.done..b.count {
+                self.fail_item(
+                    b.job,
+                    b.first + k as u64,
+                    Error::new(ErrorKind::PoolBroken(why.to_string())),
+                );
             }
+            self.batch_gone(b.job);
         }
     }
 
@@ -441,12 +536,13 @@ impl Core {
                     let Some(limit) = self.config.task_timeout else {
                         continue;
                     };
-                    let cell = self.cells.get(i);
-                    let (tag, item) = (
-                        cell.tag.load(Ordering::Acquire),
-                        cell.item.load(Ordering::Acquire),
-                    );
-                    if tag == 0 || s.inflight.is_empty() {
+                    let Some((tag, at)) = self.cells.get(i).read() else {
+                        s.watch = None;
+                        continue;
+                    };
+                    // The same item in another phase is still the same item.
+                    let item = at.map_or(u32::MAX, |(item, _)| item);
+                    if s.inflight.is_empty() {
                         s.watch = None;
                         continue;
                     }

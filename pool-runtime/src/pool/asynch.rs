@@ -144,16 +144,16 @@ where
 ///
 /// Dropping it early cancels the inputs not yet sent to a worker; the pool
 /// stays usable.
-pub struct ImapStream<'p, I, R> {
+pub struct ImapStream<'p, I: Iterator, R> {
     imap: Imap<'p, I, R>,
     registered: bool,
 }
 
 // The stream never pins its fields: the source iterator is only ever used
 // through `&mut I` (`Iterator::next`), so moving it between polls is fine.
-impl<I, R> Unpin for ImapStream<'_, I, R> {}
+impl<I: Iterator, R> Unpin for ImapStream<'_, I, R> {}
 
-impl<I, R> std::fmt::Debug for ImapStream<'_, I, R> {
+impl<I: Iterator, R> std::fmt::Debug for ImapStream<'_, I, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImapStream")
             .field("imap", &self.imap)
@@ -190,7 +190,7 @@ where
     }
 }
 
-impl<I, R> Drop for ImapStream<'_, I, R> {
+impl<I: Iterator, R> Drop for ImapStream<'_, I, R> {
     fn drop(&mut self) {
         if self.registered {
             self.imap.driver.lock().forget_waker(self.imap.job);
