@@ -105,6 +105,26 @@ fn retries_and_quarantine_apply_to_a_death_while_decoding() {
     });
 }
 
+// A hang in user serde code is that input's `TimedOut`, with where it hung.
+#[test]
+fn a_hang_in_serde_code_times_out_that_input_alone() {
+    let _watchdog = Watchdog::new(Duration::from_secs(60), "a hang in serde code");
+    for stage in [Stage::InputDecode, Stage::ResultEncode] {
+        let pool = Pool::builder()
+            .workers(2)
+            .chunk_size(8)
+            .task_timeout(Duration::from_millis(300))
+            .build(worker, ())
+            .unwrap();
+        run_and_check(
+            &pool,
+            &inputs(40, &[13], stage, Fault::Hang),
+            &format!("{stage:?}"),
+        );
+        assert_eq!(deaths(&pool), 1, "{stage:?}: the hung worker was replaced");
+    }
+}
+
 // 2. A worker that dies while encoding input 51's result blames 51 alone,
 //    not the items after it in the same frame.
 #[test]

@@ -241,8 +241,15 @@ impl WithType for Worker<'_> {
             // The echo task returns its input: the value the driver reads
             // back is the one the worker decoded. Items are length-delimited:
             // one that does not decode fails alone.
-            let (_, value, rest) = fuzz_api::read_item(input).expect("the worker read every item");
+            let (status, value, rest) =
+                fuzz_api::read_item(input).expect("the worker read every item");
             input = rest;
+            if status != 0 {
+                // An item that carries the driver's error in place of an
+                // input: the worker hands back an error for it.
+                assert!(outcome.is_err(), "item {i}: {outcome:?} for an error item");
+                continue;
+            }
             let expected = fuzz_api::decode_item::<T>(value).ok();
             match (outcome, expected) {
                 (Ok(v), Some(e)) => {

@@ -11,9 +11,9 @@ mod de_guard;
 #[cfg(not(feature = "codec-bincode"))]
 mod ser_error;
 
-#[cfg(not(feature = "codec-bincode"))]
-use de_guard::Caught;
 use de_guard::Note;
+#[cfg(not(feature = "codec-bincode"))]
+use de_guard::{Caught, Keep, Plain};
 
 /// A value that could not be encoded or decoded. Its text is the message of
 /// the user's own `Serialize` or `Deserialize` when one of them failed.
@@ -63,27 +63,30 @@ fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> CodecEr
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     // `postcard::take_from_bytes`, with a bound on nesting.
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    let note = Note::default();
-    let value = match de_guard::deserialize(&mut de, &note) {
+    let value = match de_guard::deserialize::<T, _, Plain>(&mut de, &Note::default()) {
         Ok(value) => value,
-        Err(e) => return Err(decode_error(e, &note)),
+        Err(e) => return Err(decode_error::<T>(bytes, e)),
     };
     let rest = de.finalize().map_err(|e| CodecError(e.to_string()))?;
     Ok((value, rest))
 }
 
-/// The error of a failed decode, in the words of the `Deserialize` that
-/// raised it.
+/// The error of a failed decode of a `T` from `bytes`, in the words of the
+/// `Deserialize` that raised it: postcard drops that message (its `custom`
+/// gives `SerdeDeCustom` whatever it was told), so the decode runs again,
+/// keeping it. A `Deserialize` fails the same way on the same bytes.
 #[cfg(not(feature = "codec-bincode"))]
 #[cold]
-fn decode_error(e: Caught<postcard::Error>, note: &Note) -> CodecError {
-    match e {
-        Caught::User(message) => CodecError(message),
-        // Only `custom` makes this error, and postcard drops its message.
-        Caught::Inner(postcard::Error::SerdeDeCustom) => {
-            CodecError(note.take().unwrap_or_else(|| e.to_string()))
-        }
-        Caught::Inner(e) => CodecError(e.to_string()),
+fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecError {
+    if e != postcard::Error::SerdeDeCustom {
+        return CodecError(e.to_string());
+    }
+    let note = Note::default();
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    match de_guard::deserialize::<T, _, Keep>(&mut de, &note) {
+        Err(Caught::User(message)) => CodecError(message),
+        Err(Caught::Inner(again)) => CodecError(note.take().unwrap_or_else(|| again.to_string())),
+        Ok(_) => CodecError(e.to_string()),
     }
 }
 

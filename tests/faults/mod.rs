@@ -38,12 +38,14 @@ pub enum Fault {
     Panic,
     /// The serde error (or, in the task, an `Err` returned).
     Err,
+    /// Sleeps for a minute: only on a pool with a task timeout.
+    Hang,
 }
 
 impl Fault {
     /// The faults that end the process: only ever poisoned in a worker.
     pub fn kills(self) -> bool {
-        matches!(self, Fault::Exit | Fault::Segv | Fault::Abort)
+        matches!(self, Fault::Exit | Fault::Segv | Fault::Abort | Fault::Hang)
     }
 }
 
@@ -94,6 +96,10 @@ fn strike(fault: Fault, x: u64, what: &str) -> String {
         Fault::Abort => std::process::abort(),
         Fault::Panic => panic!("{what} {x} panics"),
         Fault::Err => format!("{what} {x} refuses"),
+        Fault::Hang => {
+            std::thread::sleep(Duration::from_secs(60));
+            format!("{what} {x} woke up")
+        }
     }
 }
 
@@ -243,6 +249,7 @@ pub fn expected(input: &Input) -> Expect {
         Fault::Exit => Expect::Error("WorkerDied", words(&["exited with code 7", phase, side])),
         Fault::Segv => Expect::Error("WorkerDied", words(&["SIGSEGV", phase, side])),
         Fault::Abort => Expect::Error("WorkerDied", words(&["SIGABRT", phase, side])),
+        Fault::Hang => Expect::Error("TimedOut", words(&["past the task timeout", phase, side])),
     }
 }
 
@@ -260,6 +267,7 @@ pub fn check(
                 ErrorKind::Codec(m) => ("Codec", m),
                 ErrorKind::Panicked(m) => ("Panicked", m),
                 ErrorKind::WorkerDied(m) => ("WorkerDied", m),
+                ErrorKind::TimedOut(m) => ("TimedOut", m),
                 _ => return bad("an error of another kind"),
             };
             if name != kind {

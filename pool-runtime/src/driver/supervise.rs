@@ -333,7 +333,7 @@ impl Core {
                 None if k == 0 && !recycled => {
                     if b.strays >= STRAY_LIMIT {
                         let doing = format!(
-                            " before its batch started, the {} worker in a row to die so",
+                            " before its batch started, the {} worker to die so holding it",
                             nth(b.strays + 1)
                         );
                         pieces.extend(self.blame(&b, b.done, &doing, &death));
