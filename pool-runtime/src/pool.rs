@@ -326,11 +326,21 @@ fn encode_input<A: Serialize + ?Sized>(
     let at = bytes.len();
     let kind = match crate::unwind::catch_quiet(|| item::write(bytes, OK, input, long)) {
         Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => ErrorKind::Codec(format!("could not encode the input: {e}")),
-        Err(panic) => ErrorKind::Panicked(format!("while encoding the input: {panic}")),
+        Ok(Err(e)) => ErrorKind::Codec(unencodable(e)),
+        Err(panic) => ErrorKind::Panicked(panicked_encoding(panic)),
     };
     bytes.truncate(at);
     Err(Error::new(kind))
+}
+
+/// The message of an input whose `Serialize` returned an error.
+fn unencodable(e: crate::codec::CodecError) -> String {
+    format!("could not encode the input: {e}")
+}
+
+/// The message of an input whose `Serialize` panicked.
+fn panicked_encoding(panic: String) -> String {
+    format!("while encoding the input: {panic}")
 }
 
 /// The status of an input item that holds an input.
@@ -362,8 +372,7 @@ fn encode_inputs<A: Serialize>(
                 at = bytes.len();
                 offsets.push(at as u32);
                 if let Err(e) = item::write(bytes, OK, &input, long) {
-                    let message = format!("could not encode the input: {e}");
-                    outcome::write_message(bytes, Status::Codec, &message, long);
+                    outcome::write_message(bytes, Status::Codec, &unencodable(e), long);
                 }
             }
         });
@@ -371,7 +380,7 @@ fn encode_inputs<A: Serialize>(
             Ok(()) => return,
             Err(panic) => {
                 bytes.truncate(at);
-                let message = format!("while encoding the input: {panic}");
+                let message = panicked_encoding(panic);
                 outcome::write_message(bytes, Status::Panicked, &message, long);
             }
         }
