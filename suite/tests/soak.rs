@@ -114,7 +114,7 @@ fn with_retries_killed_inputs_mostly_succeed() {
     soak(200_000, 3);
 }
 
-/// The long version: `cargo test --release --test soak -- --ignored`.
+/// The long version: `cargo test --release -p pool-suite --test soak -- --ignored`.
 #[test]
 #[ignore = "long: 10 million tasks"]
 fn ten_million_tasks_under_chaos() {

@@ -3,11 +3,11 @@
 //! round by round) and their ratio. See BENCHMARKS.md for the figures.
 //!
 //! ```text
-//! cargo bench --bench pool                       # everything (~2 min)
-//! cargo bench --bench pool -- --quick            # smoke run, smaller sizes (< 1 min)
-//! cargo bench --bench pool -- roundtrip start    # only the cases whose name matches
-//! cargo bench --bench pool -- --runs 9           # more runs per figure (never < 5)
-//! cargo bench --bench pool -- --no-python tiny   # without the Python references (profiling)
+//! cargo bench -p pool-suite --bench pool                       # everything (~2 min)
+//! cargo bench -p pool-suite --bench pool -- --quick            # smoke run, smaller sizes (< 1 min)
+//! cargo bench -p pool-suite --bench pool -- roundtrip start    # only the cases whose name matches
+//! cargo bench -p pool-suite --bench pool -- --runs 9           # more runs per figure (never < 5)
+//! cargo bench -p pool-suite --bench pool -- --no-python tiny   # without the Python references (profiling)
 //! ```
 //!
 //! Cases: `seeds`, `tiny`, `roundtrip`, `start`, `sharing`, `big`, `scaling`,
@@ -1371,7 +1371,7 @@ fn case_scaling(opts: &Opts, rows: &mut Vec<Row>) {
         ));
     }
     let out_dir = if opts.quick {
-        format!("{}/target/bench-quick", env!("CARGO_MANIFEST_DIR"))
+        format!("{}/../target/bench-quick", env!("CARGO_MANIFEST_DIR"))
     } else {
         format!("{}/benches/results", env!("CARGO_MANIFEST_DIR"))
     };
@@ -1563,7 +1563,7 @@ fn main() {
     println!("machine: {}", common::machine());
     println!("load average at start: {}", common::loadavg());
     println!(
-        "command: cargo bench --bench pool --{}{}   (every figure: median of {} runs, after one warm-up run)",
+        "command: cargo bench -p pool-suite --bench pool --{}{}   (every figure: median of {} runs, after one warm-up run)",
         if opts.quick { " --quick" } else { "" },
         opts.filters.iter().map(|f| format!(" {f}")).collect::<String>(),
         opts.runs

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Command-line options common to the bench binaries.
 ///
-/// `cargo bench --bench NAME -- [--quick] [--runs N] [FILTER...]`: a case
+/// `cargo bench -p pool-suite --bench NAME -- [--quick] [--runs N] [FILTER...]`: a case
 /// runs if its name contains one of the filters (all run when none is given).
 #[derive(Debug, Clone)]
 pub struct Opts {

@@ -6,7 +6,7 @@
 //! the worker's state, `#[worker_init]` opens it and `#[worker_exit]` commits.
 //!
 //! ```text
-//! cargo run --release --example sqlite_per_worker
+//! cargo run --release -p pool-suite --example sqlite_per_worker
 //! ```
 
 use std::fs;

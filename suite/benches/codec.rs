@@ -3,9 +3,9 @@
 //! one by one from the front of the buffer (take-from-front).
 //!
 //! ```text
-//! cargo bench --bench codec                 # full run (~1 min)
-//! cargo bench --bench codec -- --quick      # smoke run, smaller sizes
-//! cargo bench --bench codec -- u64          # one payload
+//! cargo bench -p pool-suite --bench codec                 # full run (~1 min)
+//! cargo bench -p pool-suite --bench codec -- --quick      # smoke run, smaller sizes
+//! cargo bench -p pool-suite --bench codec -- u64          # one payload
 //! ```
 //!
 //! Candidates (serde-based unless said):
@@ -348,7 +348,7 @@ fn main() {
     println!("machine: {}", common::machine());
     println!("load average at start: {}", common::loadavg());
     println!(
-        "command: cargo bench --bench codec --{}",
+        "command: cargo bench -p pool-suite --bench codec --{}",
         if opts.quick { " --quick" } else { "" }
     );
     println!(
