@@ -41,7 +41,14 @@ pub struct PoolBuilder {
     /// The state type the exit hook given to [`exit_hook`](Self::exit_hook) consumes.
     exit_state: Option<(TypeId, &'static str)>,
     #[cfg(feature = "progress")]
-    progress: crate::progress::ProgressMode,
+    progress: crate::ProgressMode,
+}
+
+impl Pool<()> {
+    /// A builder with the default settings (one worker per CPU).
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
 }
 
 impl Default for PoolBuilder {
@@ -168,7 +175,7 @@ impl PoolBuilder {
     ///
     /// A `map` stops at its first error, so its bar shows at most one.
     #[cfg(feature = "progress")]
-    pub fn progress(mut self, mode: crate::progress::ProgressMode) -> Self {
+    pub fn progress(mut self, mode: crate::ProgressMode) -> Self {
         self.progress = mode;
         self
     }
@@ -227,8 +234,6 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             init_timeout: self.init_timeout,
             recycle: self.recycle.clone(),
-            #[cfg(feature = "progress")]
-            progress: self.progress,
         };
         let cells = Cells::new(self.workers)?;
         let (ours, theirs) = sys::packet_pair()?;
@@ -282,7 +287,10 @@ impl PoolBuilder {
         match status {
             Ok(()) => {
                 tracing::info!("pool built");
-                Ok(Pool::new(driver))
+                let pool = Pool::new(driver);
+                #[cfg(feature = "progress")]
+                let pool = pool.with_progress(self.progress);
+                Ok(pool)
             }
             Err(why) => {
                 tracing::warn!(error = %why, "build failed");

@@ -27,6 +27,12 @@ impl CodecError {
     }
 }
 
+impl From<CodecError> for crate::Error {
+    fn from(e: CodecError) -> Self {
+        crate::Error::new(crate::ErrorKind::Codec(e.0))
+    }
+}
+
 /// Appends the encoding of `value` to `out`.
 ///
 /// `to_io` into a `Vec` measured as fast as any other postcard output path
@@ -90,9 +96,14 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
     }
 }
 
+/// The most bincode may allocate for one value: the largest frame either
+/// side accepts by default (1 GiB, `channel::frame::MAX_FRAME`).
+#[cfg(feature = "codec-bincode")]
+const LIMIT: usize = 1 << 30;
+
 #[cfg(feature = "codec-bincode")]
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ crate::channel::frame::MAX_FRAME }>()
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 /// Appends the encoding of `value` to `out`.

@@ -105,9 +105,3 @@ impl From<std::io::Error> for Error {
         Error::new(ErrorKind::Io(e.to_string()))
     }
 }
-
-impl From<crate::codec::CodecError> for Error {
-    fn from(e: crate::codec::CodecError) -> Self {
-        Error::new(ErrorKind::Codec(e.to_string()))
-    }
-}

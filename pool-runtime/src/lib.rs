@@ -75,8 +75,6 @@ mod error;
 mod insights;
 mod pipeline;
 mod pool;
-#[cfg(feature = "progress")]
-mod progress;
 pub mod registry;
 mod sys;
 mod task;
@@ -88,11 +86,11 @@ pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};
 pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};
+#[cfg(feature = "progress")]
+pub use pool::progress::{ProgressDrawTarget, ProgressMode};
 #[cfg(feature = "async")]
 pub use pool::ImapStream;
 pub use pool::{Imap, Pool, Submitted};
-#[cfg(feature = "progress")]
-pub use progress::{ProgressDrawTarget, ProgressMode};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
 #[doc(hidden)]

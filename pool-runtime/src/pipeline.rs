@@ -3,45 +3,14 @@
 
 use std::fmt::Display;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::channel::message::{self, write, Stage};
+use crate::channel::message::{self, Route, Stage};
 use crate::error::Error;
 use crate::pool::{task_index, Imap, Pool};
 use crate::task::Task;
-
-/// What a batch runs: one task, or a chain of them.
-#[derive(Debug, Clone)]
-pub(crate) enum Route {
-    Task(u32),
-    Chain(Arc<[Stage]>),
-}
-
-impl Route {
-    /// The task whose input the batch carries.
-    pub(crate) fn first_task(&self) -> u32 {
-        match self {
-            Route::Task(t) => *t,
-            Route::Chain(stages) => stages[0].0,
-        }
-    }
-
-    /// Starts a `Run` frame for this route in `buf` (its count is patched
-    /// later); returns where the frame starts.
-    pub(crate) fn begin(&self, buf: &mut Vec<u8>, count: u32) -> usize {
-        match self {
-            Route::Task(t) => write::run(buf, 0, *t, count),
-            Route::Chain(stages) => {
-                let start = write::run(buf, 0, message::CHAIN, count);
-                write::chain(buf, stages);
-                start
-            }
-        }
-    }
-}
 
 /// Markers telling how one stage feeds the next. Never named by callers.
 pub mod feed {
@@ -235,7 +204,7 @@ where
     where
         I: IntoIterator<Item = In>,
     {
-        Imap::new(self.pool.driver(), self.route(), inputs.into_iter(), true)
+        self.pool.stream(self.route(), inputs.into_iter(), true)
     }
 
     /// Like [`Pool::imap_unordered`]: one outcome per input, as they finish.
@@ -243,6 +212,6 @@ where
     where
         I: IntoIterator<Item = In>,
     {
-        Imap::new(self.pool.driver(), self.route(), inputs.into_iter(), false)
+        self.pool.stream(self.route(), inputs.into_iter(), false)
     }
 }

@@ -9,19 +9,19 @@ use std::task::Poll;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::builder::PoolBuilder;
 use crate::channel::frame;
 use crate::channel::item;
-use crate::channel::message::write;
+use crate::channel::message::{write, Route};
 use crate::channel::outcome::{self, Status};
 use crate::driver::{Completion, Core, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
-use crate::pipeline::Route;
 use crate::registry;
 use crate::task::{Exit, Task};
 
 #[cfg(feature = "async")]
 mod asynch;
+#[cfg(feature = "progress")]
+pub(crate) mod progress;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
 
@@ -37,6 +37,9 @@ pub struct Pool<S> {
     // In an `Arc` so that the `async` feature's pump thread can hold it; it
     // is joined before the pool ends.
     driver: Arc<Driver>,
+    /// The progress bar every `map`/`imap` of the pool gets (`progress.rs`).
+    #[cfg(feature = "progress")]
+    progress: progress::ProgressMode,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -48,13 +51,6 @@ impl<S> std::fmt::Debug for Pool<S> {
     }
 }
 
-impl Pool<()> {
-    /// A builder with the default settings (one worker per CPU).
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::default()
-    }
-}
-
 impl<S: 'static> Pool<S> {
     pub(crate) fn new(driver: Driver) -> Self {
         let driver = Arc::new(driver);
@@ -62,12 +58,39 @@ impl<S: 'static> Pool<S> {
         crate::driver::pump::Pump::attach(&driver);
         Pool {
             driver,
+            #[cfg(feature = "progress")]
+            progress: Default::default(),
             _state: PhantomData,
         }
     }
 
-    pub(crate) fn driver(&self) -> &Driver {
-        &self.driver
+    /// The same pool, drawing `mode`'s progress bar for every `map`/`imap`.
+    #[cfg(feature = "progress")]
+    pub(crate) fn with_progress(mut self, mode: progress::ProgressMode) -> Self {
+        self.progress = mode;
+        self
+    }
+
+    /// A stream of `route` over `inputs`, in input order or not, with the
+    /// pool's progress bar if it has one: every `imap` starts here.
+    pub(crate) fn stream<I, R>(
+        &self,
+        route: Result<Route, Error>,
+        inputs: I,
+        ordered: bool,
+    ) -> Imap<'_, I, R>
+    where
+        I: Iterator,
+        I::Item: Serialize,
+        R: DeserializeOwned,
+    {
+        #[cfg_attr(not(feature = "progress"), allow(unused_mut))]
+        let mut stream = Imap::new(&self.driver, route, inputs, ordered);
+        #[cfg(feature = "progress")]
+        {
+            stream.progress = progress::Slot::from_mode(self.progress);
+        }
+        stream
     }
 
     /// The number of worker slots.
@@ -138,7 +161,7 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
         I: IntoIterator<Item = T::Input>,
     {
-        Imap::new(&self.driver, route::<T>(), inputs.into_iter(), true)
+        self.stream(route::<T>(), inputs.into_iter(), true)
     }
 
     /// Like [`imap`](Pool::imap), but outcomes come back as soon as they are
@@ -148,7 +171,7 @@ impl<S: 'static> Pool<S> {
         T: Task<S, M>,
         I: IntoIterator<Item = T::Input>,
     {
-        Imap::new(&self.driver, route::<T>(), inputs.into_iter(), false)
+        self.stream(route::<T>(), inputs.into_iter(), false)
     }
 
     /// Runs `task` on one input and waits for its output.
@@ -498,7 +521,7 @@ pub struct Imap<'p, I: Iterator, R> {
     _out: PhantomData<fn() -> R>,
     /// The progress bar, if asked for (`progress.rs`).
     #[cfg(feature = "progress")]
-    pub(crate) progress: crate::progress::Slot,
+    pub(crate) progress: progress::Slot,
 }
 
 impl<I: Iterator, R> std::fmt::Debug for Imap<'_, I, R> {
@@ -531,10 +554,6 @@ where
         match route {
             Ok(r) => s.route = r,
             Err(e) => s.setup_error = Some(e),
-        }
-        #[cfg(feature = "progress")]
-        {
-            s.progress = crate::progress::Slot::from_mode(driver.config.progress);
         }
         s
     }

@@ -242,17 +242,20 @@ impl<'a> Job<'a> {
             });
         }
         let (stages, inputs) = message::parse_chain(body).ok()?;
+        let first_task = stages.first()?.0;
         let links = stages
             .into_iter()
             .map(|(task, via_ok)| {
+                let entry = registry::task_at(task)?;
                 Some(Link {
-                    entry: registry::task_at(task)?,
+                    name: entry.name,
+                    glue: &entry.stage,
                     via_ok,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
         Some(Job {
-            entry: links[0].entry,
+            entry: registry::task_at(first_task)?,
             chain: Some(links),
             inputs,
         })

@@ -6,7 +6,8 @@
 
 use std::io::{self, Read};
 
-/// The largest frame either side accepts by default: 1 GiB.
+/// The largest frame either side accepts by default: 1 GiB (the bincode
+/// codec's limit per value, `codec::LIMIT`, is the same).
 pub const MAX_FRAME: usize = 1 << 30;
 
 /// Bytes in the length prefix.

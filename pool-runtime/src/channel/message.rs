@@ -1,6 +1,8 @@
 //! The messages on a worker channel: a kind byte and fixed little-endian
 //! fields, then a body of codec-encoded values. Parsing checks every length.
 
+use std::sync::Arc;
+
 use super::frame;
 
 const RUN: u8 = 1;
@@ -43,6 +45,36 @@ pub(crate) fn parse_chain(body: &[u8]) -> Result<(Vec<Stage>, &[u8]), ProtocolEr
         stages.push((task, via_ok));
     }
     Ok((stages, c.0))
+}
+
+/// What a batch runs: one task, or a chain of them.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    Task(u32),
+    Chain(Arc<[Stage]>),
+}
+
+impl Route {
+    /// The task whose input the batch carries.
+    pub(crate) fn first_task(&self) -> u32 {
+        match self {
+            Route::Task(t) => *t,
+            Route::Chain(stages) => stages[0].0,
+        }
+    }
+
+    /// Starts a `Run` frame for this route in `buf` (its count is patched
+    /// later); returns where the frame starts.
+    pub(crate) fn begin(&self, buf: &mut Vec<u8>, count: u32) -> usize {
+        match self {
+            Route::Task(t) => write::run(buf, 0, *t, count),
+            Route::Chain(stages) => {
+                let start = write::run(buf, 0, CHAIN, count);
+                write::chain(buf, stages);
+                start
+            }
+        }
+    }
 }
 
 /// A message, borrowing its body from the frame it was parsed from.

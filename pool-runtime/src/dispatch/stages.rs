@@ -9,7 +9,6 @@
 use super::{Batch, CHUNK};
 use crate::channel::item;
 use crate::channel::outcome::{self, Status};
-use crate::registry::TaskEntry;
 use crate::sys::Phase;
 use crate::task::Task;
 use crate::unwind::catch;
@@ -166,7 +165,9 @@ impl<R> SplitNone for SplitProbe<R> {
 /// One link of a chain, as the worker runs it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Link {
-    pub(crate) entry: &'static TaskEntry,
+    /// The stage's task, by its stable name (for messages).
+    pub(crate) name: &'static str,
+    pub(crate) glue: &'static StageGlue,
     /// Whether the next stage takes this one's `Ok` side.
     pub(crate) via_ok: bool,
 }
@@ -217,7 +218,7 @@ impl Batch<'_> {
                     self.push(status, message.as_str());
                     continue;
                 }
-                let fate = match catch(|| (first.entry.stage.decode)(bytes)) {
+                let fate = match catch(|| (first.glue.decode)(bytes)) {
                     Ok(Ok(input)) => {
                         self.mark(i, Phase::Run);
                         through(links, state, input)
@@ -229,7 +230,7 @@ impl Batch<'_> {
                     Fate::Done(v) => {
                         self.mark(i, Phase::Encode);
                         let mark = self.out.len();
-                        let encode = final_stage.entry.stage.encode;
+                        let encode = final_stage.glue.encode;
                         let (out, long) = (&mut *self.out, &mut self.long);
                         match catch(|| encode(&*v, out, long)) {
                             Ok(written) => written?,
@@ -275,21 +276,21 @@ impl Batch<'_> {
 fn through(links: &[Link], state: &mut dyn Any, input: Value) -> Fate {
     let mut value = input;
     for (k, link) in links.iter().enumerate() {
-        value = match catch(|| (link.entry.stage.call)(state, value)) {
+        value = match catch(|| (link.glue.call)(state, value)) {
             Ok(Ok(v)) => v,
             Ok(Err(msg)) => return Fate::Broken(msg),
             Err(panic) => return Fate::Panicked(panic),
         };
         if link.via_ok && k + 1 < links.len() {
             // The error's `Display` is user code too: it may panic.
-            value = match catch(|| (link.entry.stage.split)(value)) {
+            value = match catch(|| (link.glue.split)(value)) {
                 Err(panic) => return Fate::Panicked(panic),
                 Ok(Split::Next(v)) => v,
                 Ok(Split::Stop(msg)) => {
-                    return Fate::Stopped(format!("`{}` returned an error: {msg}", link.entry.name))
+                    return Fate::Stopped(format!("`{}` returned an error: {msg}", link.name))
                 }
                 Ok(Split::NotAResult) => {
-                    return Fate::Broken(format!("`{}` does not return a Result", link.entry.name))
+                    return Fate::Broken(format!("`{}` does not return a Result", link.name))
                 }
             };
         }

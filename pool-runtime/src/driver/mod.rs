@@ -127,9 +127,6 @@ pub(crate) struct Config {
     pub(crate) init_timeout: Option<Duration>,
     /// When workers leave on their own, and what they run as they do.
     pub(crate) recycle: crate::worker::Recycle,
-    /// The progress bar of every map/imap (`progress.rs`).
-    #[cfg(feature = "progress")]
-    pub(crate) progress: crate::progress::ProgressMode,
 }
 
 pub(crate) struct Core {

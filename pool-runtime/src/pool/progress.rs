@@ -22,7 +22,7 @@ use serde::Serialize;
 
 pub use indicatif::ProgressDrawTarget;
 
-use crate::pool::Imap;
+use super::Imap;
 
 /// Whether, and where, `map`/`imap` calls draw a progress bar. Set it for a
 /// whole pool with [`PoolBuilder::progress`](crate::PoolBuilder::progress),
