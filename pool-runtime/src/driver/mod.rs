@@ -8,6 +8,7 @@
 //! ping-pong with its worker; several callers share one poller. See
 //! `README.md` beside this file for the invariants.
 
+mod policy;
 #[cfg(feature = "async")]
 pub(crate) mod pump;
 mod slot;

@@ -8,39 +8,13 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
+use super::policy::{self, Death, Held, Rules};
 use super::slot::SlotState;
-use super::{BatchRec, Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
+use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
-use crate::sys::{self, Phase};
+use crate::sys;
 use crate::zygote::{describe_exit, Ctl};
-
-/// Deaths between items (none to blame) that a batch may see before its
-/// first item is blamed: a kill from outside now and then costs nothing,
-/// and an input that kills its worker before it starts cannot make the
-/// pool fork without end.
-const STRAY_LIMIT: u32 = 3;
-
-/// `1st`, `2nd`, `3rd`, `4th`…
-fn nth(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (1, 11) | (2, 12) | (3, 13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
-/// How a worker ended, for the errors of the items it is blamed for.
-#[derive(Clone, Copy)]
-struct Death<'a> {
-    how: &'a str,
-    pid: Pid,
-    /// The driver killed it for running past its timeout, after this long.
-    timed_out: Option<Duration>,
-}
 
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
 fn backoff(n: u32) -> Duration {
@@ -295,60 +269,41 @@ impl Core {
         let at = self.cells.get(i).take();
         let death = Death {
             how: &how,
-            pid,
+            pid: pid.as_raw(),
             timed_out,
+            recycled,
+        };
+        let rules = Rules {
+            retries: self.config.retries,
+            task_timeout: self.config.task_timeout,
         };
         let mut requeue = Vec::new();
         for (k, tag) in inflight.into_iter().enumerate() {
             let Some(b) = self.batches.remove(&tag) else {
                 continue;
             };
-            // The item the worker was at, and what it was doing with it.
-            let blamed = match at {
-                Some((t, Some((item, phase)))) if t == tag && item >= b.done && item < b.count => {
-                    Some((item, phase))
-                }
-                _ => None,
+            let held = Held {
+                done: b.done,
+                count: b.count,
+                attempts: b.attempts,
+                strays: b.strays,
+                oldest: k == 0,
             };
-            let (job, pinned) = (b.job, b.pinned);
-            let mut pieces = Vec::new();
-            match blamed {
-                Some((item, phase)) => {
-                    let doing = match phase {
-                        Phase::Decode => " while decoding the input",
-                        Phase::Run => "",
-                        Phase::Encode => " while encoding the result",
-                    };
-                    pieces.extend(self.blame(&b, item, doing, &death));
-                    // The items before it finished, but their outcomes
-                    // died with the worker; they run again, as do the
-                    // items after it.
-                    pieces.extend(b.clone_range(b.done, item));
-                    pieces.extend(b.clone_range(item + 1, b.count));
-                }
-                // The oldest batch of a worker that died between items (a
-                // runtime fault, a kill from outside, a frame it could not
-                // take in): no item is to blame, but one that keeps
-                // killing workers this way is, in the end, its first one.
-                None if k == 0 && !recycled => {
-                    if b.strays >= STRAY_LIMIT {
-                        let doing = format!(
-                            " before its batch started, the {} worker to die so holding it",
-                            nth(b.strays + 1)
-                        );
-                        pieces.extend(self.blame(&b, b.done, &doing, &death));
-                        pieces.extend(b.clone_range(b.done + 1, b.count));
-                    } else {
-                        pieces.extend(b.clone_range(b.done, b.count).map(|mut piece| {
-                            piece.strays += 1;
-                            piece
-                        }));
-                    }
-                }
-                None => pieces.extend(b.clone_range(b.done, b.count)),
+            // The item the worker was at, if it was in this batch.
+            let at = at.and_then(|(t, step)| step.filter(|_| t == tag));
+            let verdict = policy::on_death(held, at, &death, &rules);
+            if let Some((item, kind)) = verdict.fail {
+                self.fail_item(b.job, b.first + item as u64, Error::new(kind));
             }
-            requeue.extend(pieces.into_iter().map(|piece| (piece, pinned)));
-            self.batch_gone(job);
+            for again in verdict.again {
+                let piece = b.clone_range(again.items.start, again.items.end);
+                requeue.extend(piece.map(|mut piece| {
+                    piece.attempts = again.attempts;
+                    piece.strays = again.strays;
+                    (piece, b.pinned)
+                }));
+            }
+            self.batch_gone(b.job);
         }
         // Back to the front of the queue (a broadcast's, to the front of its
         // slot's), in their original order.
@@ -384,44 +339,6 @@ impl Core {
             tracing::info!("worker ended; respawning");
             self.spawn(i);
         }
-    }
-
-    /// What the death of a worker at `item` of batch `b` (`doing`: what
-    /// the worker was doing with it, as words after the cause) does to that
-    /// item: an error, or (with retries left) the item alone as a new batch
-    /// to run again.
-    fn blame(
-        &mut self,
-        b: &BatchRec,
-        item: u32,
-        doing: &str,
-        death: &Death<'_>,
-    ) -> Option<NewBatch> {
-        let index = b.first + item as u64;
-        let killed = b.attempts + 1;
-        let Death {
-            how,
-            pid,
-            timed_out,
-        } = *death;
-        let error = if let Some(ran) = timed_out {
-            let limit = self.config.task_timeout.unwrap_or_default();
-            let msg = format!("ran {ran:.1?}{doing}, past the task timeout of {limit:?}; its worker (pid {pid}) was killed and replaced");
-            ErrorKind::TimedOut(msg)
-        } else if killed <= self.config.retries {
-            return b.clone_range(item, item + 1).map(|mut one| {
-                one.attempts = killed;
-                one
-            });
-        } else if self.config.retries == 0 {
-            ErrorKind::WorkerDied(format!("{how}{doing} (pid {pid})"))
-        } else {
-            ErrorKind::Quarantined(format!(
-                "{how}{doing} (pid {pid}); this input has now killed {killed} workers, so it is quarantined, not retried"
-            ))
-        };
-        self.fail_item(b.job, index, Error::new(error));
-        None
     }
 
     /// Queues a piece of a dead worker's batch first in line: first in the
