@@ -8,7 +8,7 @@ use crate::driver::{Config, Driver};
 use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
-use crate::sys::{self, Cells};
+use crate::sys::{self, Cells, Internal};
 use crate::task::{Exit, Init};
 use crate::worker::Recycle;
 use crate::zygote::Zygote;
@@ -235,11 +235,13 @@ impl PoolBuilder {
             init_timeout: self.init_timeout,
             recycle: self.recycle.clone(),
         };
+        // Everything the driver needs is made before the fork server: once
+        // it runs, nothing can fail before the driver owns it (and reaps it).
         let cells = Cells::new(self.workers)?;
+        let wake = crate::driver::wake()?;
         let (ours, theirs) = sys::packet_pair()?;
+        let (ours, theirs) = (Internal::new(ours), Internal::new(theirs));
         let theirs_raw = theirs.as_raw_fd();
-        sys::register_internal(ours.as_raw_fd());
-        sys::register_internal(theirs_raw);
         let max_frame = self.max_frame;
         // Entered only after the fork, so the fork server and the workers
         // (which inherit the subscriber) do not run inside it forever.
@@ -260,20 +262,13 @@ impl PoolBuilder {
             }
             .main::<S, M>()
         });
-        sys::unregister_internal(theirs_raw);
         drop(theirs);
         // The fork server holds its own copy now; the driver needs neither.
         drop((init, args));
-        let zygote = match zygote {
-            Ok(pid) => pid,
-            Err(e) => {
-                sys::unregister_internal(ours.as_raw_fd());
-                return Err(e.into());
-            }
-        };
+        let zygote = zygote?;
         let _build = span.enter();
         span.record("zygote", zygote.as_raw());
-        let driver = Driver::new(ours, zygote, cells, config)?;
+        let driver = Driver::new(ours, zygote, cells, wake, config);
         {
             let mut core = driver.lock();
             for slot in 0..self.workers {

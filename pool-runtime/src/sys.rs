@@ -138,8 +138,37 @@ pub(crate) fn recv_packet(
 const SLOTS: usize = 4096;
 static INTERNAL_FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 
+/// A driver-side descriptor that children must not keep: registered as
+/// internal for as long as this owns it, from construction to drop, so that
+/// no number stays registered after its descriptor is closed (the next fork
+/// server would close whatever reuses the number in its children).
+#[derive(Debug)]
+pub(crate) struct Internal<T: AsRawFd>(T);
+
+impl<T: AsRawFd> Internal<T> {
+    pub(crate) fn new(fd: T) -> Self {
+        register_internal(fd.as_raw_fd());
+        Internal(fd)
+    }
+}
+
+impl<T: AsRawFd> std::ops::Deref for Internal<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: AsRawFd> Drop for Internal<T> {
+    fn drop(&mut self) {
+        // Before the descriptor closes (its field drops after this).
+        unregister_internal(self.0.as_raw_fd());
+    }
+}
+
 /// Remembers `fd` as a driver-side descriptor that children must not keep.
-pub(crate) fn register_internal(fd: RawFd) {
+fn register_internal(fd: RawFd) {
     for slot in &INTERNAL_FDS {
         if slot
             .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
@@ -153,7 +182,7 @@ pub(crate) fn register_internal(fd: RawFd) {
 }
 
 /// Forgets `fd` (it is about to be closed).
-pub(crate) fn unregister_internal(fd: RawFd) {
+fn unregister_internal(fd: RawFd) {
     for slot in &INTERNAL_FDS {
         if slot
             .compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed)

@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
-use crate::sys::{self, Cells};
+use crate::sys::{self, Cells, Internal};
 use crate::zygote::Ctl;
 use slot::{Slot, SlotState};
 
@@ -141,7 +141,7 @@ pub(crate) struct Core {
     polling: bool,
     /// Threads waiting on the condition variable for the poller.
     waiting: usize,
-    zygote_ctl: Option<OwnedFd>,
+    zygote_ctl: Option<Internal<OwnedFd>>,
     zygote_pid: Pid,
     cells: Cells,
     /// Why the pool can run nothing more, once it cannot.
@@ -170,22 +170,28 @@ impl std::fmt::Debug for Core {
 pub(crate) struct Driver {
     core: Mutex<Core>,
     cv: Condvar,
-    wake: EventFd,
+    /// Written to wake the poller (`nudge`).
+    wake: Internal<EventFd>,
     pub(crate) config: Config,
     /// The thread that drives the pool for async waiters (the `async` feature).
     #[cfg(feature = "async")]
     pub(crate) pump: pump::Pump,
 }
 
+/// The descriptor that wakes a driver's poller: made before the fork server
+/// is, so that once it runs nothing more can fail before the driver owns it.
+pub(crate) fn wake() -> nix::Result<Internal<EventFd>> {
+    EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).map(Internal::new)
+}
+
 impl Driver {
     pub(crate) fn new(
-        zygote_ctl: OwnedFd,
+        zygote_ctl: Internal<OwnedFd>,
         zygote_pid: Pid,
         cells: Cells,
+        wake: Internal<EventFd>,
         config: Config,
-    ) -> Result<Self, Error> {
-        let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
-        sys::register_internal(wake.as_fd().as_raw_fd());
+    ) -> Self {
         let slots = (0..config.workers)
             .map(|_| Slot::new(config.max_frame))
             .collect();
@@ -208,14 +214,14 @@ impl Driver {
             #[cfg(feature = "async")]
             waiters: Default::default(),
         };
-        Ok(Driver {
+        Driver {
             core: Mutex::new(core),
             cv: Condvar::new(),
             wake,
             config,
             #[cfg(feature = "async")]
             pump: Default::default(),
-        })
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
@@ -302,17 +308,19 @@ impl Driver {
             slot.close();
         }
         let grace = core.config.shutdown_grace;
-        let Some(ctl) = core.zygote_ctl.take() else {
-            return;
-        };
-        let _ = sys::send_packet(
-            ctl.as_fd(),
-            &Ctl::Shutdown {
-                grace_ms: grace.as_millis() as u32,
-            }
-            .encode(),
-            None,
-        );
+        // Without its channel (the pool broke), the zygote is gone or going:
+        // it is still reaped below.
+        let ctl = core.zygote_ctl.take();
+        if let Some(ctl) = &ctl {
+            let _ = sys::send_packet(
+                ctl.as_fd(),
+                &Ctl::Shutdown {
+                    grace_ms: grace.as_millis() as u32,
+                }
+                .encode(),
+                None,
+            );
+        }
         let pid = core.zygote_pid;
         drop(core);
         // The zygote leaves once its workers are reaped, within `grace`; past
@@ -331,14 +339,7 @@ impl Driver {
                 _ => break,
             }
         }
-        sys::unregister_internal(ctl.as_raw_fd());
         drop(ctl);
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        sys::unregister_internal(self.wake.as_fd().as_raw_fd());
     }
 }
 

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use crate::channel::frame::{Fill, FrameError, FrameReader};
 use crate::insights::SlotStats;
-use crate::sys;
+use crate::sys::{self, Internal};
 
 /// Where a worker slot is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub(crate) enum SlotState {
 pub(crate) struct Slot {
     pub(crate) generation: u32,
     pub(crate) state: SlotState,
-    pub(crate) chan: Option<OwnedFd>,
+    pub(crate) chan: Option<Internal<OwnedFd>>,
     pub(crate) reader: FrameReader,
     /// Frames to write, and how much of the front one is written.
     pub(crate) out: VecDeque<(Arc<Vec<u8>>, usize)>,
@@ -106,15 +106,14 @@ impl Slot {
 
     /// Creates a fresh channel; keeps the driver's end (non-blocking) and
     /// returns the worker's end, to be handed to the zygote. Both ends are
-    /// registered as internal: the caller unregisters the worker's end when
-    /// it closes it, so that no fork server forked meanwhile keeps a copy.
-    pub(crate) fn open_channel(&mut self) -> nix::Result<OwnedFd> {
+    /// internal (no fork server forked meanwhile keeps a copy) until they
+    /// are dropped.
+    pub(crate) fn open_channel(&mut self) -> nix::Result<Internal<OwnedFd>> {
         self.close();
         let (mine, theirs) = sys::stream_pair()?;
-        sys::register_internal(theirs.as_raw_fd());
-        let flags = OFlag::from_bits_truncate(fcntl(&mine, FcntlArg::F_GETFL)?);
-        fcntl(&mine, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-        sys::register_internal(mine.as_raw_fd());
+        let (mine, theirs) = (Internal::new(mine), Internal::new(theirs));
+        let flags = OFlag::from_bits_truncate(fcntl(&*mine, FcntlArg::F_GETFL)?);
+        fcntl(&*mine, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         self.chan = Some(mine);
         self.reader = FrameReader::new(self.max_frame);
         Ok(theirs)
@@ -122,9 +121,7 @@ impl Slot {
 
     /// Closes the driver's end of the channel, if open.
     pub(crate) fn close(&mut self) {
-        if let Some(chan) = self.chan.take() {
-            sys::unregister_internal(chan.as_raw_fd());
-        }
+        self.chan = None;
         self.out.clear();
     }
 

@@ -2,7 +2,7 @@
 //! a dead one a new home (retry, or an error that names the cause), killing
 //! a task past its timeout, recycling, and respawning with back-off.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,6 @@ impl Core {
                     generation,
                 };
                 let sent = sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd()));
-                sys::unregister_internal(worker_end.as_raw_fd());
                 drop(worker_end);
                 if sent.is_ok() {
                     s.state = SlotState::Spawning {
@@ -405,9 +404,7 @@ impl Core {
             self.broken = Some(why.clone());
         }
         if zygote_gone {
-            if let Some(ctl) = self.zygote_ctl.take() {
-                sys::unregister_internal(ctl.as_raw_fd());
-            }
+            self.zygote_ctl = None;
         }
         self.fail_queued(&why);
     }
