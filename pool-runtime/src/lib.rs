@@ -28,6 +28,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Linux only**: the pool relies on `fork(2)`, `prctl(PR_SET_PDEATHSIG)`,
+//! `eventfd(2)` and `/proc`; elsewhere the crate is one `compile_error!`.
+//!
 //! # Beyond `map`
 //!
 //! * [`Pool::pipeline`] chains tasks that each input runs in one worker,
@@ -66,6 +69,21 @@
 
 pub use pool_macros::{worker_exit, worker_init, worker_task};
 
+// The pool forks with `fork(2)`, dies with its parent through
+// `prctl(PR_SET_PDEATHSIG)`, reads `/proc`, and wakes with `eventfd(2)`: it
+// is for Linux, and says so in one line rather than in a wall of errors
+// from the system calls other kernels lack.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "pool-runtime runs on Linux only: it relies on fork(2), prctl(PR_SET_PDEATHSIG), eventfd(2) and /proc"
+);
+
+/// The crate's items, compiled on Linux only (see the `compile_error!` above).
+macro_rules! linux_only {
+    ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };
+}
+
+linux_only! {
 mod builder;
 mod channel;
 pub mod codec;
@@ -100,6 +118,7 @@ pub mod __private;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_api;
+}
 
 /// The README's examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]
