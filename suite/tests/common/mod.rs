@@ -43,6 +43,17 @@ pub fn parent_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// The child processes of `pid`, zombies included (a child not reaped is
+/// still a process left behind), from every process's parent in `/proc`
+/// (children forked by any of `pid`'s threads).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
 /// Runs the ignored test `role` of this same test binary as a child process
 /// (in its own process group when `own_group`), with `env_var` set, and
 /// reads the pids it prints on a line `PIDS <worker> <worker> … <zygote>`.
