@@ -170,7 +170,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed<'_>, &'static str> {
             codec_nanos: tally.codec_nanos,
             io_nanos: tally.io_nanos,
             slow: tally.slow().collect(),
-            body,
+            body: &frame[body],
         },
         Message::Exited { body } => Parsed::Exited { body },
     })

@@ -176,7 +176,7 @@ where
                 if !send_done(
                     &mut stream,
                     &mut out,
-                    start,
+                    (tag, start),
                     (flushed, ran - flushed, nanos),
                     max_frame,
                     &mut tally,
@@ -292,14 +292,14 @@ fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
     0
 }
 
-/// Finishes the `Done` frame in `out` for items `first .. first + count`,
-/// computed in `nanos`, with what `tally` measured since the last one, and
-/// sends it. A frame over the limit (results too large) is replaced by one
-/// error per item.
+/// Finishes the `Done` frame of batch `tag` begun at `start` in `out`, for
+/// items `first .. first + count`, computed in `nanos`, with what `tally`
+/// measured since the last one, and sends it. A frame over the limit
+/// (results too large) is replaced by one error per item.
 fn send_done(
     stream: &mut UnixStream,
     out: &mut Vec<u8>,
-    start: usize,
+    (tag, start): (u64, usize),
     (first, count, nanos): (u32, u32, u64),
     max_frame: usize,
     tally: &mut WorkerTally,
@@ -308,7 +308,6 @@ fn send_done(
     let t = &*tally;
     write::finish_tally(out, start, t.codec_nanos, t.io_nanos, &t.pending);
     if frame::finish(out, start, max_frame).is_err() {
-        let tag = u64::from_le_bytes(out[start + 5..start + 13].try_into().unwrap());
         out.clear();
         let start = write::done(out, tag, 0, 0);
         write::patch_done(out, start, first, count, nanos);
@@ -356,7 +355,7 @@ impl Progress for Flusher<'_> {
             if !send_done(
                 self.stream,
                 out,
-                self.start,
+                (self.tag, self.start),
                 span,
                 self.max_frame,
                 self.tally,

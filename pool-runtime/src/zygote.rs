@@ -17,72 +17,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::channel::control::{Ctl, Exit};
 use crate::sys::{self, Cells};
 use crate::task::{Init, WorkerInfo};
 use crate::worker;
-
-/// A control packet between driver and zygote: a kind and two numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ctl {
-    /// Driver → zygote: fork a worker for `slot` (its channel is attached).
-    Spawn { slot: u32, generation: u32 },
-    /// Driver → zygote: send `signal` to worker `pid`.
-    Kill { pid: i32, signal: i32 },
-    /// Driver → zygote: stop; SIGKILL whatever still runs after `grace_ms`.
-    Shutdown { grace_ms: u32 },
-    /// Zygote → driver: the worker for `slot` is process `pid`.
-    Spawned { slot: u32, pid: i32 },
-    /// Zygote → driver: fork failed for `slot` with `errno`.
-    SpawnFailed { slot: u32, errno: i32 },
-    /// Zygote → driver: `pid` ended: exit code `code`, or killed by signal `-code`.
-    Exited { pid: i32, code: i32 },
-}
-
-impl Ctl {
-    pub(crate) const SIZE: usize = 9;
-
-    pub(crate) fn encode(self) -> [u8; Self::SIZE] {
-        let (k, a, b): (u8, u32, i32) = match self {
-            Ctl::Spawn { slot, generation } => (1, slot, generation as i32),
-            Ctl::Kill { pid, signal } => (2, pid as u32, signal),
-            Ctl::Shutdown { grace_ms } => (3, grace_ms, 0),
-            Ctl::Spawned { slot, pid } => (10, slot, pid),
-            Ctl::SpawnFailed { slot, errno } => (11, slot, errno),
-            Ctl::Exited { pid, code } => (12, pid as u32, code),
-        };
-        let mut out = [0u8; Self::SIZE];
-        out[0] = k;
-        out[1..5].copy_from_slice(&a.to_le_bytes());
-        out[5..9].copy_from_slice(&b.to_le_bytes());
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Ctl> {
-        if bytes.len() != Self::SIZE {
-            return None;
-        }
-        let a = u32::from_le_bytes(bytes[1..5].try_into().unwrap());
-        let b = i32::from_le_bytes(bytes[5..9].try_into().unwrap());
-        Some(match bytes[0] {
-            1 => Ctl::Spawn {
-                slot: a,
-                generation: b as u32,
-            },
-            2 => Ctl::Kill {
-                pid: a as i32,
-                signal: b,
-            },
-            3 => Ctl::Shutdown { grace_ms: a },
-            10 => Ctl::Spawned { slot: a, pid: b },
-            11 => Ctl::SpawnFailed { slot: a, errno: b },
-            12 => Ctl::Exited {
-                pid: a as i32,
-                code: b,
-            },
-            _ => return None,
-        })
-    }
-}
 
 /// What the zygote needs to start workers.
 pub(crate) struct Zygote<'a, A, I> {
@@ -156,25 +94,15 @@ impl<A, I> Zygote<'_, A, I> {
                     Ok(WaitStatus::Exited(pid, code)) => {
                         children.remove(&pid);
                         if ctl_open {
-                            send(
-                                self.ctl,
-                                Ctl::Exited {
-                                    pid: pid.as_raw(),
-                                    code,
-                                },
-                            );
+                            let how = Exit::Code(code);
+                            send(self.ctl, Ctl::Exited { pid: pid.as_raw(), how });
                         }
                     }
                     Ok(WaitStatus::Signaled(pid, sig, _)) => {
                         children.remove(&pid);
                         if ctl_open {
-                            send(
-                                self.ctl,
-                                Ctl::Exited {
-                                    pid: pid.as_raw(),
-                                    code: -(sig as i32),
-                                },
-                            );
+                            let how = Exit::Signal(sig as i32);
+                            send(self.ctl, Ctl::Exited { pid: pid.as_raw(), how });
                         }
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -255,51 +183,5 @@ impl<A, I> Zygote<'_, A, I> {
                 },
             }
         }
-    }
-}
-
-/// How a worker process ended, in words for an error message.
-pub(crate) fn describe_exit(code: i32) -> String {
-    if code < 0 {
-        match Signal::try_from(-code) {
-            Ok(sig) => format!("killed by signal {} ({})", -code, sig.as_str()),
-            Err(_) => format!("killed by signal {}", -code),
-        }
-    } else {
-        format!("exited with code {code}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ctl_round_trip() {
-        for m in [
-            Ctl::Spawn {
-                slot: 3,
-                generation: 9,
-            },
-            Ctl::Kill {
-                pid: 1234,
-                signal: 9,
-            },
-            Ctl::Shutdown { grace_ms: 500 },
-            Ctl::Spawned { slot: 1, pid: 77 },
-            Ctl::SpawnFailed { slot: 2, errno: 11 },
-            Ctl::Exited { pid: 88, code: -11 },
-        ] {
-            assert_eq!(Ctl::decode(&m.encode()), Some(m));
-        }
-        assert_eq!(Ctl::decode(&[0; 3]), None);
-        assert_eq!(Ctl::decode(&[99; Ctl::SIZE]), None);
-    }
-
-    #[test]
-    fn exits_are_described_by_signal_name() {
-        assert_eq!(describe_exit(-9), "killed by signal 9 (SIGKILL)");
-        assert_eq!(describe_exit(-11), "killed by signal 11 (SIGSEGV)");
-        assert_eq!(describe_exit(3), "exited with code 3");
     }
 }

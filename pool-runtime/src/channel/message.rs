@@ -1,6 +1,7 @@
 //! The messages on a worker channel: a kind byte and fixed little-endian
 //! fields, then a body of codec-encoded values. Parsing checks every length.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::frame;
@@ -96,14 +97,15 @@ pub(crate) enum Message<'a> {
     /// Worker → driver: outcomes of items `first .. first + count` of batch
     /// `tag`, which took the worker `nanos` to compute. `tally` is what the
     /// worker measured since its previous `Done` (insights); its slow-item
-    /// records trail the outcomes in the frame.
+    /// records trail the outcomes in the frame. `body`: where the outcomes
+    /// are in the bytes parsed (see [`Message::parse_frame`]).
     Done {
         tag: u64,
         first: u32,
         count: u32,
         nanos: u64,
         tally: Tally<'a>,
-        body: &'a [u8],
+        body: Range<usize>,
     },
     /// Worker → driver: the exit hook's outcome (status byte + encoded value), empty if none ran.
     Exited { body: &'a [u8] },
@@ -192,7 +194,9 @@ impl<'a> Message<'a> {
                     .checked_mul(SLOW_RECORD)
                     .filter(|&n| n <= c.0.len())
                     .ok_or(ProtocolError("slow-item records cut short"))?;
-                let (body, slow) = c.0.split_at(c.0.len() - trailer);
+                let at = frame.len() - c.0.len();
+                let body = at..frame.len() - trailer;
+                let slow = &frame[body.end..];
                 Message::Done {
                     tag,
                     first,
@@ -211,12 +215,31 @@ impl<'a> Message<'a> {
         };
         Ok(msg)
     }
+
+    /// Parses a whole frame, its length prefix included: a `Done`'s body is
+    /// then where it is in the frame.
+    pub(crate) fn parse_frame(frame: &'a [u8]) -> Result<Self, ProtocolError> {
+        let payload = frame
+            .get(frame::PREFIX..)
+            .ok_or(ProtocolError("frame cut short"))?;
+        let mut msg = Self::parse(payload)?;
+        if let Message::Done { body, .. } = &mut msg {
+            *body = body.start + frame::PREFIX..body.end + frame::PREFIX;
+        }
+        Ok(msg)
+    }
 }
 
 /// Writes message headers into a buffer, inside a frame begun with
 /// [`frame::begin`]; the caller appends the body and calls [`frame::finish`].
 pub(crate) mod write {
     use super::*;
+
+    /// Writes `tag` into the `Run` frame begun at `start`.
+    pub(crate) fn patch_run_tag(buf: &mut [u8], start: usize, tag: u64) {
+        let at = start + frame::PREFIX + 1;
+        buf[at..at + 8].copy_from_slice(&tag.to_le_bytes());
+    }
 
     /// Starts a `Run` frame; returns where the frame starts.
     pub(crate) fn run(buf: &mut Vec<u8>, tag: u64, task: u32, count: u32) -> usize {
@@ -358,7 +381,8 @@ mod tests {
                 count: 5,
                 nanos: 6,
                 tally: Tally::default(),
-                body: b""
+                // A Done header is 45 bytes; no outcome follows.
+                body: 45..45
             })
         );
 
@@ -368,10 +392,10 @@ mod tests {
         buf.extend_from_slice(b"ab");
         write::finish_tally(&mut buf, s, 7, 8, &[(0, 1, 50), (1, 3, u64::MAX)]);
         frame::finish(&mut buf, s, 1000).unwrap();
-        let Ok(Message::Done { tally, body, .. }) = Message::parse(payload(&buf)) else {
+        let Ok(Message::Done { tally, body, .. }) = Message::parse_frame(&buf) else {
             panic!("not a Done");
         };
-        assert_eq!(body, b"ab");
+        assert_eq!(&buf[body], b"ab");
         assert_eq!((tally.codec_nanos, tally.io_nanos), (7, 8));
         assert_eq!(
             tally.slow().collect::<Vec<_>>(),

@@ -1,7 +1,9 @@
-//! The private channel between the driver and one worker: a `socketpair`,
-//! length-prefixed frames with a hard size limit, fixed message headers,
-//! and length-delimited items in the bodies.
+//! The wire, all of it: the private channel between the driver and one
+//! worker (a `socketpair`, length-prefixed frames with a hard size limit,
+//! fixed message headers, length-delimited items in the bodies), and the
+//! control packets between the driver and the fork server.
 
+pub(crate) mod control;
 pub(crate) mod frame;
 pub(crate) mod item;
 pub(crate) mod message;

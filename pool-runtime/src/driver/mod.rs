@@ -28,7 +28,7 @@ use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
 use crate::sys::{self, Cells, Internal};
-use crate::zygote::Ctl;
+use crate::channel::control::Ctl;
 use slot::{Slot, SlotState};
 
 /// A job's id: one `map`/`imap`/`apply`/`broadcast` call.
@@ -368,8 +368,7 @@ impl Core {
         } = batch;
         let tag = self.next_tag;
         self.next_tag += 1;
-        frame[crate::channel::frame::PREFIX + 1..crate::channel::frame::PREFIX + 9]
-            .copy_from_slice(&tag.to_le_bytes());
+        message::write::patch_run_tag(&mut frame, 0, tag);
         if let Some(j) = self.jobs.get_mut(&job) {
             j.outstanding += 1;
         }
@@ -547,7 +546,7 @@ impl Core {
                         let why = nix::errno::Errno::from_raw(errno).desc();
                         self.slot_failed(slot as usize, format!("fork failed: {why}"));
                     }
-                    Some(Ctl::Exited { pid, code }) => self.worker_exited(Pid::from_raw(pid), code),
+                    Some(Ctl::Exited { pid, how }) => self.worker_exited(Pid::from_raw(pid), how),
                     _ => {}
                 },
                 Err(nix::errno::Errno::EAGAIN) => return,
@@ -591,7 +590,7 @@ impl Core {
 
     fn handle_frame(&mut self, i: usize, frame: Vec<u8>) -> Result<(), &'static str> {
         self.slots[i].stats.received(frame.len());
-        let msg = Message::parse(&frame[crate::channel::frame::PREFIX..]).map_err(|e| e.0)?;
+        let msg = Message::parse_frame(&frame).map_err(|e| e.0)?;
         match msg {
             Message::Ready => {
                 let s = &mut self.slots[i];
@@ -619,12 +618,10 @@ impl Core {
             } => {
                 // The body ends where the slow-item records begin: the job
                 // gets the frame without them.
-                let body_at = body.as_ptr() as usize - frame.as_ptr() as usize;
-                let body_end = body_at + body.len();
                 self.insights_done(i, tag, (first, count, nanos), tally)?;
                 let mut frame = frame;
-                frame.truncate(body_end);
-                self.batch_done(i, tag, (first, count, nanos), frame, body_at)?;
+                frame.truncate(body.end);
+                self.batch_done(i, tag, (first, count, nanos), frame, body.start)?;
             }
             Message::Exited { body } => {
                 let s = &mut self.slots[i];

@@ -11,6 +11,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{recv, MsgFlags};
 use nix::unistd::Pid;
 
+use crate::channel::control::Exit;
 use crate::channel::frame::{Fill, FrameError, FrameReader};
 use crate::insights::SlotStats;
 use crate::sys::{self, Internal};
@@ -35,7 +36,7 @@ pub(crate) enum SlotState {
     /// The worker's channel closed; its exit status may still be coming.
     Dead {
         pid: Pid,
-        code: Option<i32>,
+        exit: Option<Exit>,
         since: Instant,
         during_init: bool,
         exiting: bool,

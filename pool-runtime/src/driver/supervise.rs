@@ -14,7 +14,7 @@ use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
 use crate::sys;
-use crate::zygote::{describe_exit, Ctl};
+use crate::channel::control::{Ctl, Exit};
 
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
 fn backoff(n: u32) -> Duration {
@@ -137,7 +137,7 @@ impl Core {
         s.state = match (ready, closed) {
             (_, true) => SlotState::Dead {
                 pid,
-                code: None,
+                exit: None,
                 since: Instant::now(),
                 during_init: !ready,
                 exiting: false,
@@ -151,7 +151,7 @@ impl Core {
         self.settle(i);
     }
 
-    pub(super) fn worker_exited(&mut self, pid: Pid, code: i32) {
+    pub(super) fn worker_exited(&mut self, pid: Pid, exit: Exit) {
         let Some(i) = self.slots.iter().position(|s| s.pid() == Some(pid)) else {
             return;
         };
@@ -166,10 +166,10 @@ impl Core {
             self.channel_closed(i);
         }
         if let SlotState::Dead {
-            code: known @ None, ..
+            exit: known @ None, ..
         } = &mut self.slots[i].state
         {
-            *known = Some(code);
+            *known = Some(exit);
         }
         self.settle(i);
     }
@@ -198,7 +198,7 @@ impl Core {
         s.close();
         let dead = |pid, during_init, exiting| SlotState::Dead {
             pid,
-            code: None,
+            exit: None,
             since: Instant::now(),
             during_init,
             exiting,
@@ -224,7 +224,7 @@ impl Core {
     pub(super) fn settle(&mut self, i: usize) {
         let SlotState::Dead {
             pid,
-            code,
+            exit,
             since,
             during_init,
             exiting,
@@ -232,12 +232,12 @@ impl Core {
         else {
             return;
         };
-        if code.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
+        if exit.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
             return;
         }
-        let how = match (&self.slots[i].protocol_error, code) {
+        let how = match (&self.slots[i].protocol_error, exit) {
             (Some(why), _) => format!("protocol error ({why})"),
-            (None, Some(code)) => describe_exit(code),
+            (None, Some(exit)) => exit.to_string(),
             (None, None) => "exit status unknown".to_string(),
         };
         self.slots[i].stats.ended();
@@ -494,7 +494,7 @@ impl Core {
         let mut wait = Duration::from_secs(1);
         for s in &self.slots {
             match s.state {
-                SlotState::Dead { code: None, .. } => wait = wait.min(Duration::from_millis(100)),
+                SlotState::Dead { exit: None, .. } => wait = wait.min(Duration::from_millis(100)),
                 SlotState::Empty => {
                     if let Some(t) = s.respawn_at {
                         wait = wait.min(t.saturating_duration_since(now));
