@@ -92,9 +92,12 @@ fn expand_valid(func: &WorkerFn, item: TokenStream) -> TokenStream {
     }
 }
 
-/// `::pool_runtime::__private`, where everything the output names lives.
+/// `::pool_runtime::__private01`, where everything the output names lives.
+/// Its name changes with every version of the pair whose output differs
+/// (pool-runtime pins this crate exactly), so that a mismatch is one
+/// unresolved path, not a wrong call.
 fn private() -> TokenStream {
-    quote!(::pool_runtime::__private)
+    quote!(::pool_runtime::__private01)
 }
 
 /// A span with the hygiene of the call site and the location of `tokens`,
@@ -103,7 +106,7 @@ fn span_of<T: Spanned>(tokens: &T) -> Span {
     Span::call_site().located_at(tokens.span())
 }
 
-/// `::pool_runtime::__private::assert_xxx::<Ty>();`, spanned on `ty`.
+/// `::pool_runtime::__private01::assert_xxx::<Ty>();`, spanned on `ty`.
 fn assertion(function: &str, ty: &Type) -> TokenStream {
     let private = private();
     let function = syn::Ident::new(function, span_of(ty));
@@ -203,7 +206,7 @@ fn stage_glue(func: &WorkerFn, state_ty: Option<&Type>) -> TokenStream {
 
 /// The `debug_input` glue: formats one encoded input (the argument, a tuple
 /// of them, or `()`) with `Debug` if its type has it, else `None`; autoref
-/// specialization on the concrete type (`__private::DebugInput`).
+/// specialization on the concrete type (`__private01::DebugInput`).
 fn debug_input(args: &[Input<'_>]) -> TokenStream {
     let private = private();
     let tys = args.iter().map(|arg| arg.ty);
@@ -270,16 +273,16 @@ mod tests {
         ));
         for expected in [
             "#[doc=\"Docs stay.\"]fnclassify(c:&mutClassifier,row:Row)->Label{c.run(row)}",
-            "::pool_runtime::__private::assert_state::<Classifier>();",
-            "::pool_runtime::__private::assert_argument::<Row>();",
-            "::pool_runtime::__private::assert_output::<Label>();",
-            "#[::pool_runtime::__private::linkme::distributed_slice(::pool_runtime::__private::TASKS)]",
+            "::pool_runtime::__private01::assert_state::<Classifier>();",
+            "::pool_runtime::__private01::assert_argument::<Row>();",
+            "::pool_runtime::__private01::assert_output::<Label>();",
+            "#[::pool_runtime::__private01::linkme::distributed_slice(::pool_runtime::__private01::TASKS)]",
             "name:::core::concat!(::core::module_path!(),\"::\",\"classify\")",
-            "type_id:||::pool_runtime::__private::type_id_of_val(&classify)",
-            "::pool_runtime::__private::run_batch::<Classifier,_,_>(classify,__pool_state,__pool_batch)",
-            "stage:::pool_runtime::__private::StageGlue{",
-            "::pool_runtime::__private::stage_call::<Classifier,_,_>(classify,__pool_state,__pool_value)",
-            "(&&::pool_runtime::__private::SplitProbe::<Label>::NEW).split_glue()(__pool_value)",
+            "type_id:||::pool_runtime::__private01::type_id_of_val(&classify)",
+            "::pool_runtime::__private01::run_batch::<Classifier,_,_>(classify,__pool_state,__pool_batch)",
+            "stage:::pool_runtime::__private01::StageGlue{",
+            "::pool_runtime::__private01::stage_call::<Classifier,_,_>(classify,__pool_state,__pool_value)",
+            "(&&::pool_runtime::__private01::SplitProbe::<Label>::NEW).split_glue()(__pool_value)",
         ] {
             assert!(out.contains(&squash(expected)), "missing {expected}\nin {out}");
         }
@@ -346,7 +349,7 @@ mod tests {
         for expected in [
             "assert_state::<Classifier>();",
             "assert_output::<u64>();",
-            "distributed_slice(::pool_runtime::__private::EXITS)",
+            "distributed_slice(::pool_runtime::__private01::EXITS)",
             "run_exit::<Classifier,_>(report,__pool_state,__pool_out)",
         ] {
             assert!(out.contains(expected), "missing {expected}\nin {out}");

@@ -111,9 +111,11 @@ pub use pool::ImapStream;
 pub use pool::{Imap, Pool, Submitted};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
+/// What the macros' output names. Renamed (`__private01` for 0.1) whenever
+/// what the macros emit changes: pool-runtime pins pool-macros exactly.
 #[doc(hidden)]
 #[path = "private.rs"]
-pub mod __private;
+pub mod __private01;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! The runtime on its own: entries written by hand exactly as the macros
 //! emit them, so a runtime bug shows here without the macros in the way.
 
-use pool_runtime::__private::{
+use pool_runtime::__private01::{
     linkme, run_batch, run_exit, run_stateless, stage_call, stage_call_stateless, stage_decode,
     stage_encode, type_id_of_val, ExitEntry, SplitNone, SplitProbe, StageGlue, TaskEntry, EXITS,
     TASKS,
