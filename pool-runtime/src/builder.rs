@@ -8,7 +8,7 @@ use crate::driver::{Config, Driver};
 use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
-use crate::sys::{self, Cells, Internal};
+use crate::sys::{self, StepCells, Internal};
 use crate::task::{Exit, Init};
 use crate::worker::Recycle;
 use crate::zygote::Zygote;
@@ -237,7 +237,7 @@ impl PoolBuilder {
         };
         // Everything the driver needs is made before the fork server: once
         // it runs, nothing can fail before the driver owns it (and reaps it).
-        let cells = Cells::new(self.workers)?;
+        let cells = StepCells::new(self.workers)?;
         let wake = crate::driver::wake()?;
         let (ours, theirs) = sys::packet_pair()?;
         let (ours, theirs) = (Internal::new(ours), Internal::new(theirs));

@@ -9,7 +9,7 @@
 //! * [`OutcomeCursor`] — walks the outcomes of a `Done` body the way
 //!   `Imap::next_in_cursor` does (`channel::outcome::read`, item by item).
 //! * [`run_inputs`] — decodes the inputs of a `Run` body the way a worker
-//!   does (`dispatch::Batch`), echoing each input back as its output.
+//!   does (`batch::Batch`), echoing each input back as its output.
 //! * [`read_item`] and [`decode_item`] — one item of a body, as both sides
 //!   read it (`channel::item`).
 
@@ -22,7 +22,7 @@ use crate::channel::frame;
 use crate::channel::item;
 use crate::channel::message::{self, Message};
 use crate::channel::outcome;
-use crate::dispatch::{self, Batch, Progress};
+use crate::batch::{self, Batch, Report};
 use crate::error::Error;
 
 /// Bytes in a frame's length prefix.
@@ -285,7 +285,7 @@ impl<'a> OutcomeCursor<'a> {
 }
 
 struct NoFlush;
-impl Progress for NoFlush {
+impl Report for NoFlush {
     fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
 }
 
@@ -304,7 +304,7 @@ where
     let mut out = Vec::new();
     let mut progress = NoFlush;
     let mut batch = Batch::new(body, count, &mut out, &mut progress);
-    dispatch::run_stateless(echo::<A>, &mut (), &mut batch)?;
+    batch::run_stateless(echo::<A>, &mut (), &mut batch)?;
     Ok(out)
 }
 

@@ -87,7 +87,7 @@ linux_only! {
 mod builder;
 mod channel;
 pub mod codec;
-mod dispatch;
+mod batch;
 mod driver;
 mod error;
 mod insights;

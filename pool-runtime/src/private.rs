@@ -4,11 +4,11 @@ pub use linkme;
 pub use serde::de::DeserializeOwned;
 pub use serde::Serialize;
 
-pub use crate::dispatch::stages::{
+pub use crate::batch::stages::{
     stage_call, stage_call_stateless, stage_decode, stage_encode, Split, SplitNone, SplitProbe,
     SplitResult, StageGlue, Value,
 };
-pub use crate::dispatch::{run_batch, run_exit, run_stateless, Batch};
+pub use crate::batch::{run_batch, run_exit, run_stateless, Batch};
 pub use crate::registry::{ExitEntry, TaskEntry, EXITS, TASKS};
 
 use std::any::TypeId;

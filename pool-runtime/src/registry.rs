@@ -9,8 +9,8 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::dispatch::stages::StageGlue;
-use crate::dispatch::Batch;
+use crate::batch::stages::StageGlue;
+use crate::batch::Batch;
 
 /// Glue that runs one batch of a task against a worker's state.
 pub type RunBatch = fn(&mut dyn Any, &mut Batch<'_>) -> Result<(), String>;

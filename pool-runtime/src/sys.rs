@@ -1,6 +1,6 @@
 //! The raw system calls the pool needs and nix does not wrap: fork with the
 //! io locks held, `_exit`, descriptor hygiene across forks, the shared
-//! progress cells, dying with the parent. Every `unsafe` of the crate is here.
+//! step cells, dying with the parent. Every `unsafe` of the crate is here.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -214,7 +214,7 @@ pub(crate) fn close_raw(fd: RawFd) {
 }
 
 // ---------------------------------------------------------------------------
-// Progress cells: one cache line per worker slot in a shared anonymous
+// Step cells: one cache line per worker slot in a shared anonymous
 // mapping, created before the fork server, so the driver, the fork server and
 // every worker see the same memory. A worker writes which item it is working
 // on, and at what; if it dies, the driver reads there which input killed it.
@@ -230,20 +230,20 @@ pub(crate) enum Phase {
     Encode = 2,
 }
 
-/// `Cell::step` before the batch's first item.
+/// `StepCell::step` before the batch's first item.
 const NO_STEP: u64 = u64::MAX;
 
 /// What one worker is doing, visible to the driver.
 #[repr(C, align(64))]
 #[derive(Debug)]
-pub(crate) struct Cell {
+pub(crate) struct StepCell {
     /// The batch the worker is running (0: none).
     tag: AtomicU64,
     /// Where in that batch: `item << 2 | phase`, or [`NO_STEP`].
     step: AtomicU64,
 }
 
-impl Cell {
+impl StepCell {
     /// In the worker: batch `tag` starts; no item is under way yet.
     pub(crate) fn begin(&self, tag: u64) {
         self.step.store(NO_STEP, Ordering::Release);
@@ -269,7 +269,7 @@ impl Cell {
         (tag != 0).then(|| (tag, Self::decode(self.step.load(Ordering::Acquire))))
     }
 
-    /// In the driver, once the worker is gone: [`read`](Cell::read), and
+    /// In the driver, once the worker is gone: [`read`](StepCell::read), and
     /// clear the cell for the slot's next worker.
     pub(crate) fn take(&self) -> Option<(u64, Option<(u32, Phase)>)> {
         let at = self.read();
@@ -288,24 +288,24 @@ impl Cell {
     }
 }
 
-/// The shared mapping of [`Cell`]s, one per worker slot.
+/// The shared mapping of [`StepCell`]s, one per worker slot.
 #[derive(Debug)]
-pub(crate) struct Cells {
-    ptr: NonNull<Cell>,
+pub(crate) struct StepCells {
+    ptr: NonNull<StepCell>,
     len: usize,
 }
 
 // SAFETY: the mapping only holds atomics, which may be shared across threads.
-unsafe impl Send for Cells {}
-// SAFETY: as above; every access goes through `&Cell`, whose fields are atomic.
-unsafe impl Sync for Cells {}
+unsafe impl Send for StepCells {}
+// SAFETY: as above; every access goes through `&StepCell`, whose fields are atomic.
+unsafe impl Sync for StepCells {}
 
-impl Cells {
+impl StepCells {
     pub(crate) fn new(len: usize) -> nix::Result<Self> {
         use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-        let bytes = std::num::NonZeroUsize::new(len.max(1) * std::mem::size_of::<Cell>()).unwrap();
+        let bytes = std::num::NonZeroUsize::new(len.max(1) * std::mem::size_of::<StepCell>()).unwrap();
         // SAFETY: a fresh anonymous mapping aliases nothing; the kernel zeroes
-        // it, and all-zero bytes are a valid `Cell` (atomics of 0).
+        // it, and all-zero bytes are a valid `StepCell` (atomics of 0).
         let ptr = unsafe {
             mmap_anonymous(
                 None,
@@ -314,25 +314,25 @@ impl Cells {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(Cells {
+        Ok(StepCells {
             ptr: ptr.cast(),
             len: len.max(1),
         })
     }
 
-    pub(crate) fn get(&self, i: usize) -> &Cell {
+    pub(crate) fn get(&self, i: usize) -> &StepCell {
         assert!(i < self.len, "cell {i} of {}", self.len);
         // SAFETY: `i` is in bounds of the mapping, which lives as long as `self`.
         unsafe { &*self.ptr.as_ptr().add(i) }
     }
 }
 
-impl Drop for Cells {
+impl Drop for StepCells {
     fn drop(&mut self) {
         // SAFETY: the mapping was created by `new` with this length and no
         // reference into it outlives `self`.
         let _ = unsafe {
-            nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<Cell>())
+            nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<StepCell>())
         };
     }
 }

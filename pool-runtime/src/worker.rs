@@ -11,11 +11,11 @@ use nix::unistd::Pid;
 use crate::channel::frame;
 use crate::channel::message::{self, write, Message};
 use crate::channel::outcome::{self, Status};
-use crate::dispatch::stages::Link;
-use crate::dispatch::{Batch, Progress};
+use crate::batch::stages::Link;
+use crate::batch::{Batch, Report};
 use crate::insights::WorkerTally;
 use crate::registry;
-use crate::sys::{self, Cell};
+use crate::sys::{self, StepCell};
 use crate::task::{Init, WorkerInfo};
 use crate::unwind;
 
@@ -57,8 +57,8 @@ pub(crate) struct Start<'a> {
     pub(crate) info: WorkerInfo,
     /// The worker's end of its channel.
     pub(crate) chan: OwnedFd,
-    /// Its progress cell, shared with the driver.
-    pub(crate) cell: &'a Cell,
+    /// Its step cell, shared with the driver.
+    pub(crate) cell: &'a StepCell,
     pub(crate) zygote: Pid,
     pub(crate) max_frame: usize,
     pub(crate) recycle: &'a Recycle,
@@ -343,7 +343,7 @@ struct Flusher<'a> {
     tally: &'a mut WorkerTally,
 }
 
-impl Progress for Flusher<'_> {
+impl Report for Flusher<'_> {
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>) {
         const EVERY: Duration = Duration::from_millis(20);
         if next > self.flushed && self.last.elapsed() >= EVERY {

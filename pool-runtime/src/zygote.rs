@@ -18,7 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::channel::control::{Ctl, Exit};
-use crate::sys::{self, Cells};
+use crate::sys::{self, StepCells};
 use crate::task::{Init, WorkerInfo};
 use crate::worker;
 
@@ -26,7 +26,7 @@ use crate::worker;
 pub(crate) struct Zygote<'a, A, I> {
     pub(crate) init: &'a I,
     pub(crate) args: &'a A,
-    pub(crate) cells: &'a Cells,
+    pub(crate) cells: &'a StepCells,
     pub(crate) ctl: &'a OwnedFd,
     pub(crate) max_frame: usize,
     pub(crate) recycle: &'a crate::worker::Recycle,

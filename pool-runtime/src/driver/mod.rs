@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
-use crate::sys::{self, Cells, Internal};
+use crate::sys::{self, StepCells, Internal};
 use crate::channel::control::Ctl;
 use slot::{Slot, SlotState};
 
@@ -143,7 +143,7 @@ pub(crate) struct Core {
     waiting: usize,
     zygote_ctl: Option<Internal<OwnedFd>>,
     zygote_pid: Pid,
-    cells: Cells,
+    cells: StepCells,
     /// Why the pool can run nothing more, once it cannot.
     broken: Option<String>,
     /// Exit-hook outcomes of workers that left on their own: (slot, generation, outcome).
@@ -188,7 +188,7 @@ impl Driver {
     pub(crate) fn new(
         zygote_ctl: Internal<OwnedFd>,
         zygote_pid: Pid,
-        cells: Cells,
+        cells: StepCells,
         wake: Internal<EventFd>,
         config: Config,
     ) -> Self {

@@ -32,7 +32,7 @@ pub(crate) struct Held {
 }
 
 /// What the worker was doing with this batch when it died: at `item`, in
-/// `phase`, per its progress cell; or no item of it under way.
+/// `phase`, per its step cell; or no item of it under way.
 pub(crate) type At = Option<(u32, Phase)>;
 
 /// How the worker ended.

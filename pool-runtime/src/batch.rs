@@ -2,7 +2,7 @@
 //! outcome. Monomorphized per task by the registry entries the macros emit.
 //!
 //! Every step that runs user code (the input's `Deserialize`, the task, the
-//! result's `Serialize`) is marked in the worker's progress cell first, and
+//! result's `Serialize`) is marked in the worker's step cell first, and
 //! runs under a catch: an error or a panic there is that item's outcome, and
 //! a death there is blamed on that item by the driver. Items are
 //! length-delimited on the wire, so one that fails leaves the others whole.
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::channel::item;
 use crate::channel::outcome::{self, Status};
-use crate::sys::{Cell, Phase};
+use crate::sys::{StepCell, Phase};
 use crate::task::{Exit, Task};
 use crate::unwind::catch;
 
@@ -23,14 +23,14 @@ pub(crate) mod stages;
 /// Called by a batch at the end of each chunk of items: it ships finished
 /// results now and then so that a long batch streams back, and takes the
 /// batch's timings for insights.
-pub(crate) trait Progress {
+pub(crate) trait Report {
     /// Items before `next` are done and their outcomes are in `out`: a
     /// chance to send them back.
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>);
 
     /// Insights: items `first .. first + count` ran, their calls in
     /// `call_nanos`, their decoding and encoding in `codec_nanos`. Unless
-    /// `each` (every item was reported to [`item_ran`](Progress::item_ran)),
+    /// `each` (every item was reported to [`item_ran`](Report::item_ran)),
     /// the chunk was timed as a whole.
     fn chunk_ran(
         &mut self,
@@ -67,9 +67,9 @@ pub struct Batch<'a> {
     input: &'a [u8],
     count: u32,
     out: &'a mut Vec<u8>,
-    progress: &'a mut dyn Progress,
+    report: &'a mut dyn Report,
     /// Where the driver sees which item runs, and in which phase.
-    cell: Option<&'a Cell>,
+    cell: Option<&'a StepCell>,
     /// Items from this one on are not started (the worker's task limit).
     stop_at: u32,
     /// The length guess of [`outcome::write`], carried from item to item.
@@ -91,13 +91,13 @@ impl<'a> Batch<'a> {
         input: &'a [u8],
         count: u32,
         out: &'a mut Vec<u8>,
-        progress: &'a mut dyn Progress,
+        report: &'a mut dyn Report,
     ) -> Self {
         Batch {
             input,
             count,
             out,
-            progress,
+            report,
             cell: None,
             stop_at: u32::MAX,
             long: false,
@@ -106,7 +106,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Marks each step of each item in `cell`, for the driver to see.
-    pub(crate) fn marking(mut self, cell: &'a Cell) -> Self {
+    pub(crate) fn marking(mut self, cell: &'a StepCell) -> Self {
         self.cell = Some(cell);
         self
     }
@@ -215,7 +215,7 @@ impl<'a> Batch<'a> {
                 let codec = (codec.saturating_mul(ran as u64) / items).min(total);
                 (total - codec, codec)
             };
-            self.progress
+            self.report
                 .chunk_ran(next, ran, call_nanos, codec_nanos, each);
             each = ran > 0 && call_nanos >= TIME_EACH_NANOS * ran as u64;
             if stopped {
@@ -229,7 +229,7 @@ impl<'a> Batch<'a> {
             // The last chunk's outcomes go back with the end of the batch.
             if next < self.count {
                 let before = self.out.len();
-                self.progress.chunk_done(next, self.out);
+                self.report.chunk_done(next, self.out);
                 // A flush sent the outcomes (and counted its time as io).
                 started = if self.out.len() < before {
                     std::time::Instant::now()
@@ -343,7 +343,7 @@ impl<'a> Batch<'a> {
             }));
             let now = std::time::Instant::now();
             let took = (now - last).as_nanos() as u64;
-            self.progress.item_ran(i, took);
+            self.report.item_ran(i, took);
             last = now;
         }
         false
@@ -410,8 +410,8 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    struct NoProgress;
-    impl Progress for NoProgress {
+    struct NoReport;
+    impl Report for NoReport {
         fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
     }
 
@@ -444,7 +444,7 @@ mod tests {
             x * x
         }
         let mut out = Vec::new();
-        let mut p = NoProgress;
+        let mut p = NoReport;
         let mut batch = Batch::new(inputs, count, &mut out, &mut p);
         run_stateless(square, &mut (), &mut batch).unwrap();
         out
@@ -469,7 +469,7 @@ mod tests {
         items: Vec<u32>,
     }
 
-    impl Progress for Timings {
+    impl Report for Timings {
         fn chunk_done(&mut self, _: u32, _: &mut Vec<u8>) {}
         fn chunk_ran(&mut self, first: u32, count: u32, call: u64, _: u64, each: bool) {
             self.chunks.push((first, count, each));
@@ -572,7 +572,7 @@ mod tests {
         // results that refuse to encode and panic encoding, and fine.
         let inputs = body(&[0u8, 11, 12, 3, 1, 2, 4]);
         let mut out = Vec::new();
-        let mut p = NoProgress;
+        let mut p = NoReport;
         let mut batch = Batch::new(&inputs, 7, &mut out, &mut p);
         run_stateless(echo, &mut (), &mut batch).unwrap();
         assert_eq!(batch.ran(), 7);
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn a_body_that_is_not_items_is_a_protocol_error() {
         let mut out = Vec::new();
-        let mut p = NoProgress;
+        let mut p = NoReport;
         // A head that claims 30 bytes, and 2 there.
         let mut batch = Batch::new(&[30 << 3, 1, 2], 1, &mut out, &mut p);
         assert!(run_stateless(|x: u64| x, &mut (), &mut batch).is_err());

@@ -248,7 +248,7 @@ impl Batch<'_> {
                 }
                 if each {
                     let now = std::time::Instant::now();
-                    self.progress.item_ran(i, (now - last).as_nanos() as u64);
+                    self.report.item_ran(i, (now - last).as_nanos() as u64);
                     last = now;
                 }
             }
@@ -257,14 +257,14 @@ impl Batch<'_> {
             let took = started.elapsed();
             let ran = end - next;
             let nanos = took.as_nanos() as u64;
-            self.progress.chunk_ran(next, ran, nanos, 0, each);
+            self.report.chunk_ran(next, ran, nanos, 0, each);
             each = nanos >= super::TIME_EACH_NANOS * ran as u64;
             next = end;
             if chunk < CHUNK as u32 && took < std::time::Duration::from_millis(1) {
                 chunk *= 2;
             }
             if next < self.count {
-                self.progress.chunk_done(next, self.out);
+                self.report.chunk_done(next, self.out);
             }
         }
         self.ran = self.count;
