@@ -238,7 +238,7 @@ impl PoolBuilder {
         // Everything the driver needs is made before the fork server: once
         // it runs, nothing can fail before the driver owns it (and reaps it).
         let cells = StepCells::new(self.workers)?;
-        let wake = crate::driver::wake()?;
+        let sleep = crate::driver::sleep::Sleep::new()?;
         let (ours, theirs) = sys::packet_pair()?;
         let (ours, theirs) = (Internal::new(ours), Internal::new(theirs));
         let theirs_raw = theirs.as_raw_fd();
@@ -268,7 +268,7 @@ impl PoolBuilder {
         let zygote = zygote?;
         let _build = span.enter();
         span.record("zygote", zygote.as_raw());
-        let driver = Driver::new(ours, zygote, cells, wake, config);
+        let driver = Driver::new(ours, zygote, cells, sleep, config);
         {
             let mut core = driver.lock();
             for slot in 0..self.workers {

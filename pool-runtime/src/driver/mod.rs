@@ -11,15 +11,15 @@
 mod policy;
 #[cfg(feature = "async")]
 pub(crate) mod pump;
+pub(crate) mod sleep;
 mod slot;
 mod supervise;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{send, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -137,10 +137,8 @@ pub(crate) struct Core {
     jobs: HashMap<JobId, JobRec>,
     next_tag: u64,
     next_job: JobId,
-    /// A thread is inside `poll` with the descriptors of this core.
-    polling: bool,
-    /// Threads waiting on the condition variable for the poller.
-    waiting: usize,
+    /// Who polls, who waits (`sleep/`).
+    roles: sleep::Roles,
     zygote_ctl: Option<Internal<OwnedFd>>,
     zygote_pid: Pid,
     cells: StepCells,
@@ -169,19 +167,12 @@ impl std::fmt::Debug for Core {
 #[derive(Debug)]
 pub(crate) struct Driver {
     core: Mutex<Core>,
-    cv: Condvar,
-    /// Written to wake the poller (`nudge`).
-    wake: Internal<EventFd>,
+    /// How each thread waiting on the pool is woken (`sleep/`).
+    sleep: sleep::Sleep,
     pub(crate) config: Config,
     /// The thread that drives the pool for async waiters (the `async` feature).
     #[cfg(feature = "async")]
     pub(crate) pump: pump::Pump,
-}
-
-/// The descriptor that wakes a driver's poller: made before the fork server
-/// is, so that once it runs nothing more can fail before the driver owns it.
-pub(crate) fn wake() -> nix::Result<Internal<EventFd>> {
-    EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).map(Internal::new)
 }
 
 impl Driver {
@@ -189,7 +180,7 @@ impl Driver {
         zygote_ctl: Internal<OwnedFd>,
         zygote_pid: Pid,
         cells: StepCells,
-        wake: Internal<EventFd>,
+        sleep: sleep::Sleep,
         config: Config,
     ) -> Self {
         let slots = (0..config.workers)
@@ -202,8 +193,7 @@ impl Driver {
             jobs: HashMap::new(),
             next_tag: 1,
             next_job: 1,
-            polling: false,
-            waiting: 0,
+            roles: Default::default(),
             zygote_ctl: Some(zygote_ctl),
             zygote_pid,
             cells,
@@ -216,8 +206,7 @@ impl Driver {
         };
         Driver {
             core: Mutex::new(core),
-            cv: Condvar::new(),
-            wake,
+            sleep,
             config,
             #[cfg(feature = "async")]
             pump: Default::default(),
@@ -240,10 +229,8 @@ impl Driver {
             if done(&mut core) {
                 return core;
             }
-            if core.polling {
-                core.waiting += 1;
-                core = self.cv.wait(core).unwrap_or_else(|p| p.into_inner());
-                core.waiting -= 1;
+            if core.roles.polling() {
+                core = self.sleep.follow(core);
                 continue;
             }
             if std::mem::take(&mut read_first) && core.read_lone_worker() {
@@ -253,16 +240,17 @@ impl Driver {
                     return core;
                 }
             }
-            core.polling = true;
+            let took = core.roles.take_polling();
+            debug_assert!(took, "no other thread polls: checked above, under the lock");
             let mut fds = std::mem::take(&mut core.pollfds);
-            core.fill_pollfds(&mut fds, self.wake.as_fd().as_raw_fd());
+            core.fill_pollfds(&mut fds, self.sleep.fd());
             let timeout = core.poll_timeout_ms();
             drop(core);
             // The descriptors stay open: only a thread holding the lock while
-            // `polling` is false closes one, and we hold `polling`.
+            // no thread polls closes one, and we poll.
             let polled = sys::poll_raw(&mut fds, timeout);
             core = self.lock();
-            core.polling = false;
+            core.roles.end_polling();
             self.after_poll(&mut core, fds, polled);
         }
     }
@@ -272,7 +260,10 @@ impl Driver {
     /// wake the other waiters.
     fn after_poll(&self, core: &mut Core, fds: Vec<libc::pollfd>, polled: nix::Result<usize>) {
         if polled.is_ok_and(|n| n > 0) {
-            core.handle_events(&fds, &self.wake);
+            if fds[0].revents != 0 {
+                self.sleep.woken();
+            }
+            core.handle_events(&fds);
         }
         core.pollfds = fds;
         core.tick();
@@ -283,17 +274,13 @@ impl Driver {
     /// the poller (a lone caller has no one to wake: no futex call).
     fn refill_and_wake(&self, core: &mut Core) {
         core.dispatch();
-        if core.waiting > 0 {
-            self.cv.notify_all();
-        }
+        self.sleep.wake_followers(&core.roles);
     }
 
     /// Wakes the poller, if any, so it polls again with fresh interest (new
     /// data waiting to be written).
     pub(crate) fn nudge(&self, core: &Core) {
-        if core.polling {
-            let _ = self.wake.write(1);
-        }
+        self.sleep.nudge(&core.roles);
     }
 
     /// Ends the pool: closes every channel, lets the zygote reap its workers
@@ -303,7 +290,10 @@ impl Driver {
         #[cfg(feature = "async")]
         self.stop_pump();
         let mut core = self.lock();
-        debug_assert!(!core.polling, "shutdown needs exclusive use of the pool");
+        debug_assert!(
+            !core.roles.polling(),
+            "shutdown needs exclusive use of the pool"
+        );
         for slot in &mut core.slots {
             slot.close();
         }
@@ -487,10 +477,9 @@ impl Core {
         }
     }
 
-    fn handle_events(&mut self, fds: &[libc::pollfd], wake: &EventFd) {
-        if fds[0].revents != 0 {
-            let _ = wake.read();
-        }
+    /// Handles what a poll reported (the wake-up descriptor, first, is the
+    /// caller's).
+    fn handle_events(&mut self, fds: &[libc::pollfd]) {
         if fds[1].revents != 0 {
             self.handle_ctl();
         }

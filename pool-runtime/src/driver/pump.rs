@@ -26,8 +26,7 @@
 //! borrows the driver, can start the pump.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::{Arc, Condvar, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use std::thread::JoinHandle;
 
@@ -41,8 +40,6 @@ pub(crate) struct Waiters {
     wakers: HashMap<JobId, Waker>,
     /// A pump thread exists (or is being started).
     running: bool,
-    /// The pump waits on [`Pump::cv`] for a waker to be registered.
-    parked: bool,
     /// The pool is shutting down: the pump leaves, none is started again.
     stop: bool,
     handle: Option<JoinHandle<()>>,
@@ -51,8 +48,6 @@ pub(crate) struct Waiters {
 /// The pump's link to its driver, in `Driver`.
 #[derive(Debug, Default)]
 pub(crate) struct Pump {
-    /// Where a parked pump waits (with the driver's lock).
-    cv: Condvar,
     /// The driver itself, for the pump thread to hold.
     me: OnceLock<Weak<Driver>>,
 }
@@ -112,9 +107,8 @@ impl Core {
         } else if !self.waiters.running {
             self.waiters.running = true;
             after.start_pump = true;
-        } else if self.waiters.parked {
-            self.waiters.parked = false;
-            driver.pump.cv.notify_one();
+        } else {
+            driver.sleep.unpark_pump(&mut self.roles);
         }
     }
 }
@@ -129,13 +123,13 @@ impl Driver {
         mut core: MutexGuard<'a, Core>,
         after: &mut AfterUnlock,
     ) -> MutexGuard<'a, Core> {
-        if core.polling {
+        if core.roles.polling() {
             // The poller handles the events, and wakes us through the pump.
             return core;
         }
         let mut fds = std::mem::take(&mut core.pollfds);
-        core.fill_pollfds(&mut fds, self.wake.as_fd().as_raw_fd());
-        // Under the lock with `polling` false: no descriptor can be closed
+        core.fill_pollfds(&mut fds, self.sleep.fd());
+        // Under the lock with no thread polling: no descriptor can be closed
         // meanwhile, and a zero timeout never blocks.
         let polled = sys::poll_raw(&mut fds, 0);
         self.after_poll(&mut core, fds, polled);
@@ -188,9 +182,7 @@ impl Driver {
             return;
         };
         // Wherever it waits: parked, a follower on the condvar, or in `poll`.
-        self.pump.cv.notify_all();
-        self.cv.notify_all();
-        self.nudge(&core);
+        self.sleep.wake_all(&core.roles);
         drop(core);
         let _ = handle.join();
     }
@@ -203,9 +195,7 @@ fn pump(driver: Arc<Driver>) {
     loop {
         let mut core = driver.lock();
         while core.waiters.wakers.is_empty() && !core.waiters.stop {
-            core.waiters.parked = true;
-            core = driver.pump.cv.wait(core).unwrap_or_else(|p| p.into_inner());
-            core.waiters.parked = false;
+            core = driver.sleep.park_pump(core);
         }
         if core.waiters.stop {
             core.waiters.running = false;
