@@ -103,96 +103,130 @@ where
     if stream.write_all(&out).is_err() {
         return code::PROTOCOL;
     }
-    let mut state: Box<dyn std::any::Any> = Box::new(state);
-
-    let mut input = Vec::new();
-    // One read brings in a small frame whole (prefix and body), or several.
-    let reader_end = stream.try_clone();
-    let Ok(reader_end) = reader_end else {
-        return code::PROTOCOL;
+    let server = Server {
+        stream,
+        out,
+        cell,
+        max_frame,
+        recycle,
+        served: 0,
+        tally: WorkerTally::default(),
+        long: false,
+        pid,
     };
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
-    let mut served: u64 = 0;
-    let mut tally = WorkerTally::default();
-    // Whether results have been long lately (`Batch::guessing_long`).
-    let mut long = false;
-    loop {
-        match frame::read_blocking(&mut reader, &mut input, max_frame) {
-            Ok(true) => {}
-            Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
-            Err(_) => return code::PROTOCOL,
-        }
-        match Message::parse(&input) {
-            Ok(Message::Run {
-                tag,
-                task,
-                count,
-                body,
-            }) => {
-                let Some(job) = Job::find(task, body) else {
-                    return code::PROTOCOL;
-                };
-                // Disabled (no subscriber, or above DEBUG), this is a
-                // relaxed load and a branch per batch.
-                let batch_span =
-                    tracing::debug_span!("batch", task = job.entry.name, count, pid).entered();
-                out.clear();
-                let start = write::done(&mut out, tag, 0, 0);
-                cell.begin(tag);
-                let mut flusher = Flusher {
-                    stream: &mut stream,
+    server.serve(Box::new(state))
+}
+
+/// A ready worker: what serving batches needs from one to the next.
+struct Server<'a> {
+    stream: UnixStream,
+    out: Vec<u8>,
+    cell: &'a StepCell,
+    max_frame: usize,
+    recycle: &'a Recycle,
+    /// Items run so far, for the task limit.
+    served: u64,
+    tally: WorkerTally,
+    /// Whether results have been long lately (`Batch::guessing_long`).
+    long: bool,
+    pid: u32,
+}
+
+impl Server<'_> {
+    /// Serves frames until the channel closes, an `Exit` comes or the
+    /// worker's limits say it leaves; returns its exit code.
+    fn serve(mut self, mut state: Box<dyn std::any::Any>) -> i32 {
+        let mut input = Vec::new();
+        // One read brings in a small frame whole (prefix and body), or several.
+        let Ok(reader_end) = self.stream.try_clone() else {
+            return code::PROTOCOL;
+        };
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
+        loop {
+            match frame::read_blocking(&mut reader, &mut input, self.max_frame) {
+                Ok(true) => {}
+                Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
+                Err(_) => return code::PROTOCOL,
+            }
+            let hook = match Message::parse(&input) {
+                Ok(Message::Run {
                     tag,
-                    flushed: 0,
-                    start,
-                    last: Instant::now(),
-                    max_frame,
-                    broken: false,
-                    tally: &mut tally,
-                };
-                // The worker's task limit: the items from there on are not started.
-                let stop_at = recycle.max_tasks.map_or(u32::MAX, |n| {
-                    n.saturating_sub(served).min(u32::MAX as u64) as u32
-                });
-                let (ok, ran) = {
-                    let mut batch = Batch::new(job.inputs, count, &mut out, &mut flusher)
-                        .marking(cell)
-                        .stopping_at(stop_at)
-                        .guessing_long(long);
-                    let ok = match &job.chain {
-                        None => (job.entry.run)(&mut *state, &mut batch).is_ok(),
-                        Some(links) => batch.run_stages(links, &mut *state).is_ok(),
-                    };
-                    long = batch.long_guess();
-                    (ok, batch.ran())
-                };
-                if !ok || flusher.broken {
-                    return code::PROTOCOL;
+                    task,
+                    count,
+                    body,
+                }) => {
+                    if let Err(code) = self.run(&mut *state, tag, (task, count, body)) {
+                        return code;
+                    }
+                    if !self.recycle.due(self.served) {
+                        continue;
+                    }
+                    self.recycle.exit_hook
                 }
-                let (flushed, nanos) = (flusher.flushed, flusher.last.elapsed().as_nanos() as u64);
-                // Nothing runs now: if the worker leaves, no item is to blame,
-                // and the driver runs the ones not started elsewhere.
-                cell.end();
-                served += ran as u64;
-                if !send_done(
-                    &mut stream,
-                    &mut out,
-                    (tag, start),
-                    (flushed, ran - flushed, nanos),
-                    max_frame,
-                    &mut tally,
-                ) {
-                    return code::PROTOCOL;
-                }
-                drop(batch_span);
-                if recycle.due(served) {
-                    return leave(&mut stream, &mut out, state, recycle.exit_hook, max_frame);
-                }
-            }
-            Ok(Message::Exit { hook }) => {
-                return leave(&mut stream, &mut out, state, hook, max_frame)
-            }
-            _ => return code::PROTOCOL,
+                Ok(Message::Exit { hook }) => hook,
+                _ => return code::PROTOCOL,
+            };
+            return leave(&mut self.stream, &mut self.out, state, hook, self.max_frame);
         }
+    }
+
+    /// Runs batch `tag` (`count` inputs of `task` in `body`) and sends its
+    /// outcomes back; `Err`: the worker must leave, with this exit code.
+    fn run(
+        &mut self,
+        state: &mut dyn std::any::Any,
+        tag: u64,
+        (task, count, body): (u32, u32, &[u8]),
+    ) -> Result<(), i32> {
+        let job = Job::find(task, body).ok_or(code::PROTOCOL)?;
+        // Disabled (no subscriber, or above DEBUG), this is a relaxed load
+        // and a branch per batch.
+        let pid = self.pid;
+        let _batch_span = tracing::debug_span!("batch", task = job.entry.name, count, pid).entered();
+        self.out.clear();
+        let start = write::done(&mut self.out, tag, 0, 0);
+        self.cell.begin(tag);
+        let mut flusher = Flusher {
+            stream: &mut self.stream,
+            tag,
+            flushed: 0,
+            start,
+            last: Instant::now(),
+            max_frame: self.max_frame,
+            broken: false,
+            tally: &mut self.tally,
+        };
+        // The worker's task limit: the items from there on are not started.
+        let stop_at = self.recycle.max_tasks.map_or(u32::MAX, |n| {
+            n.saturating_sub(self.served).min(u32::MAX as u64) as u32
+        });
+        let mut batch = Batch::new(job.inputs, count, &mut self.out, &mut flusher)
+            .marking(self.cell)
+            .stopping_at(stop_at)
+            .guessing_long(self.long);
+        let ok = match &job.chain {
+            None => (job.entry.run)(state, &mut batch).is_ok(),
+            Some(links) => batch.run_stages(links, state).is_ok(),
+        };
+        let (ran, long) = (batch.ran(), batch.long_guess());
+        self.long = long;
+        if !ok || flusher.broken {
+            return Err(code::PROTOCOL);
+        }
+        let (flushed, nanos) = (flusher.flushed, flusher.last.elapsed().as_nanos() as u64);
+        // Nothing runs now: if the worker leaves, no item is to blame, and
+        // the driver runs the ones not started elsewhere.
+        self.cell.end();
+        self.served += ran as u64;
+        let sent = send_done(
+            &mut self.stream,
+            &mut self.out,
+            (tag, start),
+            (flushed, ran - flushed, nanos),
+            self.max_frame,
+            &mut self.tally,
+        );
+        sent.then_some(()).ok_or(code::PROTOCOL)
     }
 }
 

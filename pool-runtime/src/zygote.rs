@@ -32,6 +32,16 @@ pub(crate) struct Zygote<'a, A, I> {
     pub(crate) recycle: &'a crate::worker::Recycle,
 }
 
+/// What the zygote keeps track of from one poll to the next.
+struct Life {
+    /// Live workers, by pid: their slot.
+    children: HashMap<Pid, u32>,
+    /// The driver's end is still there.
+    ctl_open: bool,
+    /// A shutdown asked to be done by then (SIGKILL for what still runs).
+    deadline: Option<Instant>,
+}
+
 impl<A, I> Zygote<'_, A, I> {
     /// The zygote's whole life. Returns the exit code for `_exit`.
     pub(crate) fn main<S: 'static, M>(self) -> i32
@@ -39,7 +49,6 @@ impl<A, I> Zygote<'_, A, I> {
         I: Init<A, S, M>,
     {
         sys::ignore_sigint();
-        let me = nix::unistd::getpid();
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
         let Ok(old_mask) = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
@@ -49,139 +58,166 @@ impl<A, I> Zygote<'_, A, I> {
         else {
             return 2;
         };
-        let mut children: HashMap<Pid, u32> = HashMap::new();
-        let mut ctl_open = true;
-        let mut deadline: Option<Instant> = None;
-        let mut buf = [0u8; 64];
-        let send = |ctl: &OwnedFd, msg: Ctl| {
-            let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
+        let mut life = Life {
+            children: HashMap::new(),
+            ctl_open: true,
+            deadline: None,
         };
-
         loop {
-            if !ctl_open || deadline.is_some() {
-                if children.is_empty() {
+            if !life.ctl_open || life.deadline.is_some() {
+                if life.children.is_empty() {
                     return 0;
                 }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    for pid in children.keys() {
-                        let _ = kill(*pid, Signal::SIGKILL);
-                    }
+                if life.deadline.is_some_and(|d| Instant::now() >= d) {
+                    kill_all(&life);
                 }
             }
-            let timeout = match deadline {
-                Some(d) => PollTimeout::try_from(
-                    d.saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(1)),
-                )
-                .unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
+            let Ok(ctl_ready) = self.wait(&sfd, &life) else {
+                return 2;
             };
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            if ctl_open {
-                fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+            self.reap(&sfd, &mut life);
+            if ctl_ready {
+                self.receive::<S, M>(&mut life, &sfd, &old_mask);
             }
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return 2,
-            }
-            let ctl_ready = ctl_open && fds[1].any().unwrap_or(false);
-            drop(fds);
+        }
+    }
 
-            // Reap every child that ended, and say how.
-            while let Ok(Some(_)) = sfd.read_signal() {}
-            loop {
-                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) => {
-                        children.remove(&pid);
-                        if ctl_open {
-                            let how = Exit::Code(code);
-                            send(self.ctl, Ctl::Exited { pid: pid.as_raw(), how });
-                        }
-                    }
-                    Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                        children.remove(&pid);
-                        if ctl_open {
-                            let how = Exit::Signal(sig as i32);
-                            send(self.ctl, Ctl::Exited { pid: pid.as_raw(), how });
-                        }
-                    }
-                    Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
+    /// Waits for a child to end or a control packet (until the shutdown's
+    /// deadline, if any); `Ok(true)` if a packet waits.
+    fn wait(&self, sfd: &SignalFd, life: &Life) -> nix::Result<bool> {
+        let timeout = match life.deadline {
+            Some(d) => PollTimeout::try_from(
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            )
+            .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if life.ctl_open {
+            fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(life.ctl_open && fds[1].any().unwrap_or(false))
+    }
 
-            if !ctl_ready {
-                continue;
+    /// Reaps every child that ended, and tells the driver how.
+    fn reap(&self, sfd: &SignalFd, life: &mut Life) {
+        while let Ok(Some(_)) = sfd.read_signal() {}
+        loop {
+            let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            life.children.remove(&pid);
+            if life.ctl_open {
+                self.send(Ctl::Exited {
+                    pid: pid.as_raw(),
+                    how,
+                });
             }
-            match sys::recv_packet(self.ctl.as_fd(), &mut buf) {
-                Ok((0, _)) | Err(_) => {
-                    // The driver is gone (or dropped the pool): nothing may outlive it.
-                    ctl_open = false;
-                    for pid in children.keys() {
-                        let _ = kill(*pid, Signal::SIGKILL);
-                    }
-                }
-                Ok((n, fd)) => match Ctl::decode(&buf[..n]) {
-                    Some(Ctl::Spawn { slot, generation }) if deadline.is_none() => {
-                        let Some(chan) = fd else { continue };
+        }
+    }
+
+    /// Takes one control packet and does what it says.
+    fn receive<S: 'static, M>(&self, life: &mut Life, sfd: &SignalFd, old_mask: &SigSet)
+    where
+        I: Init<A, S, M>,
+    {
+        let mut buf = [0u8; 64];
+        match sys::recv_packet(self.ctl.as_fd(), &mut buf) {
+            Ok((0, _)) | Err(_) => {
+                // The driver is gone (or dropped the pool): nothing may outlive it.
+                life.ctl_open = false;
+                kill_all(life);
+            }
+            Ok((n, fd)) => match Ctl::decode(&buf[..n]) {
+                Some(Ctl::Spawn { slot, generation }) if life.deadline.is_none() => {
+                    if let Some(chan) = fd {
                         let info = WorkerInfo {
                             index: slot as usize,
                             generation,
                         };
-                        let (ctl_raw, sfd_raw) = (self.ctl.as_raw_fd(), sfd.as_raw_fd());
-                        let forked = sys::fork_with(|| {
-                            sys::close_raw(ctl_raw);
-                            sys::close_raw(sfd_raw);
-                            let _ = old_mask.thread_set_mask();
-                            worker::main(
-                                self.init,
-                                self.args,
-                                worker::Start {
-                                    info,
-                                    chan,
-                                    cell: self.cells.get(slot as usize),
-                                    zygote: me,
-                                    max_frame: self.max_frame,
-                                    recycle: self.recycle,
-                                },
-                            )
-                        });
-                        match forked {
-                            Ok(pid) => {
-                                children.insert(pid, slot);
-                                send(
-                                    self.ctl,
-                                    Ctl::Spawned {
-                                        slot,
-                                        pid: pid.as_raw(),
-                                    },
-                                );
-                            }
-                            Err(e) => send(
-                                self.ctl,
-                                Ctl::SpawnFailed {
-                                    slot,
-                                    errno: e as i32,
-                                },
-                            ),
-                        }
-                        // `chan` was moved into the closure and dropped here: the
-                        // zygote keeps no copy of any worker's channel.
+                        self.spawn::<S, M>(life, info, chan, (sfd, old_mask));
                     }
-                    Some(Ctl::Kill { pid, signal }) => {
-                        let pid = Pid::from_raw(pid);
-                        if children.contains_key(&pid) {
-                            if let Ok(sig) = Signal::try_from(signal) {
-                                let _ = kill(pid, sig);
-                            }
+                }
+                Some(Ctl::Kill { pid, signal }) => {
+                    let pid = Pid::from_raw(pid);
+                    if life.children.contains_key(&pid) {
+                        if let Ok(sig) = Signal::try_from(signal) {
+                            let _ = kill(pid, sig);
                         }
                     }
-                    Some(Ctl::Shutdown { grace_ms }) => {
-                        deadline = Some(Instant::now() + Duration::from_millis(grace_ms.into()));
-                    }
-                    _ => {}
-                },
-            }
+                }
+                Some(Ctl::Shutdown { grace_ms }) => {
+                    life.deadline = Some(Instant::now() + Duration::from_millis(grace_ms.into()));
+                }
+                _ => {}
+            },
         }
+    }
+
+    /// Forks the worker `info` says, on channel `chan`, and tells the
+    /// driver its pid (or why there is none).
+    fn spawn<S: 'static, M>(
+        &self,
+        life: &mut Life,
+        info: WorkerInfo,
+        chan: OwnedFd,
+        (sfd, old_mask): (&SignalFd, &SigSet),
+    ) where
+        I: Init<A, S, M>,
+    {
+        let me = nix::unistd::getpid();
+        let (ctl_raw, sfd_raw) = (self.ctl.as_raw_fd(), sfd.as_raw_fd());
+        let slot = info.index as u32;
+        let forked = sys::fork_with(|| {
+            sys::close_raw(ctl_raw);
+            sys::close_raw(sfd_raw);
+            let _ = old_mask.thread_set_mask();
+            worker::main(
+                self.init,
+                self.args,
+                worker::Start {
+                    info,
+                    chan,
+                    cell: self.cells.get(info.index),
+                    zygote: me,
+                    max_frame: self.max_frame,
+                    recycle: self.recycle,
+                },
+            )
+        });
+        // `chan` was moved into the closure and dropped with it: the zygote
+        // keeps no copy of any worker's channel.
+        match forked {
+            Ok(pid) => {
+                life.children.insert(pid, slot);
+                self.send(Ctl::Spawned {
+                    slot,
+                    pid: pid.as_raw(),
+                });
+            }
+            Err(e) => self.send(Ctl::SpawnFailed {
+                slot,
+                errno: e as i32,
+            }),
+        }
+    }
+
+    fn send(&self, msg: Ctl) {
+        let _ = sys::send_packet(self.ctl.as_fd(), &msg.encode(), None);
+    }
+}
+
+/// SIGKILL for every live worker.
+fn kill_all(life: &Life) {
+    for pid in life.children.keys() {
+        let _ = kill(*pid, Signal::SIGKILL);
     }
 }
