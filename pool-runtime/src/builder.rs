@@ -174,6 +174,8 @@ impl PoolBuilder {
     /// [`Imap::progress_mode`](crate::Imap::progress_mode). Default: off.
     ///
     /// A `map` stops at its first error, so its bar shows at most one.
+    ///
+    /// *Feature `progress` (on by default).*
     #[cfg(feature = "progress")]
     pub fn progress(mut self, mode: crate::ProgressMode) -> Self {
         self.progress = mode;

@@ -77,6 +77,8 @@ where
     /// })
     /// # }
     /// ```
+    ///
+    /// *Feature `async` (on by default).*
     pub fn into_stream(self) -> ImapStream<'p, I, R> {
         ImapStream {
             imap: self,
@@ -144,6 +146,8 @@ where
 ///
 /// Dropping it early cancels the inputs not yet sent to a worker; the pool
 /// stays usable.
+///
+/// *Feature `async` (on by default).*
 pub struct ImapStream<'p, I: Iterator, R> {
     imap: Imap<'p, I, R>,
     registered: bool,
@@ -225,6 +229,8 @@ impl<I: Iterator, R> Drop for ImapStream<'_, I, R> {
 /// assert_eq!(sum, 25);
 /// # Ok(()) }
 /// ```
+///
+/// *Feature `async` (on by default).*
 impl<R: DeserializeOwned> Future for Submitted<'_, R> {
     type Output = Result<R, Error>;
 

@@ -29,6 +29,8 @@ use super::Imap;
 /// or for one call with [`Imap::progress_mode`].
 ///
 /// Needs the `progress` feature.
+///
+/// *Feature `progress` (on by default).*
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ProgressMode {
@@ -318,6 +320,8 @@ where
     /// assert_eq!(halves.len(), 900);
     /// # Ok(()) }
     /// ```
+    ///
+    /// *Feature `progress` (on by default).*
     pub fn progress(self) -> Self {
         self.progress_mode(ProgressMode::Auto)
     }
@@ -325,6 +329,8 @@ where
     /// Sets this stream's progress bar: [`ProgressMode::Always`] draws it
     /// even when stderr is not a terminal, [`ProgressMode::Off`] turns off
     /// the bar the pool's builder asked for. Replaces any bar set before.
+    ///
+    /// *Feature `progress` (on by default).*
     pub fn progress_mode(mut self, mode: ProgressMode) -> Self {
         self.progress = Slot::from_mode(mode);
         self
@@ -334,6 +340,8 @@ where
     /// [`ProgressDrawTarget`], such as `ProgressDrawTarget::stdout()`, a
     /// `MultiProgress`, or an in-memory terminal in a test. A hidden target
     /// costs nothing. Replaces any bar set before.
+    ///
+    /// *Feature `progress` (on by default).*
     pub fn progress_to(mut self, target: ProgressDrawTarget) -> Self {
         self.progress = Slot::Wanted {
             target,
