@@ -213,8 +213,20 @@ impl Driver {
         }
     }
 
+    /// The core, locked. A thread that panicked while it held the lock (a
+    /// bug of the runtime, or an executor's waker that panicked) may have
+    /// left it half-changed: the pool is then broken, once, and says why to
+    /// every input still waiting; it can still be shut down.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        match self.core.lock() {
+            Ok(core) => core,
+            Err(poisoned) => {
+                let mut core = poisoned.into_inner();
+                self.core.clear_poison();
+                core.poisoned();
+                core
+            }
+        }
     }
 
     /// Drives the pool until `done` holds, and returns with the lock held.

@@ -399,6 +399,12 @@ impl Core {
         }
     }
 
+    /// The lock was poisoned (see `Driver::lock`): nothing more runs.
+    pub(super) fn poisoned(&mut self) {
+        let why = "a thread panicked while it held the pool's state; the pool runs nothing more";
+        self.break_pool(why.into(), false);
+    }
+
     pub(super) fn break_pool(&mut self, why: String, zygote_gone: bool) {
         if self.broken.is_none() {
             self.broken = Some(why.clone());

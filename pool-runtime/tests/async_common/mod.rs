@@ -119,6 +119,17 @@ impl Drop for Gate {
     }
 }
 
+/// Whether process `pid` is gone (or a zombie no one of ours must reap).
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
 /// The workers' (pid, generation), in slot order.
 pub fn workers(pool: &Pool<Me>) -> Vec<(u32, u32)> {
     pool.broadcast(whoami, ()).unwrap()
