@@ -7,7 +7,10 @@ mod faults;
 
 use std::time::Duration;
 
-use faults::{check, deaths, probe, touch, worker, Fault, Input, Output, Stage, Watchdog, Worker};
+use faults::{
+    check, deaths, imap_and_check, probe, touch, worker, Fault, Input, Output, Stage, Watchdog,
+    Worker,
+};
 use pool_runtime::{worker_exit, worker_init, worker_task, ErrorKind, Pool};
 
 /// Every chunking a user can pick: adaptive, one item per frame, 16 per frame.
@@ -44,14 +47,7 @@ fn inputs(n: u64, poisoned: &[u64], stage: Stage, fault: Fault) -> Vec<Input> {
 /// outcome, in input order.
 fn run_and_check(pool: &Pool<Worker>, inputs: &[Input], what: &str) {
     let _watchdog = Watchdog::new(Duration::from_secs(60), "a map with poisoned inputs");
-    let out: Vec<_> = pool.imap(probe, inputs.iter().copied()).collect();
-    assert_eq!(out.len(), inputs.len(), "{what}: one outcome per input");
-    let wrong: Vec<String> = inputs
-        .iter()
-        .zip(&out)
-        .filter_map(|(i, o)| check(i, o).err())
-        .collect();
-    assert!(wrong.is_empty(), "{what}:\n{}", wrong.join("\n"));
+    imap_and_check(pool, inputs, what);
 }
 
 /// Every shape a user can reach: the three chunkings, fresh and warm.

@@ -10,7 +10,7 @@ mod faults;
 
 use std::time::Duration;
 
-use faults::{check, deaths, probe, worker, Fault, Input, Stage, Watchdog};
+use faults::{deaths, imap_and_check, probe, worker, Fault, Input, Stage, Watchdog};
 use pool_runtime::Pool;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -92,14 +92,7 @@ fn exactly_the_poisoned_inputs_fail_each_as_it_should() {
                 777
             );
         }
-        let out: Vec<_> = pool.imap(probe, inputs.iter().copied()).collect();
-        assert_eq!(out.len(), inputs.len(), "{what}: one outcome per input");
-        let wrong: Vec<String> = inputs
-            .iter()
-            .zip(&out)
-            .filter_map(|(i, o)| check(i, o).err())
-            .collect();
-        assert!(wrong.is_empty(), "{what}:\n{}", wrong.join("\n"));
+        imap_and_check(&pool, &inputs, &what);
         assert_eq!(deaths(&pool), deadly, "{what}: one death per deadly poison");
         let again = pool.map(probe, (0..1000).map(Input::clean)).unwrap();
         assert_eq!(again.len(), 1000, "{what}: the pool serves on");

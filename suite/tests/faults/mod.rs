@@ -282,6 +282,24 @@ pub fn check(
     }
 }
 
+/// Runs `inputs` through `imap` and checks that each got exactly the
+/// outcome [`check`] wants, in input order; `what` names the case.
+pub fn imap_and_check(pool: &pool_runtime::Pool<Worker>, inputs: &[Input], what: &str) {
+    let out: Vec<_> = pool.imap(probe, inputs.iter().copied()).collect();
+    assert_eq!(out.len(), inputs.len(), "{what}: one outcome per input");
+    let wrong: Vec<String> = inputs
+        .iter()
+        .zip(&out)
+        .filter_map(|(i, o)| check(i, o).err())
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}:
+{}",
+        wrong.join("\n")
+    );
+}
+
 /// Aborts the whole test process if it is still armed after `limit`: a hang
 /// is a failure, never a stuck run.
 pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
