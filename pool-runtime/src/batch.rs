@@ -185,15 +185,11 @@ impl<'a> Batch<'a> {
             } else {
                 let mut stopped = false;
                 for (k, input) in inputs.drain(..).enumerate() {
-                    let i = next + k as u32;
-                    if i >= self.stop_at {
+                    let Some(output) = self.call_item(next + k as u32, input, &mut call) else {
                         stopped = true;
                         break;
-                    }
-                    outputs.push(input.and_then(|input| {
-                        self.mark(i, Phase::Run);
-                        catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
-                    }));
+                    };
+                    outputs.push(output);
                 }
                 stopped
             };
@@ -319,6 +315,24 @@ impl<'a> Batch<'a> {
         outputs.clear();
     }
 
+    /// Item `i`'s outcome: the task called on its input (which may have
+    /// failed to decode), or `None` if the task limit stops the batch before it.
+    #[inline(always)]
+    fn call_item<A, R>(
+        &self,
+        i: u32,
+        input: Result<A, Failed>,
+        call: &mut impl FnMut(A) -> R,
+    ) -> Option<Result<R, Failed>> {
+        if i >= self.stop_at {
+            return None;
+        }
+        Some(input.and_then(|input| {
+            self.mark(i, Phase::Run);
+            catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
+        }))
+    }
+
     /// The call loop for items of a microsecond or more: a clock read after
     /// each, for the slowest items. Kept out of `run`'s loop, whose tight
     /// code it would slow (measured: ~1.5 ns an item on cheap items).
@@ -334,13 +348,10 @@ impl<'a> Batch<'a> {
     ) -> bool {
         for (k, input) in inputs.drain(..).enumerate() {
             let i = first + k as u32;
-            if i >= self.stop_at {
+            let Some(output) = self.call_item(i, input, call) else {
                 return true;
-            }
-            outputs.push(input.and_then(|input| {
-                self.mark(i, Phase::Run);
-                catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
-            }));
+            };
+            outputs.push(output);
             let now = std::time::Instant::now();
             let took = (now - last).as_nanos() as u64;
             self.report.item_ran(i, took);

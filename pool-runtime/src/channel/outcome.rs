@@ -91,29 +91,25 @@ impl From<Malformed> for Error {
 pub(crate) fn read<R: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(Result<R, Error>, &[u8]), Malformed> {
-    let (status, value, rest) = item::read(bytes)?;
-    let result = if status == Status::Ok as u8 {
-        match unwind::catch(|| item::decode::<R>(value)) {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => Err(undecodable(e)),
-            Err(panic) => Err(panicked(panic)),
-        }
-    } else {
-        Err(failure(status, value))
-    };
-    Ok((result, rest))
+    let mut one = None;
+    let rest = read_each(bytes, 1, |result| {
+        one = Some(result);
+        false
+    })?;
+    Ok((one.expect("one outcome for the one item read"), rest))
 }
 
 /// Reads `count` outcomes from the front of `bytes` as [`read`] does, in
-/// order, handing each to `take` until it returns `false`. One catch covers a run of items (a catch per
-/// item costs more than decoding a small output): a panic in an output's
-/// `Deserialize` is that item's `Panicked`, and the run goes on after it.
-/// Call it inside [`unwind::quietly`].
+/// order, handing each to `take` until it returns `false`; returns the
+/// bytes after the last one read. One catch covers a run of items (a catch
+/// per item costs more than decoding a small output): a panic in an
+/// output's `Deserialize` is that item's `Panicked`, and the run goes on
+/// after it. Call it inside [`unwind::quietly`].
 pub(crate) fn read_each<R: DeserializeOwned>(
     bytes: &[u8],
     count: u32,
     mut take: impl FnMut(Result<R, Error>) -> bool,
-) -> Result<(), Malformed> {
+) -> Result<&[u8], Malformed> {
     let (mut next, mut left) = (bytes, count);
     while left > 0 {
         let run = unwind::catch(|| {
@@ -140,7 +136,7 @@ pub(crate) fn read_each<R: DeserializeOwned>(
             }
         }
     }
-    Ok(())
+    Ok(next)
 }
 
 #[cold]
