@@ -1,6 +1,5 @@
 //! [`PoolBuilder`]: how many workers, how work is cut, and `build`.
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::channel::frame::MAX_FRAME;
@@ -8,10 +7,9 @@ use crate::driver::{Config, Driver};
 use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
-use crate::sys::{self, StepCells, Internal};
 use crate::task::{Exit, Init};
+use crate::transport::fork::{ForkServer, Settings};
 use crate::worker::Recycle;
-use crate::zygote::Zygote;
 use std::any::TypeId;
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
@@ -212,39 +210,10 @@ impl PoolBuilder {
     {
         registry::prepare();
         crate::unwind::install_panic_hook();
-        if self.recycle.exit_hook == Some(u32::MAX) {
-            return Err(Error::new(ErrorKind::NotRegistered(
-                "the exit hook given to `exit_hook`",
-            )));
-        }
-        if let Some((ty, name)) = self.exit_state {
-            if ty != TypeId::of::<S>() {
-                let msg = format!(
-                    "the exit hook consumes a `{name}`, but this pool's state is a `{}`",
-                    std::any::type_name::<S>()
-                );
-                return Err(Error::new(ErrorKind::Init(msg)));
-            }
-        }
-        let config = Config {
-            workers: self.workers,
-            max_frame: self.max_frame,
-            chunk_size: self.chunk_size,
-            shutdown_grace: self.shutdown_grace,
-            respawn_limit: self.respawn_limit,
-            retries: self.retries,
-            task_timeout: self.task_timeout,
-            init_timeout: self.init_timeout,
-            recycle: self.recycle.clone(),
-        };
-        // Everything the driver needs is made before the fork server: once
-        // it runs, nothing can fail before the driver owns it (and reaps it).
-        let cells = StepCells::new(self.workers)?;
+        self.check_exit_hook::<S>()?;
+        // The wake-up descriptor first: once the fork server runs, nothing
+        // can fail before the driver owns it (and its drop reaps it).
         let sleep = crate::driver::sleep::Sleep::new()?;
-        let (ours, theirs) = sys::packet_pair()?;
-        let (ours, theirs) = (Internal::new(ours), Internal::new(theirs));
-        let theirs_raw = theirs.as_raw_fd();
-        let max_frame = self.max_frame;
         // Entered only after the fork, so the fork server and the workers
         // (which inherit the subscriber) do not run inside it forever.
         let span = tracing::info_span!(
@@ -252,36 +221,16 @@ impl PoolBuilder {
             workers = self.workers,
             zygote = tracing::field::Empty
         );
-        let zygote = sys::fork_with(|| {
-            sys::close_internal_fds(theirs_raw);
-            Zygote {
-                init: &init,
-                args: &args,
-                cells: &cells,
-                ctl: &theirs,
-                max_frame,
-                recycle: &self.recycle,
-            }
-            .main::<S, M>()
-        });
-        drop(theirs);
-        // The fork server holds its own copy now; the driver needs neither.
-        drop((init, args));
-        let zygote = zygote?;
-        let _build = span.enter();
-        span.record("zygote", zygote.as_raw());
-        let driver = Driver::new(ours, zygote, cells, sleep, config);
-        {
-            let mut core = driver.lock();
-            for slot in 0..self.workers {
-                core.spawn(slot);
-            }
-        }
-        let status = {
-            let core = driver.wait_until(|core| core.startup_status().is_some());
-            core.startup_status().expect("waited for it")
+        let settings = Settings {
+            workers: self.workers,
+            max_frame: self.max_frame,
+            recycle: &self.recycle,
         };
-        match status {
+        let transport = ForkServer::start(init, args, settings)?;
+        let _build = span.enter();
+        span.record("zygote", transport.pid().as_raw());
+        let driver = Driver::new(Box::new(transport), sleep, self.config());
+        match driver.start_workers() {
             Ok(()) => {
                 tracing::info!("pool built");
                 let pool = Pool::new(driver);
@@ -294,6 +243,41 @@ impl PoolBuilder {
                 driver.shutdown();
                 Err(Error::new(ErrorKind::Init(why)))
             }
+        }
+    }
+
+    /// The exit hook given to [`exit_hook`](Self::exit_hook) is registered
+    /// and consumes the pool's state type `S`.
+    fn check_exit_hook<S: 'static>(&self) -> Result<(), Error> {
+        if self.recycle.exit_hook == Some(u32::MAX) {
+            return Err(Error::new(ErrorKind::NotRegistered(
+                "the exit hook given to `exit_hook`",
+            )));
+        }
+        match self.exit_state {
+            Some((ty, name)) if ty != TypeId::of::<S>() => {
+                let msg = format!(
+                    "the exit hook consumes a `{name}`, but this pool's state is a `{}`",
+                    std::any::type_name::<S>()
+                );
+                Err(Error::new(ErrorKind::Init(msg)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The driver's settings.
+    fn config(&self) -> Config {
+        Config {
+            workers: self.workers,
+            max_frame: self.max_frame,
+            chunk_size: self.chunk_size,
+            shutdown_grace: self.shutdown_grace,
+            respawn_limit: self.respawn_limit,
+            retries: self.retries,
+            task_timeout: self.task_timeout,
+            init_timeout: self.init_timeout,
+            recycle: self.recycle.clone(),
         }
     }
 }

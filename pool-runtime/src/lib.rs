@@ -96,9 +96,9 @@ mod pool;
 pub mod registry;
 mod sys;
 mod task;
+mod transport;
 mod unwind;
 mod worker;
-mod zygote;
 
 pub use builder::PoolBuilder;
 pub use error::{Error, ErrorKind};

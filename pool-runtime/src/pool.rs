@@ -17,9 +17,11 @@ use crate::driver::{Completion, Core, Driver, JobId, NewBatch};
 use crate::error::{Error, ErrorKind};
 use crate::registry;
 use crate::task::{Exit, Task};
+use chunker::Chunker;
 
 #[cfg(feature = "async")]
 mod asynch;
+mod chunker;
 #[cfg(feature = "progress")]
 pub(crate) mod progress;
 #[cfg(feature = "async")]
@@ -433,58 +435,8 @@ impl<'p, R: DeserializeOwned> Submitted<'p, R> {
 
 // ---------------------------------------------------------------------------
 
-/// Aim for this much work per frame, so that per-frame costs vanish but
-/// workers stay balanced and outcomes keep flowing.
-const TARGET_BATCH_NANOS: f64 = 2_000_000.0;
-const MAX_CHUNK: u32 = 1 << 16;
 /// A frame stops taking inputs past this size.
 const BATCH_BYTES: usize = 4 << 20;
-
-/// Picks how many inputs go in the next frame, from how long frames take.
-#[derive(Debug)]
-struct Chunker {
-    fixed: Option<u32>,
-    size: u32,
-    cap: u32,
-    /// Smoothed cost of one item, in ns, once measured.
-    per_item: Option<f64>,
-}
-
-impl Chunker {
-    /// With a known number of inputs, a frame holds at most 1/32 of a
-    /// worker's share: cheap tasks reach 2 ms of worker time only in frames
-    /// so large (65,536 tiny items) that the driver, which spends more per
-    /// item than the workers, makes them wait at the start and the end of
-    /// each frame. Measured on `tiny` (1 M squares, 2 workers, four
-    /// alternating runs each): a share of 1/4 gave 18.3–19.0 M/s, 1/16
-    /// 21.5–23.5, 1/32 23.3–24.3 M/s.
-    fn new(fixed: Option<usize>, hint: Option<usize>, workers: usize) -> Self {
-        let cap = hint.map_or(MAX_CHUNK, |n| {
-            (n / (workers * 32)).clamp(1, MAX_CHUNK as usize) as u32
-        });
-        Chunker {
-            fixed: fixed.map(|n| n as u32),
-            size: 1,
-            cap,
-            per_item: None,
-        }
-    }
-
-    fn size(&self) -> u32 {
-        self.fixed.unwrap_or(self.size)
-    }
-
-    fn observe(&mut self, count: u32, nanos: f64) {
-        let per = (nanos / count as f64).max(1.0);
-        let per = match self.per_item {
-            Some(old) => 0.7 * old + 0.3 * per,
-            None => per,
-        };
-        self.per_item = Some(per);
-        let ideal = (TARGET_BATCH_NANOS / per) as u64;
-        self.size = ideal.clamp(1, (self.size as u64 * 8).min(self.cap as u64)) as u32;
-    }
-}
 
 /// Where the stream is in one completion's outcomes.
 #[derive(Debug)]

@@ -14,21 +14,21 @@ pub(crate) mod pump;
 pub(crate) mod sleep;
 mod slot;
 mod supervise;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::socket::{send, MsgFlags};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
-use crate::sys::{self, StepCells, Internal};
-use crate::channel::control::Ctl;
+use crate::sys;
+use crate::transport::{self, Event, Transport};
 use slot::{Slot, SlotState};
 
 /// A job's id: one `map`/`imap`/`apply`/`broadcast` call.
@@ -139,9 +139,10 @@ pub(crate) struct Core {
     next_job: JobId,
     /// Who polls, who waits (`sleep/`).
     roles: sleep::Roles,
-    zygote_ctl: Option<Internal<OwnedFd>>,
-    zygote_pid: Pid,
-    cells: StepCells,
+    /// How workers start, end and are watched.
+    transport: Box<dyn Transport>,
+    /// Reused list of what the transport reported.
+    events: Vec<Event>,
     /// Why the pool can run nothing more, once it cannot.
     broken: Option<String>,
     /// Exit-hook outcomes of workers that left on their own: (slot, generation, outcome).
@@ -176,13 +177,7 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(
-        zygote_ctl: Internal<OwnedFd>,
-        zygote_pid: Pid,
-        cells: StepCells,
-        sleep: sleep::Sleep,
-        config: Config,
-    ) -> Self {
+    pub(crate) fn new(transport: Box<dyn Transport>, sleep: sleep::Sleep, config: Config) -> Self {
         let slots = (0..config.workers)
             .map(|_| Slot::new(config.max_frame))
             .collect();
@@ -194,9 +189,8 @@ impl Driver {
             next_tag: 1,
             next_job: 1,
             roles: Default::default(),
-            zygote_ctl: Some(zygote_ctl),
-            zygote_pid,
-            cells,
+            transport,
+            events: Vec::new(),
             broken: None,
             pollfds: Vec::new(),
             recycled: Vec::new(),
@@ -227,6 +221,19 @@ impl Driver {
                 core
             }
         }
+    }
+
+    /// At build: starts a worker in every slot and waits until all are
+    /// ready, or for the first init failure (no retry at build).
+    pub(crate) fn start_workers(&self) -> Result<(), String> {
+        {
+            let mut core = self.lock();
+            for slot in 0..core.slots.len() {
+                core.spawn(slot);
+            }
+        }
+        let core = self.wait_until(|core| core.startup_status().is_some());
+        core.startup_status().expect("waited for it")
     }
 
     /// Drives the pool until `done` holds, and returns with the lock held.
@@ -295,8 +302,8 @@ impl Driver {
         self.sleep.nudge(&core.roles);
     }
 
-    /// Ends the pool: closes every channel, lets the zygote reap its workers
-    /// (SIGKILL after the grace period), and reaps the zygote. Idempotent.
+    /// Ends the pool: closes every channel, and has the transport end its
+    /// workers (SIGKILL after the grace period) outside the lock. Idempotent.
     pub(crate) fn shutdown(&self) {
         // The pump thread first: it may be the one polling.
         #[cfg(feature = "async")]
@@ -310,38 +317,9 @@ impl Driver {
             slot.close();
         }
         let grace = core.config.shutdown_grace;
-        // Without its channel (the pool broke), the zygote is gone or going:
-        // it is still reaped below.
-        let ctl = core.zygote_ctl.take();
-        if let Some(ctl) = &ctl {
-            let _ = sys::send_packet(
-                ctl.as_fd(),
-                &Ctl::Shutdown {
-                    grace_ms: grace.as_millis() as u32,
-                }
-                .encode(),
-                None,
-            );
-        }
-        let pid = core.zygote_pid;
+        let mut transport = std::mem::replace(&mut core.transport, Box::new(transport::Ended));
         drop(core);
-        // The zygote leaves once its workers are reaped, within `grace`; past
-        // that (it should never happen) it is killed, so this never hangs.
-        let give_up = Instant::now() + grace + Duration::from_secs(2);
-        loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < give_up => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Ok(WaitStatus::StillAlive) => {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
-                    break;
-                }
-                _ => break,
-            }
-        }
-        drop(ctl);
+        transport.shutdown(grace);
     }
 }
 
@@ -473,9 +451,9 @@ impl Core {
             events: libc::POLLIN,
             revents: 0,
         });
-        let ctl = self.zygote_ctl.as_ref().map_or(-1, |c| c.as_raw_fd());
+        let events = self.transport.events_fd().map_or(-1, |fd| fd.as_raw_fd());
         fds.push(libc::pollfd {
-            fd: ctl,
+            fd: events,
             events: libc::POLLIN,
             revents: 0,
         });
@@ -493,7 +471,7 @@ impl Core {
     /// caller's).
     fn handle_events(&mut self, fds: &[libc::pollfd]) {
         if fds[1].revents != 0 {
-            self.handle_ctl();
+            self.handle_transport();
         }
         for (i, p) in fds[2..].iter().enumerate() {
             if p.fd < 0 || p.revents == 0 || i >= self.slots.len() {
@@ -527,37 +505,22 @@ impl Core {
         }
     }
 
-    fn handle_ctl(&mut self) {
-        let mut buf = [0u8; 64];
-        loop {
-            let Some(ctl) = &self.zygote_ctl else { return };
-            let got = nix::sys::socket::recv(ctl.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT);
-            match got {
-                Ok(0) => {
-                    self.break_pool("the fork server died".into(), true);
-                    return;
+    /// Carries out what the transport reported.
+    fn handle_transport(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        self.transport.read_events(&mut events);
+        for event in events.drain(..) {
+            match event {
+                Event::Started { slot, pid } => self.spawned(slot, pid),
+                Event::StartFailed { slot, why } if slot < self.slots.len() => {
+                    self.slot_failed(slot, why)
                 }
-                Ok(n) => match Ctl::decode(&buf[..n]) {
-                    Some(Ctl::Spawned { slot, pid }) => {
-                        self.spawned(slot as usize, Pid::from_raw(pid))
-                    }
-                    Some(Ctl::SpawnFailed { slot, errno })
-                        if (slot as usize) < self.slots.len() =>
-                    {
-                        let why = nix::errno::Errno::from_raw(errno).desc();
-                        self.slot_failed(slot as usize, format!("fork failed: {why}"));
-                    }
-                    Some(Ctl::Exited { pid, how }) => self.worker_exited(Pid::from_raw(pid), how),
-                    _ => {}
-                },
-                Err(nix::errno::Errno::EAGAIN) => return,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => {
-                    self.break_pool("the fork server's channel failed".into(), true);
-                    return;
-                }
+                Event::StartFailed { .. } => {}
+                Event::Ended { pid, exit } => self.worker_exited(pid, exit),
+                Event::Lost(why) => self.break_pool(why),
             }
         }
+        self.events = events;
     }
 
     fn read_slot(&mut self, i: usize) {

@@ -2,7 +2,6 @@
 //! a dead one a new home (retry, or an error that names the cause), killing
 //! a task past its timeout, recycling, and respawning with back-off.
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +12,7 @@ use super::slot::SlotState;
 use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
-use crate::sys;
-use crate::channel::control::{Ctl, Exit};
+use crate::channel::control::Exit;
 
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
 fn backoff(n: u32) -> Duration {
@@ -22,9 +20,11 @@ fn backoff(n: u32) -> Duration {
 }
 
 impl Core {
-    /// Asks the zygote for a worker in `slot`.
+    /// Asks the transport for a worker in `slot`.
     pub(crate) fn spawn(&mut self, slot: usize) {
-        let Some(ctl) = &self.zygote_ctl else { return };
+        if self.transport.is_lost() {
+            return;
+        }
         let s = &mut self.slots[slot];
         let generation = s.generation;
         s.respawn_at = None;
@@ -33,22 +33,20 @@ impl Core {
         }
         match s.open_channel() {
             Ok(worker_end) => {
-                let msg = Ctl::Spawn {
-                    slot: slot as u32,
-                    generation,
-                };
-                let sent = sys::send_packet(ctl.as_fd(), &msg.encode(), Some(worker_end.as_fd()));
+                let started = self.transport.start(slot, generation, &worker_end);
+                // The transport's worker holds its own copy now.
                 drop(worker_end);
-                if sent.is_ok() {
+                let s = &mut self.slots[slot];
+                if let Err(why) = started {
+                    s.close();
+                    self.break_pool(why);
+                } else {
                     s.state = SlotState::Spawning {
                         ready: false,
                         closed: false,
                     };
                     s.started_at = Instant::now();
-                    return;
                 }
-                s.close();
-                self.break_pool("the fork server is gone".into(), true);
             }
             Err(e) => self.slot_failed(slot, format!("cannot create a channel: {e}")),
         }
@@ -125,7 +123,7 @@ impl Core {
         std::mem::take(&mut self.recycled)
     }
 
-    // ----- what the zygote and the channels say --------------------------------
+    // ----- what the transport and the channels say -----------------------------
 
     pub(super) fn spawned(&mut self, i: usize, pid: Pid) {
         let Some(s) = self.slots.get_mut(i) else {
@@ -184,13 +182,7 @@ impl Core {
     }
 
     fn kill(&self, pid: Pid) {
-        if let Some(ctl) = &self.zygote_ctl {
-            let msg = Ctl::Kill {
-                pid: pid.as_raw(),
-                signal: nix::sys::signal::Signal::SIGKILL as i32,
-            };
-            let _ = sys::send_packet(ctl.as_fd(), &msg.encode(), None);
-        }
+        self.transport.kill(pid);
     }
 
     pub(super) fn channel_closed(&mut self, i: usize) {
@@ -265,7 +257,7 @@ impl Core {
             }
         }
         let inflight: Vec<u64> = self.slots[i].inflight.drain(..).collect();
-        let at = self.cells.get(i).take();
+        let at = self.transport.take_position(i);
         let death = Death {
             how: &how,
             pid: pid.as_raw(),
@@ -334,7 +326,7 @@ impl Core {
             );
             return;
         }
-        if self.zygote_ctl.is_some() {
+        if !self.transport.is_lost() {
             tracing::info!("worker ended; respawning");
             self.spawn(i);
         }
@@ -394,7 +386,6 @@ impl Core {
             });
             self.break_pool(
                 format!("no worker could be started: {}", why.unwrap_or_default()),
-                false,
             );
         }
     }
@@ -402,15 +393,12 @@ impl Core {
     /// The lock was poisoned (see `Driver::lock`): nothing more runs.
     pub(super) fn poisoned(&mut self) {
         let why = "a thread panicked while it held the pool's state; the pool runs nothing more";
-        self.break_pool(why.into(), false);
+        self.break_pool(why.into());
     }
 
-    pub(super) fn break_pool(&mut self, why: String, zygote_gone: bool) {
+    pub(super) fn break_pool(&mut self, why: String) {
         if self.broken.is_none() {
             self.broken = Some(why.clone());
-        }
-        if zygote_gone {
-            self.zygote_ctl = None;
         }
         self.fail_queued(&why);
     }
@@ -456,7 +444,7 @@ impl Core {
                     let Some(limit) = self.config.task_timeout else {
                         continue;
                     };
-                    let Some((tag, at)) = self.cells.get(i).read() else {
+                    let Some((tag, at)) = self.transport.position(i) else {
                         s.watch = None;
                         continue;
                     };

@@ -1,0 +1,195 @@
+//! The fork transport: one fork server, forked at `build` from the driver
+//! with the init arguments in its memory, forks every worker and reports how
+//! each ended over a `SOCK_SEQPACKET` control pair (`channel/control.rs`).
+//! Workers mark where they are in a shared mapping of step cells.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::sys::socket::{recv, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::zygote::Zygote;
+use super::{Event, Position, Transport};
+use crate::channel::control::Ctl;
+use crate::error::Error;
+use crate::sys::{self, Internal, StepCells};
+use crate::task::Init;
+use crate::worker::Recycle;
+
+/// The driver's side of the fork server. Dropping it without
+/// [`shutdown`](Transport::shutdown) still ends and reaps every process it
+/// started (a `build` that fails half-way leaves none behind).
+#[derive(Debug)]
+pub(crate) struct ForkServer {
+    /// The control pair's driver end; `None` once the fork server is gone.
+    ctl: Option<Internal<OwnedFd>>,
+    pid: Pid,
+    cells: StepCells,
+    reaped: bool,
+}
+
+/// What the fork server's workers are started with, besides init and its arguments.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings<'a> {
+    pub(crate) workers: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) recycle: &'a Recycle,
+}
+
+impl ForkServer {
+    /// Forks the fork server, which holds `init` and `args` from now on (the
+    /// driver's copies are dropped here). Everything it needs is made first:
+    /// once it runs, nothing can fail before this owns it.
+    pub(crate) fn start<A, S: 'static, I: Init<A, S, M>, M>(
+        init: I,
+        args: A,
+        settings: Settings<'_>,
+    ) -> Result<ForkServer, Error> {
+        let cells = StepCells::new(settings.workers)?;
+        let (ours, theirs) = sys::packet_pair()?;
+        let (ours, theirs) = (Internal::new(ours), Internal::new(theirs));
+        let theirs_raw = theirs.as_raw_fd();
+        let pid = sys::fork_with(|| {
+            sys::close_internal_fds(theirs_raw);
+            Zygote {
+                init: &init,
+                args: &args,
+                cells: &cells,
+                ctl: &theirs,
+                max_frame: settings.max_frame,
+                recycle: settings.recycle,
+            }
+            .main::<S, M>()
+        });
+        drop(theirs);
+        drop((init, args));
+        Ok(ForkServer {
+            ctl: Some(ours),
+            pid: pid?,
+            cells,
+            reaped: false,
+        })
+    }
+
+    /// The fork server's pid.
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn send(&self, msg: Ctl, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+        let ctl = self.ctl.as_ref().ok_or(Errno::EPIPE)?;
+        sys::send_packet(ctl.as_fd(), &msg.encode(), fd)
+    }
+
+    fn lose(&mut self, why: &str, out: &mut Vec<Event>) {
+        self.ctl = None;
+        out.push(Event::Lost(why.into()));
+    }
+}
+
+impl Transport for ForkServer {
+    fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String> {
+        let msg = Ctl::Spawn {
+            slot: slot as u32,
+            generation,
+        };
+        self.send(msg, Some(channel.as_fd())).map_err(|_| {
+            self.ctl = None;
+            "the fork server is gone".to_string()
+        })
+    }
+
+    fn kill(&self, pid: Pid) {
+        let _ = self.send(
+            Ctl::Kill {
+                pid: pid.as_raw(),
+                signal: Signal::SIGKILL as i32,
+            },
+            None,
+        );
+    }
+
+    fn events_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.ctl.as_ref().map(|c| c.as_fd())
+    }
+
+    fn read_events(&mut self, out: &mut Vec<Event>) {
+        let mut buf = [0u8; 64];
+        while let Some(ctl) = &self.ctl {
+            match recv(ctl.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return self.lose("the fork server died", out),
+                Ok(n) => out.extend(match Ctl::decode(&buf[..n]) {
+                    Some(Ctl::Spawned { slot, pid }) => Some(Event::Started {
+                        slot: slot as usize,
+                        pid: Pid::from_raw(pid),
+                    }),
+                    Some(Ctl::SpawnFailed { slot, errno }) => Some(Event::StartFailed {
+                        slot: slot as usize,
+                        why: format!("fork failed: {}", Errno::from_raw(errno).desc()),
+                    }),
+                    Some(Ctl::Exited { pid, how }) => Some(Event::Ended {
+                        pid: Pid::from_raw(pid),
+                        exit: how,
+                    }),
+                    _ => None,
+                }),
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => {}
+                Err(_) => return self.lose("the fork server's channel failed", out),
+            }
+        }
+    }
+
+    fn position(&self, slot: usize) -> Position {
+        self.cells.get(slot).read()
+    }
+
+    fn take_position(&self, slot: usize) -> Position {
+        self.cells.get(slot).take()
+    }
+
+    fn is_lost(&self) -> bool {
+        self.ctl.is_none()
+    }
+
+    /// Asks the fork server to stop (it gives its workers `grace`, then
+    /// SIGKILLs them) and reaps it; past `grace` + 2 s (it should never
+    /// happen) it is killed, so this never hangs. Without its channel (it
+    /// died, or the pool broke) it is gone or going: it is still reaped.
+    fn shutdown(&mut self, grace: Duration) {
+        if std::mem::replace(&mut self.reaped, true) {
+            return;
+        }
+        let _ = self.send(
+            Ctl::Shutdown {
+                grace_ms: grace.as_millis().try_into().unwrap_or(u32::MAX),
+            },
+            None,
+        );
+        let give_up = Instant::now() + grace + Duration::from_secs(2);
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = signal::kill(self.pid, Signal::SIGKILL);
+                    let _ = waitpid(self.pid, None);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        self.ctl = None;
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        self.shutdown(Duration::ZERO);
+    }
+}

@@ -1,0 +1,99 @@
+//! The seam between jobs and workers.
+//!
+//! Above it, `driver/` owns what the caller asked for: jobs, batches, the
+//! queue, order, outcomes, timeouts and the failure policy. It talks to each
+//! worker over a frame channel (a stream socket per slot, `driver/slot.rs`)
+//! and to the [`Transport`] for everything else about worker processes: how
+//! one is started with its end of the channel, how the driver learns that
+//! it started or ended, how it is killed, which item it is at, and how they
+//! all end. A transport knows nothing of jobs.
+//!
+//! [`fork::ForkServer`] is the first transport: a fork server forked once at
+//! `build` forks every worker, which reads its init arguments copy-on-write.
+
+pub(crate) mod fork;
+mod zygote;
+
+use std::fmt;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::unistd::Pid;
+
+use crate::channel::control::Exit;
+use crate::sys::Phase;
+
+/// What a transport reports about its workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The worker asked for in `slot` runs as process `pid`.
+    Started { slot: usize, pid: Pid },
+    /// No worker could be started in `slot`: why.
+    StartFailed { slot: usize, why: String },
+    /// Worker `pid` ended, as `exit` says.
+    Ended { pid: Pid, exit: Exit },
+    /// The transport itself is gone: no worker starts or is reported again.
+    Lost(String),
+}
+
+/// Where a worker is: the batch under way (its tag), and the item in it and
+/// that item's phase once one has started.
+pub(crate) type Position = Option<(u64, Option<(u32, Phase)>)>;
+
+/// How worker processes start, end and are watched; see the module docs.
+pub(crate) trait Transport: Send + fmt::Debug {
+    /// Starts a worker for `slot` (its `generation`-th), serving `channel`.
+    /// `Err` says why the transport can start no worker at all (it is then
+    /// lost); a failure for this one worker comes later as
+    /// [`Event::StartFailed`].
+    fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String>;
+
+    /// Kills worker `pid` now (a timeout, a protocol error); its end is
+    /// reported as for any other death.
+    fn kill(&self, pid: Pid);
+
+    /// The descriptor that becomes readable when events wait, if any.
+    fn events_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Appends the events that have arrived, without blocking.
+    fn read_events(&mut self, out: &mut Vec<Event>);
+
+    /// Where the worker in `slot` is.
+    fn position(&self, slot: usize) -> Position;
+
+    /// Once the worker in `slot` is gone: where it was, and a clean slate
+    /// for the slot's next worker.
+    fn take_position(&self, slot: usize) -> Position;
+
+    /// The transport is gone ([`Event::Lost`]).
+    fn is_lost(&self) -> bool;
+
+    /// Ends every worker (each is given `grace` to leave on its own, then
+    /// killed) and waits for them. Called once, without the driver's lock.
+    fn shutdown(&mut self, grace: Duration);
+}
+
+/// The transport of a pool that has shut down: it starts nothing.
+#[derive(Debug)]
+pub(crate) struct Ended;
+
+impl Transport for Ended {
+    fn start(&mut self, _: usize, _: u32, _: &OwnedFd) -> Result<(), String> {
+        Err("the pool has shut down".into())
+    }
+    fn kill(&self, _: Pid) {}
+    fn events_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    fn read_events(&mut self, _: &mut Vec<Event>) {}
+    fn position(&self, _: usize) -> Position {
+        None
+    }
+    fn take_position(&self, _: usize) -> Position {
+        None
+    }
+    fn is_lost(&self) -> bool {
+        true
+    }
+    fn shutdown(&mut self, _: Duration) {}
+}
