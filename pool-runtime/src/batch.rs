@@ -13,10 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::item;
-use crate::channel::outcome::{self, Status};
-use crate::sys::{StepCell, Phase};
+use crate::channel::outcome::{self, Failure, Status};
+use crate::sys::{Phase, StepCell};
 use crate::task::{Exit, Task};
-use crate::unwind::catch;
+use crate::unwind::{catch, Caught};
 
 pub(crate) mod stages;
 
@@ -55,11 +55,18 @@ const TIME_EACH_NANOS: u64 = 1_000;
 /// their memory latency, few enough that outcomes stream back steadily.
 const CHUNK: usize = 64;
 
-/// An item that failed before its outcome was written: its status and message.
-type Failed = Box<(Status, String)>;
+/// An item that failed before its outcome was written (boxed: the happy
+/// path's `Result<A, Failed>` stays small).
+type Failed = Box<Failure>;
 
 fn failed(status: Status, message: String) -> Failed {
-    Box::new((status, message))
+    Box::new(Failure::Message(status, message))
+}
+
+/// A panic in user code `during` a step of an item (empty: in the task).
+#[cold]
+fn panicked(panic: Caught, during: &str) -> Failed {
+    Box::new(Failure::Panicked(panic.during(during)))
 }
 
 /// One batch of inputs on its way through a worker.
@@ -275,8 +282,7 @@ impl<'a> Batch<'a> {
                 Ok(Ok(())) => {}
                 Ok(Err(malformed)) => return Err(malformed.to_string()),
                 Err(panic) => {
-                    let message = format!("while decoding the input: {panic}");
-                    inputs.push(Err(failed(Status::Panicked, message)));
+                    inputs.push(Err(panicked(panic, "while decoding the input")));
                     i += 1;
                 }
             }
@@ -300,15 +306,15 @@ impl<'a> Batch<'a> {
                     mark = out.len();
                     match &outputs[k] {
                         Ok(value) => outcome::write(out, Status::Ok, value, long),
-                        Err(f) => outcome::write_message(out, f.0, &f.1, long),
+                        Err(f) => outcome::write_failure(out, f, long),
                     }
                     k += 1;
                 }
             });
             if let Err(panic) = run {
                 self.out.truncate(mark);
-                let message = format!("while encoding the result: {panic}");
-                self.push(Status::Panicked, message.as_str());
+                let panic = panic.during("while encoding the result");
+                outcome::write_panic(self.out, &panic, &mut self.long);
                 k += 1;
             }
         }
@@ -329,7 +335,7 @@ impl<'a> Batch<'a> {
         }
         Some(input.and_then(|input| {
             self.mark(i, Phase::Run);
-            catch(|| call(input)).map_err(|panic| failed(Status::Panicked, panic))
+            catch(|| call(input)).map_err(|panic| panicked(panic, ""))
         }))
     }
 
@@ -406,12 +412,12 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
     let mut long = false;
     let written = catch(|| match catch(move || exit.call(*state)) {
         Ok(output) => outcome::write(out, Status::Ok, &output, &mut long),
-        Err(panic) => outcome::write_message(out, Status::Panicked, &panic, &mut long),
+        Err(panic) => outcome::write_panic(out, &panic.during(""), &mut long),
     });
     if let Err(panic) = written {
         out.truncate(mark);
-        let message = format!("while encoding the result: {panic}");
-        outcome::write_message(out, Status::Panicked, &message, &mut false);
+        let panic = panic.during("while encoding the result");
+        outcome::write_panic(out, &panic, &mut false);
     }
     Ok(())
 }

@@ -28,17 +28,18 @@ pub enum ErrorKind {
     /// User code panicked on this input, the worker lives on: the task, or
     /// a `Serialize`/`Deserialize` of its input or result (wherever it ran,
     /// in a worker or in the caller's thread; the text then starts with
-    /// where, e.g. `while decoding the input: `). The text gives the panic's
-    /// message and location.
-    Panicked(String),
+    /// where, e.g. `while decoding the input: `). The [`Panic`] has the
+    /// panic's message and location.
+    Panicked(Panic),
     /// A stage of a [`Pipeline`](crate::Pipeline) returned `Err` for this
     /// input, which went no further: the text names the stage and gives the
     /// error's `Display`.
     Failed(String),
-    /// The worker running this input died: the text says how (signal, exit
-    /// code) and, when it died in the input's `Deserialize` or the result's
-    /// `Serialize`, where (`… while decoding the input`).
-    WorkerDied(String),
+    /// The worker running this input died: the [`WorkerDeath`] says how
+    /// (signal, exit code), its pid and, when it died in the input's
+    /// `Deserialize` or the result's `Serialize`, where (`… while decoding
+    /// the input`).
+    WorkerDied(WorkerDeath),
     /// The input ran past the pool's task timeout; its worker was killed.
     TimedOut(String),
     /// The input killed more workers than the pool's retries allow; it is
@@ -58,6 +59,199 @@ pub enum ErrorKind {
     /// A system call failed.
     Io(String),
 }
+
+/// A panic in user code: [`ErrorKind::Panicked`].
+///
+/// Its fields say what the panic said and where; it derefs to the whole
+/// text, as [`Display`](fmt::Display) shows it after `task panicked: `
+/// (`while decoding the input: bad byte at src/row.rs:12:9`).
+///
+/// ```
+/// # use pool_runtime::{ErrorKind, Panic};
+/// fn explain(kind: &ErrorKind) -> String {
+///     match kind {
+///         ErrorKind::Panicked(Panic { message, location: Some(at), .. }) => {
+///             format!("{message} (line {} of {})", at.line, at.file)
+///         }
+///         other => format!("{other:?}"),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Panic {
+    /// The panic's own message (`index out of bounds: …`).
+    pub message: String,
+    /// Where it panicked, when the panic hook saw it.
+    pub location: Option<Location>,
+    text: String,
+}
+
+/// A place in the source: where a panic happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Location {
+    /// The source file, as the compiler named it.
+    pub file: String,
+    /// Its line, from 1.
+    pub line: u32,
+    /// Its column, from 1.
+    pub column: u32,
+}
+
+/// `file:line:column`.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+impl Panic {
+    /// A panic that said `message` at `location`, `during` some step of an
+    /// input's life (`while decoding the input`; empty for the task itself).
+    pub(crate) fn new(during: &str, message: String, location: Option<Location>) -> Panic {
+        let mut text = String::with_capacity(during.len() + message.len() + 32);
+        if !during.is_empty() {
+            text.push_str(during);
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        if let Some(at) = &location {
+            use fmt::Write;
+            let _ = write!(text, " at {at}");
+        }
+        Panic {
+            message,
+            location,
+            text,
+        }
+    }
+
+    /// A panic as it came over the wire: the text was made by [`Panic::new`] on the other side.
+    pub(crate) fn from_parts(text: String, message: String, location: Option<Location>) -> Panic {
+        Panic {
+            message,
+            location,
+            text,
+        }
+    }
+
+    /// The whole text: where (if not in the task), the message, the location.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// It exited with this code.
+    Code(i32),
+    /// The signal with this number killed it (9 for `SIGKILL`).
+    Signal(i32),
+}
+
+/// In words: `exited with code 3`, `killed by signal 9 (SIGKILL)`.
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WorkerExit::Code(code) => write!(f, "exited with code {code}"),
+            WorkerExit::Signal(n) => match nix::sys::signal::Signal::try_from(n) {
+                Ok(sig) => write!(f, "killed by signal {n} ({})", sig.as_str()),
+                Err(_) => write!(f, "killed by signal {n}"),
+            },
+        }
+    }
+}
+
+/// The death of the worker that held an input: [`ErrorKind::WorkerDied`].
+///
+/// Its fields say which process it was and how it ended, when the pool
+/// knows; it derefs to the whole text, as [`Display`](fmt::Display) shows it
+/// after `the worker running this input died: ` (`killed by signal 9
+/// (SIGKILL) while decoding the input (pid 4242)`).
+///
+/// ```
+/// # use pool_runtime::{ErrorKind, WorkerDeath, WorkerExit};
+/// fn segfaulted(kind: &ErrorKind) -> bool {
+///     matches!(
+///         kind,
+///         ErrorKind::WorkerDied(WorkerDeath { exit: Some(WorkerExit::Signal(11)), .. })
+///     )
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerDeath {
+    /// The worker's process id, when it had one.
+    pub pid: Option<u32>,
+    /// How the process ended, when the pool learnt it (a worker that
+    /// broke the protocol, or whose exit report never came, has none).
+    pub exit: Option<WorkerExit>,
+    text: String,
+}
+
+impl WorkerDeath {
+    pub(crate) fn new(pid: Option<u32>, exit: Option<WorkerExit>, text: String) -> WorkerDeath {
+        WorkerDeath { pid, exit, text }
+    }
+
+    /// The signal that killed it, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.exit {
+            Some(WorkerExit::Signal(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The code it exited with, if it exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.exit {
+            Some(WorkerExit::Code(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The whole text: how it ended, where, its pid.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The text of both, so that a `String`'s methods (`contains`,
+/// `starts_with`) and comparisons with a `&str` work on them as they did.
+macro_rules! text_like {
+    ($($ty:ty),*) => {$(
+        impl std::ops::Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.text
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.text == other
+            }
+        }
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.text == *other
+            }
+        }
+        impl PartialEq<String> for $ty {
+            fn eq(&self, other: &String) -> bool {
+                &self.text == other
+            }
+        }
+    )*};
+}
+text_like!(Panic, WorkerDeath);
 
 impl Error {
     /// What kind of failure this is.

@@ -101,7 +101,7 @@ mod unwind;
 mod worker;
 
 pub use builder::PoolBuilder;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Location, Panic, WorkerDeath, WorkerExit};
 pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};
 #[cfg(feature = "progress")]

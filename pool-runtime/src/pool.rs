@@ -363,9 +363,9 @@ fn unencodable(e: crate::codec::CodecError) -> String {
     format!("could not encode the input: {e}")
 }
 
-/// The message of an input whose `Serialize` panicked.
-fn panicked_encoding(panic: String) -> String {
-    format!("while encoding the input: {panic}")
+/// The error of an input whose `Serialize` panicked.
+fn panicked_encoding(panic: crate::unwind::Caught) -> crate::error::Panic {
+    panic.during("while encoding the input")
 }
 
 /// The status of an input item that holds an input.
@@ -405,8 +405,7 @@ fn encode_inputs<A: Serialize>(
             Ok(()) => return,
             Err(panic) => {
                 bytes.truncate(at);
-                let message = panicked_encoding(panic);
-                outcome::write_message(bytes, Status::Panicked, &message, long);
+                outcome::write_panic(bytes, &panicked_encoding(panic), long);
             }
         }
     })

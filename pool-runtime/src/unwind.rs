@@ -4,12 +4,42 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{Location, Panic};
+
+/// A panic caught in user code: its message, and where, if the hook saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caught {
+    pub(crate) message: String,
+    pub(crate) location: Option<Location>,
+}
+
+impl Caught {
+    /// The error of this panic, which happened `during` a step of an
+    /// input's life (`while decoding the input`; empty: in the task).
+    #[cold]
+    pub(crate) fn during(self, during: &str) -> Panic {
+        Panic::new(during, self.message, self.location)
+    }
+}
+
+/// `message at file:line:column`, for the errors that keep text only (init).
+impl fmt::Display for Caught {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match &self.location {
+            Some(at) => write!(f, " at {at}"),
+            None => Ok(()),
+        }
+    }
+}
 
 thread_local! {
     /// The message and location of the last panic on this thread, recorded by
     /// the panic hook (the payload alone has no location).
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static LAST_PANIC: RefCell<Option<Caught>> = const { RefCell::new(None) };
     /// This thread's panics are recorded, not printed: always in a worker,
     /// and in the driver while it runs user code under [`catch_quiet`].
     static RECORDING: Cell<bool> = const { Cell::new(false) };
@@ -36,11 +66,16 @@ pub(crate) fn install_panic_hook() {
                         .cloned()
                         .unwrap_or_else(|| "Box<dyn Any>".into()),
                 };
-                let at = info
-                    .location()
-                    .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
-                    .unwrap_or_default();
-                LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{text}{at}")));
+                let location = info.location().map(|l| Location {
+                    file: l.file().to_string(),
+                    line: l.line(),
+                    column: l.column(),
+                });
+                let caught = Caught {
+                    message: text,
+                    location,
+                };
+                LAST_PANIC.with(|last| *last.borrow_mut() = Some(caught));
             } else {
                 previous(info);
             }
@@ -53,25 +88,29 @@ pub(crate) fn record_panics_here() {
     RECORDING.with(|r| r.set(true));
 }
 
-/// The text of a panic: what the hook recorded, else the payload.
+/// A panic, as caught: what the hook recorded, else the payload alone.
 #[cold]
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Caught {
     if let Some(recorded) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
         return recorded;
     }
-    if let Some(s) = payload.downcast_ref::<&str>() {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "a panic with a non-string payload".to_string()
+    };
+    Caught {
+        message,
+        location: None,
     }
 }
 
 /// Runs user code; a panic becomes its message and location. For a worker,
 /// whose panics are always recorded.
 #[inline]
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Ok(value),
         Err(payload) => Err(panic_message(&*payload)),
@@ -97,6 +136,6 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// [`catch`] on a thread of the user's own program (the driver's side),
 /// [`quietly`].
 #[inline]
-pub(crate) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
     quietly(|| catch(f))
 }

@@ -84,7 +84,8 @@ fn soak(tasks: u64, retries: u32) {
             Err(e) => {
                 failed += 1;
                 assert!(
-                    matches!(e.kind(), ErrorKind::WorkerDied(m) | ErrorKind::Quarantined(m) if m.contains("SIGKILL")),
+                    matches!(e.kind(), ErrorKind::WorkerDied(m) if m.contains("SIGKILL"))
+                        || matches!(e.kind(), ErrorKind::Quarantined(m) if m.contains("SIGKILL")),
                     "{e}"
                 );
             }

@@ -11,6 +11,7 @@ use crate::channel::item;
 use crate::channel::outcome::{self, Status};
 use crate::sys::Phase;
 use crate::task::Task;
+use crate::error::Panic;
 use crate::unwind::catch;
 use std::any::Any;
 use std::fmt::Display;
@@ -179,7 +180,7 @@ enum Fate {
     Undecodable(String),
     /// A stage returned `Err`: the message names it.
     Stopped(String),
-    Panicked(String),
+    Panicked(Panic),
     /// The chain itself is wrong (a protocol error).
     Broken(String),
 }
@@ -214,8 +215,7 @@ impl Batch<'_> {
                 self.input = rest;
                 if status != Status::Ok as u8 {
                     // The driver could not encode this input: its error instead.
-                    let (status, message) = outcome::carried(status, bytes);
-                    self.push(status, message.as_str());
+                    outcome::write_failure(self.out, &outcome::carried(status, bytes), &mut self.long);
                     continue;
                 }
                 let fate = match catch(|| (first.glue.decode)(bytes)) {
@@ -224,7 +224,7 @@ impl Batch<'_> {
                         through(links, state, input)
                     }
                     Ok(Err(message)) => Fate::Undecodable(message),
-                    Err(panic) => Fate::Panicked(format!("while decoding the input: {panic}")),
+                    Err(panic) => Fate::Panicked(panic.during("while decoding the input")),
                 };
                 match fate {
                     Fate::Done(v) => {
@@ -236,14 +236,14 @@ impl Batch<'_> {
                             Ok(written) => written?,
                             Err(panic) => {
                                 self.out.truncate(mark);
-                                let message = format!("while encoding the result: {panic}");
-                                self.push(Status::Panicked, message.as_str());
+                                let panic = panic.during("while encoding the result");
+                                outcome::write_panic(self.out, &panic, &mut self.long);
                             }
                         }
                     }
                     Fate::Undecodable(msg) => self.push(Status::Codec, msg.as_str()),
                     Fate::Stopped(msg) => self.push(Status::Failed, msg.as_str()),
-                    Fate::Panicked(msg) => self.push(Status::Panicked, msg.as_str()),
+                    Fate::Panicked(panic) => outcome::write_panic(self.out, &panic, &mut self.long),
                     Fate::Broken(msg) => return Err(msg),
                 }
                 if each {
@@ -279,12 +279,12 @@ fn through(links: &[Link], state: &mut dyn Any, input: Value) -> Fate {
         value = match catch(|| (link.glue.call)(state, value)) {
             Ok(Ok(v)) => v,
             Ok(Err(msg)) => return Fate::Broken(msg),
-            Err(panic) => return Fate::Panicked(panic),
+            Err(panic) => return Fate::Panicked(panic.during("")),
         };
         if link.via_ok && k + 1 < links.len() {
             // The error's `Display` is user code too: it may panic.
             value = match catch(|| (link.glue.split)(value)) {
-                Err(panic) => return Fate::Panicked(panic),
+                Err(panic) => return Fate::Panicked(panic.during("")),
                 Ok(Split::Next(v)) => v,
                 Ok(Split::Stop(msg)) => {
                     return Fate::Stopped(format!("`{}` returned an error: {msg}", link.name))

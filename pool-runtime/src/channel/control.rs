@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use nix::sys::signal::Signal;
+use crate::error::WorkerExit;
 
 /// How a worker process ended, as the fork server reaped it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,16 +33,20 @@ impl Exit {
     }
 }
 
+/// The public face of an exit, in [`WorkerDeath`](crate::WorkerDeath).
+impl From<Exit> for WorkerExit {
+    fn from(exit: Exit) -> WorkerExit {
+        match exit {
+            Exit::Code(code) => WorkerExit::Code(code),
+            Exit::Signal(n) => WorkerExit::Signal(n),
+        }
+    }
+}
+
 /// In words, for an error message: `exited with code 3`, `killed by signal 9 (SIGKILL)`.
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Exit::Code(code) => write!(f, "exited with code {code}"),
-            Exit::Signal(n) => match Signal::try_from(n) {
-                Ok(sig) => write!(f, "killed by signal {n} ({})", sig.as_str()),
-                Err(_) => write!(f, "killed by signal {n}"),
-            },
-        }
+        WorkerExit::from(*self).fmt(f)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::item::{self, Malformed};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Location, Panic};
 use crate::unwind;
 
 /// The status of an outcome.
@@ -17,7 +17,7 @@ pub(crate) enum Status {
     /// The task returned; its encoded output follows.
     Ok = 0,
     /// User code panicked (the task, or a `Serialize`/`Deserialize` in the
-    /// worker); the encoded message follows.
+    /// worker); the encoded panic follows (see [`write_panic`]).
     Panicked = 1,
     /// The input could not be decoded or the output encoded; the message follows.
     Codec = 2,
@@ -54,23 +54,71 @@ pub(crate) fn write<T: Serialize + ?Sized>(
 
 /// Appends an error outcome: `status` and its message.
 pub(crate) fn write_message(out: &mut Vec<u8>, status: Status, message: &str, long: &mut bool) {
+    debug_assert!(status != Status::Panicked, "a panic is written by write_panic");
     item::write(out, status as u8, message, long).expect("a string always encodes");
 }
 
-/// The error an input item carries in place of an input (its `Serialize`
-/// failed in the driver): its status and message, for the worker to hand
-/// back as that input's outcome.
+/// A panic on the wire: its whole text, its message, and its location as
+/// `(file, line, column)`.
+type PanicWire = (String, String, Option<(String, u32, u32)>);
+
+/// Appends a `Panicked` outcome.
+pub(crate) fn write_panic(out: &mut Vec<u8>, panic: &Panic, long: &mut bool) {
+    let at = panic.location.as_ref();
+    let wire = (
+        panic.as_str(),
+        &panic.message,
+        at.map(|l| (&l.file, l.line, l.column)),
+    );
+    item::write(out, Status::Panicked as u8, &wire, long).expect("strings always encode");
+}
+
+/// An outcome that is not a value: a message with its status, or a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Message(Status, String),
+    Panicked(Panic),
+}
+
+/// Appends a [`Failure`] as its outcome.
+pub(crate) fn write_failure(out: &mut Vec<u8>, failure: &Failure, long: &mut bool) {
+    match failure {
+        Failure::Message(status, message) => write_message(out, *status, message, long),
+        Failure::Panicked(panic) => write_panic(out, panic, long),
+    }
+}
+
+/// The failure an item of `status` carries in `value`, or why it cannot
+/// be read (`from` names the peer that wrote it).
 #[cold]
-pub(crate) fn carried(status: u8, value: &[u8]) -> (Status, String) {
-    let message = item::decode::<String>(value)
-        .unwrap_or_else(|e| format!("(the driver's message could not be read: {e})"));
+fn read_failure(status: u8, value: &[u8], from: &str) -> Failure {
+    let unreadable = |e| format!("({from}'s message could not be read: {e})");
     match Status::from_bits(status) {
-        Some(status @ (Status::Panicked | Status::Codec | Status::Failed)) => (status, message),
-        Some(Status::Ok) | None => (
+        Some(Status::Panicked) => match item::decode::<PanicWire>(value) {
+            Ok((text, message, at)) => Failure::Panicked(Panic::from_parts(
+                text,
+                message,
+                at.map(|(file, line, column)| Location { file, line, column }),
+            )),
+            Err(e) => Failure::Panicked(Panic::new("", unreadable(e), None)),
+        },
+        Some(status @ (Status::Codec | Status::Failed)) => Failure::Message(
+            status,
+            item::decode::<String>(value).unwrap_or_else(unreadable),
+        ),
+        Some(Status::Ok) | None => Failure::Message(
             Status::Codec,
-            format!("malformed input item: status {status}"),
+            format!("malformed item from {from}: unknown status {status}"),
         ),
     }
+}
+
+/// The error an input item carries in place of an input (its `Serialize`
+/// failed in the driver), for the worker to hand back as that input's
+/// outcome.
+#[cold]
+pub(crate) fn carried(status: u8, value: &[u8]) -> Failure {
+    read_failure(status, value, "the driver")
 }
 
 impl From<Malformed> for Error {
@@ -147,26 +195,19 @@ fn undecodable(e: crate::codec::CodecError) -> Error {
 }
 
 #[cold]
-fn panicked(panic: String) -> Error {
-    Error::new(ErrorKind::Panicked(format!(
-        "while decoding the result: {panic}"
-    )))
+fn panicked(panic: unwind::Caught) -> Error {
+    Error::new(ErrorKind::Panicked(
+        panic.during("while decoding the result"),
+    ))
 }
 
 /// The error a worker reported with `status`, its message in `value`.
 #[cold]
 fn failure(status: u8, value: &[u8]) -> Error {
-    let message = || match item::decode::<String>(value) {
-        Ok(message) => message,
-        Err(e) => format!("(the worker's message could not be read: {e})"),
-    };
-    Error::new(match Status::from_bits(status) {
-        Some(Status::Panicked) => ErrorKind::Panicked(message()),
-        Some(Status::Codec) => ErrorKind::Codec(message()),
-        Some(Status::Failed) => ErrorKind::Failed(message()),
-        Some(Status::Ok) | None => ErrorKind::Codec(format!(
-            "malformed outcome from a worker: unknown status {status}"
-        )),
+    Error::new(match read_failure(status, value, "the worker") {
+        Failure::Panicked(panic) => ErrorKind::Panicked(panic),
+        Failure::Message(Status::Failed, message) => ErrorKind::Failed(message),
+        Failure::Message(_, message) => ErrorKind::Codec(message),
     })
 }
 
@@ -184,15 +225,28 @@ mod tests {
     fn outcomes_round_trip_back_to_back() {
         let body = body(|out, long| {
             write(out, Status::Ok, &7u64, long);
-            write_message(out, Status::Panicked, "boom", long);
+            write_panic(out, &Panic::new("", "boom".into(), None), long);
             write_message(out, Status::Codec, "bad input", long);
+            let at = Location {
+                file: "src/x.rs".into(),
+                line: 3,
+                column: 9,
+            };
+            write_panic(out, &Panic::new("while encoding the result", "no".into(), Some(at)), long);
         });
         let (a, rest) = read::<u64>(&body).unwrap();
         let (b, rest) = read::<u64>(rest).unwrap();
         let (c, rest) = read::<u64>(rest).unwrap();
+        let (d, rest) = read::<u64>(rest).unwrap();
         assert_eq!(a.unwrap(), 7);
         assert!(matches!(b.unwrap_err().kind(), ErrorKind::Panicked(m) if m == "boom"));
         assert!(matches!(c.unwrap_err().kind(), ErrorKind::Codec(m) if m == "bad input"));
+        let ErrorKind::Panicked(p) = d.unwrap_err().kind().clone() else {
+            panic!("a panic")
+        };
+        assert_eq!(p.as_str(), "while encoding the result: no at src/x.rs:3:9");
+        assert_eq!(p.message, "no");
+        assert_eq!(p.location.map(|l| (l.line, l.column)), Some((3, 9)));
         assert!(rest.is_empty());
     }
 

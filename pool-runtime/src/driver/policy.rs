@@ -7,7 +7,8 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::error::ErrorKind;
+use crate::channel::control::Exit;
+use crate::error::{ErrorKind, WorkerDeath};
 use crate::sys::Phase;
 
 /// Deaths between items (none to blame) that a batch may see before its
@@ -40,6 +41,8 @@ pub(crate) type At = Option<(u32, Phase)>;
 pub(crate) struct Death<'a> {
     /// Its exit, in words (`killed by signal 9 (SIGKILL)`).
     pub(crate) how: &'a str,
+    /// Its exit, if the transport reported it.
+    pub(crate) exit: Option<Exit>,
     pub(crate) pid: i32,
     /// The driver killed it for running past the task timeout, after this long.
     pub(crate) timed_out: Option<Duration>,
@@ -128,7 +131,9 @@ pub(crate) fn on_death(held: Held, at: At, death: &Death<'_>, rules: &Rules) -> 
         }),
         None if rules.retries == 0 => {
             let msg = format!("{how}{doing} (pid {pid})");
-            verdict.fail = Some((item, ErrorKind::WorkerDied(msg)));
+            let exit = death.exit.map(Into::into);
+            let death = WorkerDeath::new(u32::try_from(pid).ok(), exit, msg);
+            verdict.fail = Some((item, ErrorKind::WorkerDied(death)));
         }
         None => {
             let msg = format!(
@@ -185,6 +190,7 @@ mod tests {
     fn died<'a>() -> Death<'a> {
         Death {
             how: "killed by signal 9 (SIGKILL)",
+            exit: Some(Exit::Signal(9)),
             pid: 42,
             timed_out: None,
             recycled: false,
@@ -207,7 +213,11 @@ mod tests {
             v.fail,
             Some((
                 5,
-                ErrorKind::WorkerDied("killed by signal 9 (SIGKILL) (pid 42)".into())
+                ErrorKind::WorkerDied(WorkerDeath::new(
+                    Some(42),
+                    Some(crate::WorkerExit::Signal(9)),
+                    "killed by signal 9 (SIGKILL) (pid 42)".into()
+                ))
             ))
         );
     }

@@ -41,8 +41,13 @@ pub(crate) enum SlotState {
         during_init: bool,
         exiting: bool,
     },
-    /// The worker left after (or while) running its exit hook: `how` it ended.
-    Gone { how: String },
+    /// The worker `pid` left after (or while) running its exit hook: how it
+    /// ended, if known, and in words.
+    Gone {
+        pid: Pid,
+        exit: Option<Exit>,
+        how: String,
+    },
     /// No worker can be started in this slot: why.
     Failed(String),
 }

@@ -11,7 +11,7 @@ use super::policy::{self, Death, Held, Rules};
 use super::slot::SlotState;
 use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, WorkerDeath};
 use crate::channel::control::Exit;
 
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
@@ -109,12 +109,14 @@ impl Core {
         }
         match &s.state {
             SlotState::Exiting { .. } | SlotState::Dead { .. } => None,
-            SlotState::Gone { how } => Some(Err(Error::new(ErrorKind::WorkerDied(format!(
-                "in its exit hook: {how}"
-            ))))),
-            _ => Some(Err(Error::new(ErrorKind::WorkerDied(
-                "before its exit hook ran".into(),
+            SlotState::Gone { pid, exit, how } => Some(Err(Error::new(ErrorKind::WorkerDied(
+                WorkerDeath::new(Some(pid.as_raw() as u32), exit.map(Into::into), format!("in its exit hook: {how}")),
             )))),
+            _ => Some(Err(Error::new(ErrorKind::WorkerDied(WorkerDeath::new(
+                s.pid().map(|p| p.as_raw() as u32),
+                None,
+                "before its exit hook ran".into(),
+            ))))),
         }
     }
 
@@ -234,7 +236,7 @@ impl Core {
         };
         self.slots[i].stats.ended();
         if exiting {
-            self.slots[i].state = SlotState::Gone { how };
+            self.slots[i].state = SlotState::Gone { pid, exit, how };
             return;
         }
         let respawn = tracing::info_span!(
@@ -260,6 +262,7 @@ impl Core {
         let at = self.transport.take_position(i);
         let death = Death {
             how: &how,
+            exit,
             pid: pid.as_raw(),
             timed_out,
             recycled,

@@ -264,10 +264,10 @@ pub fn check(
         (Expect::TaskErr, Ok(Err(e))) if *e == format!("task on {} refuses", input.x) => Ok(()),
         (Expect::Error(kind, words), Err(e)) => {
             let (name, message) = match e.kind() {
-                ErrorKind::Codec(m) => ("Codec", m),
-                ErrorKind::Panicked(m) => ("Panicked", m),
-                ErrorKind::WorkerDied(m) => ("WorkerDied", m),
-                ErrorKind::TimedOut(m) => ("TimedOut", m),
+                ErrorKind::Codec(m) => ("Codec", m.as_str()),
+                ErrorKind::Panicked(m) => ("Panicked", m.as_str()),
+                ErrorKind::WorkerDied(m) => ("WorkerDied", m.as_str()),
+                ErrorKind::TimedOut(m) => ("TimedOut", m.as_str()),
                 _ => return bad("an error of another kind"),
             };
             if name != kind {
