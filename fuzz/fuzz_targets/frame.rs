@@ -3,6 +3,12 @@
 //! reference model of the framing, nothing panics, hangs, or allocates more
 //! than one frame's worth (see `ALLOC_BOUND`).
 //!
+//! It calls pool-runtime's own code, public under `--cfg fuzzing` (which
+//! `cargo fuzz` sets): `channel::frame::{FrameReader, read_blocking}`,
+//! `channel::message::{Message::parse_frame, write}`,
+//! `channel::outcome::{read_each, read}`, `channel::item::{read, decode}`
+//! and the worker's batch loop (`batch::Batch`, `batch::run_stateless`).
+//!
 //! Input: `[config, seed_lo, seed_hi, stream...]`.
 //! * config bits 0-1: piece sizes of the reads (see `Pieces`);
 //!   bits 2-4: the type outcomes and inputs are decoded as;
@@ -12,7 +18,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pool_runtime::fuzz_api::{self, Fill, FrameError, FrameReader, OutcomeCursor, Parsed, PREFIX};
+use pool_runtime::batch::{self, Batch, Report};
+use pool_runtime::channel::frame::{self, Fill, FrameError, FrameReader, PREFIX};
+use pool_runtime::channel::message::{write, Message};
+use pool_runtime::channel::{item, outcome};
+use pool_runtime::Error;
 use pool_runtime_fuzz::{
     largest, on_small_stack, reset_largest, Kind, Pieces, Record, Tree, ALLOC_BOUND, FRAME_LIMIT,
 };
@@ -79,8 +89,11 @@ fn one(data: &[u8]) {
         loop {
             match reader.next_frame() {
                 Ok(Some(frame)) => {
-                    assert!(frame.len() <= limit, "a frame past the limit");
-                    assert_eq!(Some(&&frame[..]), want_frames.get(got), "frame {got}");
+                    // The frame comes with its length prefix.
+                    let payload = &frame[PREFIX..];
+                    assert!(payload.len() <= limit, "a frame past the limit");
+                    assert_eq!(Some(&payload), want_frames.get(got), "frame {got}");
+                    assert_eq!(frame[..PREFIX], (payload.len() as u32).to_le_bytes());
                     got += 1;
                     message(&frame, config);
                 }
@@ -93,7 +106,7 @@ fn one(data: &[u8]) {
             }
         }
         match fill {
-            Ok(Fill::Data) | Ok(Fill::WouldBlock) => continue,
+            Ok(Fill::Data | Fill::Drained | Fill::WouldBlock) => continue,
             Ok(Fill::Eof) => {
                 break match reader.check_clean_eof() {
                     Ok(()) => End::Clean,
@@ -113,7 +126,7 @@ fn one(data: &[u8]) {
     let mut buf = Vec::new();
     let mut got = 0;
     loop {
-        match fuzz_api::read_blocking(&mut src, &mut buf, limit) {
+        match frame::read_blocking(&mut src, &mut buf, limit) {
             Ok(true) => {
                 assert_eq!(Some(&&buf[..]), want_frames.get(got), "blocking frame {got}");
                 got += 1;
@@ -138,27 +151,72 @@ fn one(data: &[u8]) {
     assert!(big <= ALLOC_BOUND, "an allocation of {big} bytes (bound {ALLOC_BOUND})");
 }
 
-/// One frame's payload, handled as the driver (or the worker) would.
+/// One whole frame (its prefix included), handled as the driver (or the
+/// worker) would.
 fn message(frame: &[u8], config: u8) {
-    let Ok(msg) = fuzz_api::parse(frame) else {
+    let Ok(msg) = Message::parse_frame(frame) else {
         return;
     };
     // What parses is what the crate's writers write.
-    let written = fuzz_api::write(&msg);
-    let original_len = match msg {
+    let written = rewrite(frame, &msg);
+    let end = match msg {
         // These two ignore trailing bytes.
-        Parsed::Exit { .. } | Parsed::Ready => written.len() - PREFIX,
+        Message::Exit { .. } | Message::Ready => written.len(),
         _ => frame.len(),
     };
-    assert_eq!(&written[PREFIX..], &frame[..original_len], "re-encoded {msg:?}");
-    assert_eq!(fuzz_api::parse(&written[PREFIX..]).as_ref(), Ok(&msg));
+    assert_eq!(&written[PREFIX..], &frame[PREFIX..end], "re-encoded {msg:?}");
+    assert_eq!(Message::parse_frame(&written).as_ref(), Ok(&msg));
 
     match msg {
-        Parsed::Done { count, body, .. } => with_type(config, Walk { body, count }),
-        Parsed::Exited { body } => with_type(config, Walk { body, count: 1 }),
-        Parsed::Run { count, body, .. } => with_type(config, Worker { body, count }),
-        Parsed::Exit { .. } | Parsed::Ready | Parsed::InitFailed { .. } => {}
+        Message::Done { count, body, .. } => {
+            with_type(config, Walk { body: &frame[body], count })
+        }
+        Message::Exited { body } => with_type(config, Walk { body, count: 1 }),
+        Message::Run { count, body, .. } => with_type(config, Worker { body, count }),
+        Message::Exit { .. } | Message::Ready | Message::InitFailed { .. } => {}
     }
+}
+
+/// `msg` (parsed from `frame`) written again, prefix included, with the
+/// writers the sending side uses: the header first, the counts patched in
+/// after the body, as the driver and the worker do.
+fn rewrite(frame: &[u8], msg: &Message<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let start = match *msg {
+        Message::Run { tag, task, count, body } => {
+            let s = write::run(&mut buf, tag, task, 0);
+            buf.extend_from_slice(body);
+            write::patch_run_count(&mut buf, s, count);
+            s
+        }
+        Message::Exit { hook } => {
+            write::exit(&mut buf, hook);
+            return buf;
+        }
+        Message::Ready => {
+            write::ready(&mut buf);
+            return buf;
+        }
+        Message::InitFailed { message } => {
+            write::init_failed(&mut buf, message);
+            return buf;
+        }
+        Message::Done { tag, first, count, nanos, tally, ref body } => {
+            let s = write::done(&mut buf, tag, 0, 0);
+            buf.extend_from_slice(&frame[body.clone()]);
+            write::patch_done(&mut buf, s, first, count, nanos);
+            let slow: Vec<_> = tally.slow().collect();
+            write::finish_tally(&mut buf, s, tally.codec_nanos, tally.io_nanos, &slow);
+            s
+        }
+        Message::Exited { body } => {
+            let s = write::exited(&mut buf);
+            buf.extend_from_slice(body);
+            s
+        }
+    };
+    frame::finish(&mut buf, start, usize::MAX).expect("a fuzzed frame fits a u32");
+    buf
 }
 
 /// Something to do with one value type.
@@ -187,7 +245,7 @@ fn cap(count: u32, body: &[u8]) -> u32 {
     count.min(body.len() as u32 + 1)
 }
 
-/// The driver's walk over the outcomes of a `Done` (or `Exited`) body.
+/// The driver's reading of the outcomes of a `Done` (or `Exited`) body.
 struct Walk<'a> {
     body: &'a [u8],
     count: u32,
@@ -198,16 +256,47 @@ impl WithType for Walk<'_> {
         self,
     ) {
         let count = cap(self.count, self.body);
-        let mut cursor = OutcomeCursor::new(self.body, count);
-        let mut seen = 0;
-        while let Some(outcome) = cursor.next::<T>() {
-            seen += 1;
-            if let Ok(v) = outcome {
-                forget_deep(v);
-            }
+        // As `map` reads them (`Imap::collect_vec`): one `read_each` over the
+        // body, one result per item until an item's bytes cannot be read.
+        // (A panic in a `Deserialize` would abort under libFuzzer's panic
+        // hook: none of the fuzzed types panics.)
+        let mut all = Vec::new();
+        let end = outcome::read_each::<T>(self.body, count, |result| {
+            all.push(result);
+            true
+        });
+        match end {
+            Ok(_) => assert_eq!(all.len(), count as usize, "one outcome per item"),
+            Err(_) => assert!(all.len() < count as usize, "a malformed item ends the reading"),
         }
-        assert_eq!(seen, count, "every item gets exactly one outcome");
+        // As `Imap::next` reads them: one `read` per item, with the same
+        // results and the same end.
+        let mut rest = self.body;
+        for (k, want) in all.iter().enumerate() {
+            let (got, next) = outcome::read::<T>(rest).expect("read_each read this item");
+            rest = next;
+            same_outcome(k, got, want);
+        }
+        match end {
+            Ok(after) => assert_eq!(after.len(), rest.len(), "where the outcomes end"),
+            Err(_) => assert!(outcome::read::<T>(rest).is_err(), "read and read_each disagree"),
+        }
+        all.into_iter().for_each(forget_outcome);
     }
+}
+
+/// Two readings of item `k`'s outcome agree.
+fn same_outcome<T: PartialEq + std::fmt::Debug + 'static>(
+    k: usize,
+    got: Result<T, Error>,
+    want: &Result<T, Error>,
+) {
+    match (&got, want) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "item {k}"),
+        (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "item {k}"),
+        _ => panic!("item {k}: read says {got:?}, read_each {want:?}"),
+    }
+    forget_outcome(got);
 }
 
 /// The worker's decoding of a `Run` body; the outcomes it writes must read
@@ -217,32 +306,53 @@ struct Worker<'a> {
     count: u32,
 }
 
+/// A batch's report that ships nothing early: the whole body stays in `out`.
+struct NoFlush;
+
+impl Report for NoFlush {
+    fn chunk_done(&mut self, _next: u32, _out: &mut Vec<u8>) {}
+}
+
+/// The task the fuzzed worker runs: it hands back its input.
+fn echo<T>(x: T) -> T {
+    x
+}
+
 impl WithType for Worker<'_> {
     fn run<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Send + Sync + 'static>(
         self,
     ) {
         let count = cap(self.count, self.body);
-        let Ok(out) = fuzz_api::run_inputs::<T>(self.body, count) else {
+        let mut out = Vec::new();
+        let mut report = NoFlush;
+        let mut batch = Batch::new(self.body, count, &mut out, &mut report);
+        if batch::run_stateless(echo::<T>, &mut (), &mut batch).is_err() {
             // The worker leaves (a protocol error) only for a body that is
             // not `count` items.
             let mut rest = self.body;
             for _ in 0..count {
-                match fuzz_api::read_item(rest) {
+                match item::read(rest) {
                     Ok((_, _, next)) => rest = next,
                     Err(_) => return,
                 }
             }
             panic!("the worker refused a body of {count} well-formed items");
-        };
-        let mut cursor = OutcomeCursor::new(&out, count);
+        }
+        assert_eq!(batch.ran(), count, "no task limit: every item runs");
+        let mut outcomes = Vec::new();
+        let rest = outcome::read_each::<T>(&out, count, |result| {
+            outcomes.push(result);
+            true
+        })
+        .expect("the worker wrote a malformed outcome");
+        assert!(rest.is_empty(), "bytes left after the outcomes");
+        assert_eq!(outcomes.len(), count as usize, "one outcome per input");
         let mut input = self.body;
-        for i in 0..count {
-            let outcome = cursor.next::<T>().expect("one outcome per input");
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             // The echo task returns its input: the value the driver reads
             // back is the one the worker decoded. Items are length-delimited:
             // one that does not decode fails alone.
-            let (status, value, rest) =
-                fuzz_api::read_item(input).expect("the worker read every item");
+            let (status, value, rest) = item::read(input).expect("the worker read every item");
             input = rest;
             if status != 0 {
                 // An item that carries the driver's error in place of an
@@ -250,7 +360,7 @@ impl WithType for Worker<'_> {
                 assert!(outcome.is_err(), "item {i}: {outcome:?} for an error item");
                 continue;
             }
-            let expected = fuzz_api::decode_item::<T>(value).ok();
+            let expected = item::decode::<T>(value).ok();
             match (outcome, expected) {
                 (Ok(v), Some(e)) => {
                     assert_eq!(v, e, "item {i}");
@@ -264,9 +374,13 @@ impl WithType for Worker<'_> {
                 (o, e) => panic!("item {i}: worker said {o:?}, decoding says {e:?}"),
             }
         }
-        assert_eq!(cursor.malformed(), 0, "the worker wrote a malformed outcome");
-        assert!(cursor.next::<T>().is_none());
-        assert!(cursor.rest().is_empty(), "bytes left after the outcomes");
+    }
+}
+
+/// Drops an outcome whose value may be a deep [`Tree`] without recursing.
+fn forget_outcome<T: 'static>(outcome: Result<T, Error>) {
+    if let Ok(v) = outcome {
+        forget_deep(v);
     }
 }
 

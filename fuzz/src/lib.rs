@@ -20,7 +20,7 @@ pub const READ_STEP: usize = 64 * 1024;
 /// [`FRAME_LIMIT`]: the reader's buffer holds at most one frame plus one read
 /// step, and `Vec` may double its capacity once past that (amortized growth).
 /// serde preallocates at most 1 MiB for a sequence, whatever length it claims.
-pub const ALLOC_BOUND: usize = 2 * (FRAME_LIMIT + pool_runtime::fuzz_api::PREFIX + READ_STEP);
+pub const ALLOC_BOUND: usize = 2 * (FRAME_LIMIT + pool_runtime::channel::frame::PREFIX + READ_STEP);
 
 /// The stack the targets run on: 256 KiB. Real threads have 2 MiB (spawned)
 /// to 8 MiB (main), which a deep enough value in a 1 GiB frame overruns all

@@ -23,7 +23,7 @@ pub(crate) mod stages;
 /// Called by a batch at the end of each chunk of items: it ships finished
 /// results now and then so that a long batch streams back, and takes the
 /// batch's timings for insights.
-pub(crate) trait Report {
+pub trait Report {
     /// Items before `next` are done and their outcomes are in `out`: a
     /// chance to send them back.
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>);
@@ -94,7 +94,9 @@ impl std::fmt::Debug for Batch<'_> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(
+    /// A batch of the `count` items of `input` (a `Run` body), whose
+    /// outcomes go to `out`, `report` seeing each chunk end.
+    pub fn new(
         input: &'a [u8],
         count: u32,
         out: &'a mut Vec<u8>,
@@ -367,7 +369,7 @@ impl<'a> Batch<'a> {
     }
 
     /// How many items ran (or failed to decode): the rest were not started.
-    pub(crate) fn ran(&self) -> u32 {
+    pub fn ran(&self) -> u32 {
         self.ran
     }
 }

@@ -85,9 +85,22 @@ macro_rules! linux_only {
 
 linux_only! {
 mod builder;
+// `cargo fuzz` builds every crate with `--cfg fuzzing`: the fuzz targets in
+// fuzz/ then call the code that reads a peer's bytes as it is, `channel`
+// (frames, messages, items, outcomes) and `batch` (the worker's decoding of
+// a `Run` body). Not an API: no stability, hidden from the docs; the normal
+// build keeps both modules private.
+#[cfg(not(fuzzing))]
 mod channel;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod channel;
 pub mod codec;
+#[cfg(not(fuzzing))]
 mod batch;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod batch;
 mod driver;
 mod error;
 mod insights;
@@ -116,10 +129,6 @@ pub use task::{marker, Exit, Init, Task, WorkerInfo};
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private01;
-
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzz_api;
 }
 
 /// The README's examples, compiled and run as doc tests so they stay true.

@@ -11,17 +11,28 @@ use std::io::{self, Read};
 pub const MAX_FRAME: usize = 1 << 30;
 
 /// Bytes in the length prefix.
-pub(crate) const PREFIX: usize = 4;
+pub const PREFIX: usize = 4;
 
 /// A frame that cannot be accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The length prefix asks for more than the limit.
     #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// The length the prefix asks for.
+        len: usize,
+        /// The reader's (or writer's) limit.
+        limit: usize,
+    },
     /// The peer closed the channel in the middle of a frame.
     #[error("channel closed in the middle of a frame ({have} of {want} bytes)")]
-    Truncated { have: usize, want: usize },
+    Truncated {
+        /// Bytes of the frame that arrived, its prefix included.
+        have: usize,
+        /// Bytes the frame needs, its prefix included (just the prefix's
+        /// when that was cut short).
+        want: usize,
+    },
 }
 
 /// Starts a frame in `buf`: reserves the length prefix, to be filled by [`finish`].
@@ -32,7 +43,7 @@ pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
 }
 
 /// Writes the length prefix of the frame begun at `start`.
-pub(crate) fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), FrameError> {
+pub fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), FrameError> {
     let len = buf.len() - start - PREFIX;
     if len > limit || len > u32::MAX as usize {
         return Err(FrameError::TooLarge { len, limit });
@@ -43,7 +54,7 @@ pub(crate) fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), F
 
 /// Reassembles frames from a non-blocking byte stream.
 #[derive(Debug)]
-pub(crate) struct FrameReader {
+pub struct FrameReader {
     buf: Vec<u8>,
     /// Where the first frame not yet taken starts: frames are taken by
     /// moving this, and the rest moves to the front once per read, not
@@ -56,7 +67,7 @@ pub(crate) struct FrameReader {
 
 /// What one call to [`FrameReader::fill`] saw.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Fill {
+pub enum Fill {
     /// Some bytes arrived (maybe not a whole frame), filling the room given:
     /// more may be waiting.
     Data,
@@ -70,7 +81,8 @@ pub(crate) enum Fill {
 }
 
 impl FrameReader {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A reader that refuses frames of more than `limit` bytes (prefix not counted).
+    pub fn new(limit: usize) -> Self {
         FrameReader {
             buf: Vec::new(),
             start: 0,
@@ -97,7 +109,7 @@ impl FrameReader {
 
     /// Reads what `src` has now into the buffer, growing it only as far as the
     /// frame at the front needs (and at most 4 MiB at a time).
-    pub(crate) fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
+    pub fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
         const STEP: usize = 64 * 1024;
         const MAX_STEP: usize = 4 << 20;
         if self.start > 0 {
@@ -136,7 +148,7 @@ impl FrameReader {
     /// handed over with the buffer itself (no copy); a small one is copied
     /// out, so that the buffer, already zeroed, serves the next read (a new
     /// one would be allocated and zeroed, 64 KiB, on every round trip).
-    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         /// Frames from this size up take the buffer with them.
         const HAND_OVER: usize = 64 * 1024;
         let wanted = self.wanted()?;
@@ -159,7 +171,7 @@ impl FrameReader {
     }
 
     /// After [`Fill::Eof`]: an error if a frame was cut short.
-    pub(crate) fn check_clean_eof(&self) -> Result<(), FrameError> {
+    pub fn check_clean_eof(&self) -> Result<(), FrameError> {
         if self.filled == self.start {
             Ok(())
         } else {
@@ -173,7 +185,7 @@ impl FrameReader {
 
 /// Reads one whole frame from a blocking stream into `buf` (cleared first).
 /// `Ok(false)` means the peer closed the channel between frames.
-pub(crate) fn read_blocking(
+pub fn read_blocking(
     src: &mut impl Read,
     buf: &mut Vec<u8>,
     limit: usize,

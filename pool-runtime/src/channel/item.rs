@@ -83,12 +83,12 @@ fn widen(out: &mut Vec<u8>, mark: usize, len: usize) {
 /// cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed item from the peer: {0}")]
-pub(crate) struct Malformed(pub(crate) &'static str);
+pub struct Malformed(pub(crate) &'static str);
 
 /// Reads the item at the front of `bytes`: its status, its value's bytes,
 /// and the bytes after it.
 #[inline]
-pub(crate) fn read(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), Malformed> {
+pub fn read(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), Malformed> {
     let (&head, rest) = bytes.split_first().ok_or(Malformed("missing"))?;
     let (len, rest) = match (head >> 3) as usize {
         LONG => {
@@ -108,7 +108,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), Malformed> {
 
 /// The value of an item's bytes, decoded; its bytes must all be read.
 #[inline]
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, CodecError> {
+pub fn decode<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, CodecError> {
     let (v, rest) = codec::decode::<T>(value)?;
     if !rest.is_empty() {
         return Err(unread(rest.len(), value.len()));

@@ -80,43 +80,64 @@ impl Route {
 
 /// A message, borrowing its body from the frame it was parsed from.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Message<'a> {
+pub enum Message<'a> {
     /// Driver → worker: run `count` inputs (encoded back to back in `body`) with task `task`.
     Run {
+        /// The batch, for the `Done`s that answer it.
         tag: u64,
+        /// The task's index in the registry, or [`CHAIN`].
         task: u32,
+        /// Inputs in the body.
         count: u32,
+        /// The inputs (after the chain, for a [`CHAIN`] run).
         body: &'a [u8],
     },
     /// Driver → worker: run the exit hook (if any), answer `Exited`, then leave.
-    Exit { hook: Option<u32> },
+    Exit {
+        /// The exit hook's index in the registry, if there is one.
+        hook: Option<u32>,
+    },
     /// Worker → driver: init succeeded.
     Ready,
     /// Worker → driver: init failed; the body is the message.
-    InitFailed { message: &'a str },
+    InitFailed {
+        /// What init said.
+        message: &'a str,
+    },
     /// Worker → driver: outcomes of items `first .. first + count` of batch
     /// `tag`, which took the worker `nanos` to compute. `tally` is what the
     /// worker measured since its previous `Done` (insights); its slow-item
     /// records trail the outcomes in the frame. `body`: where the outcomes
     /// are in the bytes parsed (see [`Message::parse_frame`]).
     Done {
+        /// The batch's tag, from its `Run`.
         tag: u64,
+        /// The first item's index in the batch.
         first: u32,
+        /// Outcomes in the body.
         count: u32,
+        /// The worker's time on those items.
         nanos: u64,
+        /// What the worker measured since its previous `Done`.
         tally: Tally<'a>,
+        /// Where the outcomes are in the bytes parsed.
         body: Range<usize>,
     },
     /// Worker → driver: the exit hook's outcome (status byte + encoded value), empty if none ran.
-    Exited { body: &'a [u8] },
+    Exited {
+        /// The outcome.
+        body: &'a [u8],
+    },
 }
 
 /// Worker-side figures carried by a `Done` (see `crate::insights`): time spent
 /// decoding and encoding, time spent writing frames, and slow items.
 #[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
-pub(crate) struct Tally<'a> {
-    pub(crate) codec_nanos: u64,
-    pub(crate) io_nanos: u64,
+pub struct Tally<'a> {
+    /// Time spent decoding inputs and encoding outcomes.
+    pub codec_nanos: u64,
+    /// Time spent writing frames.
+    pub io_nanos: u64,
     /// [`SLOW_RECORD`]-byte records: item `u32`, items `u32`, nanos `u64`.
     slow: &'a [u8],
 }
@@ -127,7 +148,7 @@ pub(crate) const SLOW_RECORD: usize = 16;
 impl Tally<'_> {
     /// The slow-item records: `(item in the batch, items, nanos)`; `items`
     /// is 1 unless a chunk of cheap items was timed as a whole.
-    pub(crate) fn slow(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+    pub fn slow(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
         self.slow.chunks_exact(SLOW_RECORD).map(|r| {
             (
                 u32::from_le_bytes(r[0..4].try_into().unwrap()),
@@ -141,7 +162,7 @@ impl Tally<'_> {
 /// A frame that is not a valid message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed message: {0}")]
-pub(crate) struct ProtocolError(pub(crate) &'static str);
+pub struct ProtocolError(pub(crate) &'static str);
 
 struct Cursor<'a>(&'a [u8]);
 
@@ -167,7 +188,7 @@ impl<'a> Cursor<'a> {
 
 impl<'a> Message<'a> {
     /// Parses a frame's payload (without the length prefix).
-    pub(crate) fn parse(frame: &'a [u8]) -> Result<Self, ProtocolError> {
+    pub fn parse(frame: &'a [u8]) -> Result<Self, ProtocolError> {
         let mut c = Cursor(frame);
         let msg = match c.u8()? {
             RUN => Message::Run {
@@ -218,7 +239,7 @@ impl<'a> Message<'a> {
 
     /// Parses a whole frame, its length prefix included: a `Done`'s body is
     /// then where it is in the frame.
-    pub(crate) fn parse_frame(frame: &'a [u8]) -> Result<Self, ProtocolError> {
+    pub fn parse_frame(frame: &'a [u8]) -> Result<Self, ProtocolError> {
         let payload = frame
             .get(frame::PREFIX..)
             .ok_or(ProtocolError("frame cut short"))?;
@@ -232,7 +253,7 @@ impl<'a> Message<'a> {
 
 /// Writes message headers into a buffer, inside a frame begun with
 /// [`frame::begin`]; the caller appends the body and calls [`frame::finish`].
-pub(crate) mod write {
+pub mod write {
     use super::*;
 
     /// Writes `tag` into the `Run` frame begun at `start`.
@@ -242,7 +263,7 @@ pub(crate) mod write {
     }
 
     /// Starts a `Run` frame; returns where the frame starts.
-    pub(crate) fn run(buf: &mut Vec<u8>, tag: u64, task: u32, count: u32) -> usize {
+    pub fn run(buf: &mut Vec<u8>, tag: u64, task: u32, count: u32) -> usize {
         let start = frame::begin(buf);
         buf.push(RUN);
         buf.extend_from_slice(&tag.to_le_bytes());
@@ -252,7 +273,7 @@ pub(crate) mod write {
     }
 
     /// Overwrites the `count` field of a `Run` frame begun at `start`.
-    pub(crate) fn patch_run_count(buf: &mut [u8], start: usize, count: u32) {
+    pub fn patch_run_count(buf: &mut [u8], start: usize, count: u32) {
         let at = start + frame::PREFIX + 1 + 8 + 4;
         buf[at..at + 4].copy_from_slice(&count.to_le_bytes());
     }
@@ -273,7 +294,7 @@ pub(crate) mod write {
     pub(crate) const RUN_HEADER: usize = frame::PREFIX + 1 + 8 + 4 + 4;
 
     /// Starts a `Done` frame.
-    pub(crate) fn done(buf: &mut Vec<u8>, tag: u64, first: u32, count: u32) -> usize {
+    pub fn done(buf: &mut Vec<u8>, tag: u64, first: u32, count: u32) -> usize {
         let start = frame::begin(buf);
         buf.push(DONE);
         buf.extend_from_slice(&tag.to_le_bytes());
@@ -285,7 +306,7 @@ pub(crate) mod write {
     }
 
     /// Overwrites the `first`, `count` and `nanos` fields of a `Done` frame begun at `start`.
-    pub(crate) fn patch_done(buf: &mut [u8], start: usize, first: u32, count: u32, nanos: u64) {
+    pub fn patch_done(buf: &mut [u8], start: usize, first: u32, count: u32, nanos: u64) {
         let at = start + frame::PREFIX + 1 + 8;
         buf[at..at + 4].copy_from_slice(&first.to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&count.to_le_bytes());
@@ -295,7 +316,7 @@ pub(crate) mod write {
     /// Appends the slow-item records `(item, items, nanos)` after the
     /// outcomes of the `Done` frame begun at `start` (its last bytes), and
     /// fills in its tally fields.
-    pub(crate) fn finish_tally(
+    pub fn finish_tally(
         buf: &mut Vec<u8>,
         start: usize,
         codec_nanos: u64,
@@ -314,7 +335,7 @@ pub(crate) mod write {
     }
 
     /// A whole `Exit` frame.
-    pub(crate) fn exit(buf: &mut Vec<u8>, hook: Option<u32>) {
+    pub fn exit(buf: &mut Vec<u8>, hook: Option<u32>) {
         let start = frame::begin(buf);
         buf.push(EXIT);
         buf.extend_from_slice(&hook.unwrap_or(NO_HOOK).to_le_bytes());
@@ -322,14 +343,14 @@ pub(crate) mod write {
     }
 
     /// A whole `Ready` frame.
-    pub(crate) fn ready(buf: &mut Vec<u8>) {
+    pub fn ready(buf: &mut Vec<u8>) {
         let start = frame::begin(buf);
         buf.push(READY);
         frame::finish(buf, start, usize::MAX).expect("small frame");
     }
 
     /// A whole `InitFailed` frame.
-    pub(crate) fn init_failed(buf: &mut Vec<u8>, message: &str) {
+    pub fn init_failed(buf: &mut Vec<u8>, message: &str) {
         let start = frame::begin(buf);
         buf.push(INIT_FAILED);
         buf.extend_from_slice(message.as_bytes());
@@ -337,7 +358,7 @@ pub(crate) mod write {
     }
 
     /// Starts an `Exited` frame; the caller appends the outcome.
-    pub(crate) fn exited(buf: &mut Vec<u8>) -> usize {
+    pub fn exited(buf: &mut Vec<u8>) -> usize {
         let start = frame::begin(buf);
         buf.push(EXITED);
         start

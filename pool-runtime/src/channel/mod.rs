@@ -4,7 +4,7 @@
 //! control packets between the driver and the fork server.
 
 pub(crate) mod control;
-pub(crate) mod frame;
-pub(crate) mod item;
-pub(crate) mod message;
-pub(crate) mod outcome;
+pub mod frame;
+pub mod item;
+pub mod message;
+pub mod outcome;

@@ -136,7 +136,7 @@ impl From<Malformed> for Error {
 /// [`unwind::quietly`], so that such a panic is not printed and its
 /// location is known.
 #[inline]
-pub(crate) fn read<R: DeserializeOwned>(
+pub fn read<R: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(Result<R, Error>, &[u8]), Malformed> {
     let mut one = None;
@@ -153,7 +153,7 @@ pub(crate) fn read<R: DeserializeOwned>(
 /// per item costs more than decoding a small output): a panic in an
 /// output's `Deserialize` is that item's `Panicked`, and the run goes on
 /// after it. Call it inside [`unwind::quietly`].
-pub(crate) fn read_each<R: DeserializeOwned>(
+pub fn read_each<R: DeserializeOwned>(
     bytes: &[u8],
     count: u32,
     mut take: impl FnMut(Result<R, Error>) -> bool,
