@@ -247,8 +247,32 @@ fn exit(func: &WorkerFn) -> TokenStream {
 }
 
 fn init(func: &WorkerFn) -> TokenStream {
+    let private = private();
+    let ident = &func.original.sig.ident;
     let output = func.output.expect("checked: an init returns its state");
-    assertion("assert_state", parse::init_state(output)).into_token_stream()
+    let state = parse::init_state(output);
+    let assert_state = assertion("assert_state", state);
+    // `&A`, checked: the arguments a worker started fresh decodes.
+    let args = match func.inputs[0].ty {
+        Type::Reference(r) => &*r.elem,
+        other => other,
+    };
+    let name = stable_name(func);
+    let span = span_of(ident);
+    let fresh = quote_spanned!(span=> (&&#private::InitProbe::<#args, #state, _>::new(#ident)).fresh(__pool_args, __pool_info));
+    quote! {
+        #assert_state
+        #[#private::linkme::distributed_slice(#private::INITS)]
+        #[linkme(crate = #private::linkme)]
+        static __POOL_INIT: #private::InitEntry = #private::InitEntry {
+            name: #name,
+            type_id: || #private::type_id_of_val(&#ident),
+            fresh: |__pool_args, __pool_info| {
+                use #private::{FreshInit as _, ForkOnlyInit as _};
+                #fresh
+            },
+        };
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +361,14 @@ mod tests {
             "fn load(a: &Config) -> Result<Classifier, String> { todo!() }",
         ));
         assert!(out.contains("assert_state::<Classifier>();"), "{out}");
-        assert!(!out.contains("distributed_slice"), "{out}");
+        assert!(
+            out.contains("distributed_slice(::pool_runtime::__private01::INITS)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("(&&::pool_runtime::__private01::InitProbe::<Config,Classifier,_>::new(load)).fresh(__pool_args,__pool_info)"),
+            "{out}"
+        );
     }
 
     #[test]

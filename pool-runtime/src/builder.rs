@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
 use crate::task::{Exit, Init};
+use crate::transport::exec::Program;
 use crate::transport::fork::{ForkServer, Settings};
 use crate::worker::Recycle;
 use std::any::TypeId;
@@ -25,8 +26,13 @@ use std::any::TypeId;
 /// assert_eq!(pool.workers(), 2);
 /// # Ok(()) }
 /// ```
+///
+/// Workers are forks of a fork server made at `build` ([`Fork`], the
+/// default); [`spawn`](PoolBuilder::spawn) starts them fresh instead
+/// ([`Spawn`]).
 #[derive(Debug, Clone)]
-pub struct PoolBuilder {
+pub struct PoolBuilder<Start = Fork> {
+    start: Start,
     workers: usize,
     chunk_size: Option<usize>,
     max_frame: usize,
@@ -49,9 +55,35 @@ impl Pool<()> {
     }
 }
 
+/// How workers start: forks of the driver's memory, taken at `build` (the
+/// default). Init arguments need no serde; see [`PoolBuilder::build`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fork;
+
+/// How workers start: each is the program run again in worker mode (see
+/// [`worker_mode`](crate::worker_mode)), sharing nothing with the driver's
+/// memory. From [`PoolBuilder::spawn`].
+#[derive(Debug, Clone, Default)]
+pub struct Spawn {
+    program: Option<std::path::PathBuf>,
+}
+
+/// Init arguments of workers started fresh: they cross to each worker,
+/// once, with serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the init arguments of workers started with `spawn()`: they cross to each worker with serde",
+    label = "sent once to every worker, which is not a fork and cannot read it from the driver's memory",
+    note = "pass what a worker needs to build its state itself (a path, a URL, a config that implements `Serialize` and `DeserializeOwned`) and let the `#[worker_init]` fn open the rest: that init is a factory, found in the worker by its name",
+    note = "or drop `.spawn()`: forked workers read init arguments of any type from memory"
+)]
+pub trait SpawnArgs: serde::Serialize + serde::de::DeserializeOwned {}
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> SpawnArgs for T {}
+
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
+            start: Fork,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             chunk_size: None,
             max_frame: MAX_FRAME,
@@ -68,7 +100,198 @@ impl Default for PoolBuilder {
     }
 }
 
-impl PoolBuilder {
+impl PoolBuilder<Fork> {
+    /// Starts the workers: each runs `init(&args)` once, after the fork.
+    ///
+    /// `args` is moved in and never serialized: it need not be `Serialize`,
+    /// `Send`, `Clone` or even `'static` (a `&Table` works). The workers read
+    /// it copy-on-write from the fork server, a copy of this process taken
+    /// now; the driver's own copy is dropped before `build` returns.
+    ///
+    /// An init that returns `Result<S, E>` can leave the pool's state type to
+    /// be inferred from the tasks used on it; where nothing else names it,
+    /// write the type: `let pool: Pool<State> = ...`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Init`] if an init returns an error, panics or dies (no
+    /// worker process is left behind); [`ErrorKind::Io`] if a process or a
+    /// channel cannot be created.
+    ///
+    /// # Fork safety
+    ///
+    /// The fork happens here, once. If other threads of the program hold a
+    /// lock at that instant (a `Mutex` that `init` needs, say), the workers
+    /// find it locked forever: build pools before starting such threads, or
+    /// make sure they hold no lock `init` takes.
+    pub fn build<A, S, I, M>(self, init: I, args: A) -> Result<Pool<S>, Error>
+    where
+        I: Init<A, S, M>,
+        S: 'static,
+    {
+        self.prepare::<S>()?;
+        // The wake-up descriptor first: once the fork server runs, nothing
+        // can fail before the driver owns it (and its drop reaps it).
+        let sleep = crate::driver::sleep::Sleep::new()?;
+        let transport = ForkServer::start(init, args, self.settings())?;
+        self.finish(sleep, transport)
+    }
+
+    /// Starts workers with fresh address spaces: each is this program run
+    /// again, which enters worker mode at its first line,
+    /// [`pool_runtime::worker_mode()`](crate::worker_mode) (or
+    /// [`worker_mode_before_main!()`](crate::worker_mode_before_main) in a
+    /// test binary). For a program that cannot fork safely at `build`
+    /// (threads holding locks, a running async runtime, a GPU or database
+    /// client that breaks across fork), or that wants workers sharing
+    /// nothing with it.
+    ///
+    /// Everything else works as with forked workers. The init arguments
+    /// cross to each worker once, with serde; tasks and exit hooks are
+    /// found by their stable names, and a worker whose program registers
+    /// other functions than the driver's is refused at `build`, naming the
+    /// first that differs.
+    ///
+    /// ```no_run
+    /// use pool_runtime::{worker_init, worker_task, Pool};
+    ///
+    /// #[worker_init]
+    /// fn open(path: &String) -> String { std::fs::read_to_string(path).unwrap() }
+    ///
+    /// #[worker_task]
+    /// fn lines(text: &mut String) -> usize { text.lines().count() }
+    ///
+    /// fn main() {
+    ///     pool_runtime::worker_mode();
+    ///     let pool = Pool::builder()
+    ///         .spawn()
+    ///         .workers(2)
+    ///         .build(open, "/etc/hosts".to_string())
+    ///         .unwrap();
+    ///     println!("{:?}", pool.broadcast(lines, ()).unwrap());
+    /// }
+    /// ```
+    pub fn spawn(self) -> PoolBuilder<Spawn> {
+        self.starting(Spawn::default())
+    }
+}
+
+impl PoolBuilder<Spawn> {
+    /// The program workers run (default: this very program,
+    /// `/proc/self/exe`). It must register the same `#[worker_task]`,
+    /// `#[worker_exit]` and `#[worker_init]` functions as the driver, and
+    /// call [`worker_mode`](crate::worker_mode) first.
+    pub fn worker_program(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.start.program = Some(path.into());
+        self
+    }
+
+    /// Starts the workers: each is the worker program run again, which
+    /// receives `args` (encoded once, here) and runs `init(&args)`.
+    ///
+    /// `init` must carry `#[worker_init]` (the worker finds it by name),
+    /// and `args` must implement `Serialize` and `DeserializeOwned`
+    /// ([`SpawnArgs`]): a compile error says so otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`]; also [`ErrorKind::NotRegistered`] for an
+    /// init without `#[worker_init]`, and [`ErrorKind::Init`] when a worker
+    /// cannot start the program, it never enters worker mode, or it was
+    /// built from other code (the message names the first function that
+    /// differs).
+    pub fn build<A, S, I, M>(self, init: I, args: A) -> Result<Pool<S>, Error>
+    where
+        I: Init<A, S, M> + 'static,
+        S: 'static,
+        A: SpawnArgs,
+    {
+        self.prepare::<S>()?;
+        let entry = registry::init_of::<I>().ok_or_else(|| {
+            Error::new(ErrorKind::NotRegistered(
+                "the init given to `build` (mark it with #[worker_init])",
+            ))
+        })?;
+        let mut bytes = Vec::new();
+        crate::codec::encode(&args, &mut bytes).map_err(|e| {
+            Error::new(ErrorKind::Codec(format!("could not encode the init arguments: {e}")))
+        })?;
+        drop((init, args));
+        let hello = crate::fresh::hello(entry.name, &bytes);
+        let program = Program::new(self.start.program.as_deref())
+            .map_err(|why| Error::new(ErrorKind::Init(why)))?;
+        let sleep = crate::driver::sleep::Sleep::new()?;
+        let transport = ForkServer::start_fresh(self.settings(), &program, hello)?;
+        self.finish(sleep, transport)
+    }
+}
+
+impl<Start> PoolBuilder<Start> {
+    /// What every `build` checks and prepares first.
+    fn prepare<S: 'static>(&self) -> Result<(), Error> {
+        crate::fresh::check_not_a_forgotten_worker().map_err(|why| Error::new(ErrorKind::Init(why)))?;
+        registry::prepare();
+        crate::unwind::install_panic_hook();
+        self.check_exit_hook::<S>()
+    }
+
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            workers: self.workers,
+            max_frame: self.max_frame,
+            recycle: &self.recycle,
+        }
+    }
+
+    /// The same settings, another way to start workers.
+    fn starting<T>(self, start: T) -> PoolBuilder<T> {
+        PoolBuilder {
+            start,
+            workers: self.workers,
+            chunk_size: self.chunk_size,
+            max_frame: self.max_frame,
+            shutdown_grace: self.shutdown_grace,
+            respawn_limit: self.respawn_limit,
+            retries: self.retries,
+            task_timeout: self.task_timeout,
+            init_timeout: self.init_timeout,
+            recycle: self.recycle,
+            exit_state: self.exit_state,
+            #[cfg(feature = "progress")]
+            progress: self.progress,
+        }
+    }
+
+    /// The driver over `transport`, once every worker is ready.
+    fn finish<S: 'static>(
+        self,
+        sleep: crate::driver::sleep::Sleep,
+        transport: ForkServer,
+    ) -> Result<Pool<S>, Error> {
+        // Made after the fork, so the fork server and its workers (which
+        // inherit the subscriber) do not run inside it forever.
+        let zygote = transport.pid().as_raw();
+        let span = tracing::info_span!("build", workers = self.workers, zygote);
+        let _build = span.enter();
+        let driver = Driver::new(Box::new(transport), sleep, self.config());
+        match driver.start_workers() {
+            Ok(()) => {
+                tracing::info!("pool built");
+                let pool = Pool::new(driver);
+                #[cfg(feature = "progress")]
+                let pool = pool.with_progress(self.progress);
+                Ok(pool)
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, "build failed");
+                driver.shutdown();
+                Err(Error::new(ErrorKind::Init(why)))
+            }
+        }
+    }
+}
+
+impl<Start> PoolBuilder<Start> {
     /// Number of worker processes (default: the number of CPUs). At least 1.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -178,72 +401,6 @@ impl PoolBuilder {
     pub fn progress(mut self, mode: crate::ProgressMode) -> Self {
         self.progress = mode;
         self
-    }
-
-    /// Starts the workers: each runs `init(&args)` once, after the fork.
-    ///
-    /// `args` is moved in and never serialized: it need not be `Serialize`,
-    /// `Send`, `Clone` or even `'static` (a `&Table` works). The workers read
-    /// it copy-on-write from the fork server, a copy of this process taken
-    /// now; the driver's own copy is dropped before `build` returns.
-    ///
-    /// An init that returns `Result<S, E>` can leave the pool's state type to
-    /// be inferred from the tasks used on it; where nothing else names it,
-    /// write the type: `let pool: Pool<State> = ...`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Init`] if an init returns an error, panics or dies (no
-    /// worker process is left behind); [`ErrorKind::Io`] if a process or a
-    /// channel cannot be created.
-    ///
-    /// # Fork safety
-    ///
-    /// The fork happens here, once. If other threads of the program hold a
-    /// lock at that instant (a `Mutex` that `init` needs, say), the workers
-    /// find it locked forever: build pools before starting such threads, or
-    /// make sure they hold no lock `init` takes.
-    pub fn build<A, S, I, M>(self, init: I, args: A) -> Result<Pool<S>, Error>
-    where
-        I: Init<A, S, M>,
-        S: 'static,
-    {
-        registry::prepare();
-        crate::unwind::install_panic_hook();
-        self.check_exit_hook::<S>()?;
-        // The wake-up descriptor first: once the fork server runs, nothing
-        // can fail before the driver owns it (and its drop reaps it).
-        let sleep = crate::driver::sleep::Sleep::new()?;
-        // Entered only after the fork, so the fork server and the workers
-        // (which inherit the subscriber) do not run inside it forever.
-        let span = tracing::info_span!(
-            "build",
-            workers = self.workers,
-            zygote = tracing::field::Empty
-        );
-        let settings = Settings {
-            workers: self.workers,
-            max_frame: self.max_frame,
-            recycle: &self.recycle,
-        };
-        let transport = ForkServer::start(init, args, settings)?;
-        let _build = span.enter();
-        span.record("zygote", transport.pid().as_raw());
-        let driver = Driver::new(Box::new(transport), sleep, self.config());
-        match driver.start_workers() {
-            Ok(()) => {
-                tracing::info!("pool built");
-                let pool = Pool::new(driver);
-                #[cfg(feature = "progress")]
-                let pool = pool.with_progress(self.progress);
-                Ok(pool)
-            }
-            Err(why) => {
-                tracing::warn!(error = %why, "build failed");
-                driver.shutdown();
-                Err(Error::new(ErrorKind::Init(why)))
-            }
-        }
     }
 
     /// The exit hook given to [`exit_hook`](Self::exit_hook) is registered

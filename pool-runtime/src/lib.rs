@@ -103,6 +103,7 @@ mod batch;
 pub mod batch;
 mod driver;
 mod error;
+mod fresh;
 mod insights;
 mod pipeline;
 mod pool;
@@ -113,7 +114,8 @@ mod transport;
 mod unwind;
 mod worker;
 
-pub use builder::PoolBuilder;
+pub use builder::{Fork, PoolBuilder, Spawn, SpawnArgs};
+pub use fresh::worker_mode;
 pub use error::{Error, ErrorKind, Location, Panic, WorkerDeath, WorkerExit};
 pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};

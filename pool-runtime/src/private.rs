@@ -9,7 +9,7 @@ pub use crate::batch::stages::{
     SplitResult, StageGlue, Value,
 };
 pub use crate::batch::{run_batch, run_exit, run_stateless, Batch};
-pub use crate::registry::{ExitEntry, TaskEntry, EXITS, TASKS};
+pub use crate::registry::{ExitEntry, InitEntry, TaskEntry, EXITS, INITS, TASKS};
 
 use std::any::TypeId;
 
@@ -101,3 +101,52 @@ pub trait InputNoDebug {
 }
 
 impl<T> InputNoDebug for DebugInput<T> {}
+
+/// Autoref specialization on an init `F` with arguments `A` and state `S`
+/// (the macros name both): with `use {FreshInit as _, ForkOnlyInit as _}`,
+/// `(&&InitProbe::<A, S, _>::new(init)).fresh(bytes, info)` decodes the
+/// arguments and runs the init in a worker started fresh when `A` can be
+/// decoded and `F` is an init of `S` from `&A`, and says why not otherwise
+/// (such an init serves forked workers only, or is wrong, which the
+/// macros' own checks and `build` report: this adds no error of its own).
+pub struct InitProbe<A, S, F>(F, std::marker::PhantomData<fn() -> (A, S)>);
+
+impl<A, S, F> InitProbe<A, S, F> {
+    /// The probe for `init`.
+    pub const fn new(init: F) -> Self {
+        InitProbe(init, std::marker::PhantomData)
+    }
+}
+
+impl<A, S, F> std::fmt::Debug for InitProbe<A, S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InitProbe")
+    }
+}
+
+/// Chosen when the init can run in a worker started fresh.
+pub trait FreshInit<M> {
+    /// Decodes the arguments and runs the init on them.
+    fn fresh(&self, bytes: &[u8], info: crate::WorkerInfo) -> Result<Box<dyn std::any::Any>, String>;
+}
+
+impl<A, S, M, F> FreshInit<M> for &InitProbe<A, S, F>
+where
+    A: DeserializeOwned,
+    S: 'static,
+    F: crate::task::Init<A, S, M> + Copy,
+{
+    fn fresh(&self, bytes: &[u8], info: crate::WorkerInfo) -> Result<Box<dyn std::any::Any>, String> {
+        crate::fresh::init_fresh::<A, S, M, F>(self.0, bytes, info)
+    }
+}
+
+/// The fallback: this init cannot run in a worker started fresh.
+pub trait ForkOnlyInit {
+    /// Says that this init serves forked workers only.
+    fn fresh(&self, _bytes: &[u8], _info: crate::WorkerInfo) -> Result<Box<dyn std::any::Any>, String> {
+        Err("this init's arguments cannot be decoded in a worker: it serves forked workers only".into())
+    }
+}
+
+impl<A, S, F> ForkOnlyInit for InitProbe<A, S, F> {}

@@ -48,6 +48,25 @@ pub struct ExitEntry {
     pub run: RunExit,
 }
 
+/// Glue that builds a worker's state from its init's encoded arguments, in
+/// a worker that is not a fork (`Pool::builder().spawn()`).
+pub type FreshInit = fn(&[u8], crate::WorkerInfo) -> Result<Box<dyn Any>, String>;
+
+/// One `#[worker_init]`.
+#[derive(Debug)]
+pub struct InitEntry {
+    /// `module::path::fn_name`.
+    pub name: &'static str,
+    /// The `TypeId` of the fn item.
+    pub type_id: fn() -> TypeId,
+    /// Decode the arguments, build the state.
+    pub fresh: FreshInit,
+}
+
+/// Every `#[worker_init]` linked into this binary, in link order.
+#[linkme::distributed_slice]
+pub static INITS: [InitEntry];
+
 /// Every `#[worker_task]` linked into this binary, in link order.
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
@@ -105,11 +124,43 @@ fn exits() -> &'static Table<ExitEntry> {
     TABLE.get_or_init(|| Table::new(&EXITS, |e| e.name, |e| (e.type_id)()))
 }
 
-/// Builds both tables now. Called before any fork, so that no child can
+fn inits() -> &'static Table<InitEntry> {
+    static TABLE: OnceLock<Table<InitEntry>> = OnceLock::new();
+    TABLE.get_or_init(|| Table::new(&INITS, |e| e.name, |e| (e.type_id)()))
+}
+
+/// Builds the tables now. Called before any fork, so that no child can
 /// inherit a table half-built by another thread.
 pub(crate) fn prepare() {
     tasks();
     exits();
+    inits();
+}
+
+/// The init whose fn item has type `T`.
+pub(crate) fn init_of<T: 'static>() -> Option<&'static InitEntry> {
+    let t = inits();
+    t.by_type.get(&TypeId::of::<T>()).map(|&i| t.entries[i as usize])
+}
+
+/// Looks a `#[worker_init]` up by its stable name.
+pub fn init_by_name(name: &str) -> Option<&'static InitEntry> {
+    let t = inits();
+    t.by_name.get(name).map(|&i| t.entries[i as usize])
+}
+
+/// What this program's code is, for a worker started fresh to compare
+/// with its own: every registered function, as `(kind, name, signature)`,
+/// sorted. Tasks and exit hooks are found by their index in the sorted
+/// tables, so two programs with the same list find the same functions.
+pub(crate) fn fingerprint() -> Vec<crate::channel::hello::Entry> {
+    let task = tasks().entries.iter().map(|e| ("task", e.name, ""));
+    let exit = exits().entries.iter().map(|e| ("exit hook", e.name, ""));
+    let init = inits().entries.iter().map(|e| ("init", e.name, ""));
+    task.chain(exit)
+        .chain(init)
+        .map(|(k, n, s)| (k.to_string(), n.to_string(), s.to_string()))
+        .collect()
 }
 
 /// The index of the task whose fn item has type `T`.

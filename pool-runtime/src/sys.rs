@@ -3,7 +3,7 @@
 //! step cells, dying with the parent. Every `unsafe` of the crate is here.
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
@@ -293,6 +293,7 @@ impl StepCell {
 pub(crate) struct StepCells {
     ptr: NonNull<StepCell>,
     len: usize,
+    fd: OwnedFd,
 }
 
 // SAFETY: the mapping only holds atomics, which may be shared across threads.
@@ -301,22 +302,47 @@ unsafe impl Send for StepCells {}
 unsafe impl Sync for StepCells {}
 
 impl StepCells {
+    /// A fresh mapping of `len` cells, all clear, in a memfd: forked
+    /// children share the mapping itself, a worker started fresh maps the
+    /// memfd it inherits ([`StepCells::map_inherited`]).
     pub(crate) fn new(len: usize) -> nix::Result<Self> {
-        use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-        let bytes = std::num::NonZeroUsize::new(len.max(1) * std::mem::size_of::<StepCell>()).unwrap();
-        // SAFETY: a fresh anonymous mapping aliases nothing; the kernel zeroes
-        // it, and all-zero bytes are a valid `StepCell` (atomics of 0).
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let len = len.max(1);
+        let fd = memfd_create("pool-step-cells", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, (len * std::mem::size_of::<StepCell>()) as i64)?;
+        Self::map(fd, len)
+    }
+
+    /// In a worker started fresh: the cells of the memfd it inherited.
+    pub(crate) fn map_inherited(fd: OwnedFd, len: usize) -> nix::Result<Self> {
+        let bytes = nix::sys::stat::fstat(&fd)?.st_size as usize;
+        if len == 0 || bytes < len * std::mem::size_of::<StepCell>() {
+            return Err(nix::errno::Errno::EINVAL);
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> nix::Result<Self> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let bytes = std::num::NonZeroUsize::new(len * std::mem::size_of::<StepCell>()).unwrap();
+        // SAFETY: a new shared mapping of a memfd at least `bytes` long,
+        // aliased only by other mappings of the same cells, whose every
+        // access is atomic; a fresh memfd is zeroed, and all-zero bytes are
+        // a valid `StepCell` (atomics of 0).
         let ptr = unsafe {
-            mmap_anonymous(
+            mmap(
                 None,
                 bytes,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
+                &fd,
+                0,
             )
         }?;
         Ok(StepCells {
             ptr: ptr.cast(),
-            len: len.max(1),
+            len,
+            fd,
         })
     }
 
@@ -324,6 +350,16 @@ impl StepCells {
         assert!(i < self.len, "cell {i} of {}", self.len);
         // SAFETY: `i` is in bounds of the mapping, which lives as long as `self`.
         unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+
+    /// How many cells.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The memfd, for a worker started fresh to map.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -346,6 +382,29 @@ pub(crate) fn die_with_parent(parent: Pid) {
     if nix::unistd::getppid() != parent {
         exit_now(0);
     }
+}
+
+/// In a worker started fresh: the descriptor its parent left open for it
+/// under number `fd`, or `None` if there is none.
+pub(crate) fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // Open, and not one of the standard streams.
+    nix::fcntl::fcntl(
+        // SAFETY: only looked at, under a number that may not be open.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .ok()
+    .filter(|_| fd > 2)?;
+    // SAFETY: the fork server left `fd` open across `exec` for this process
+    // alone, and nothing else in it knows the number: it is owned here once
+    // (`worker_mode` runs once per process).
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Lets `fd` survive the `exec` that follows (clears close-on-exec).
+pub(crate) fn keep_across_exec(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map(drop)
 }
 
 /// Ignores the terminal's SIGINT: the driver decides what Ctrl-C means.

@@ -15,13 +15,13 @@ use crate::batch::stages::Link;
 use crate::batch::{Batch, Report};
 use crate::insights::WorkerTally;
 use crate::registry;
-use crate::sys::{self, StepCell};
+use crate::sys::{self, StepCell, StepCells};
 use crate::task::{Init, WorkerInfo};
 use crate::unwind;
 
 /// When a worker leaves on its own, to be replaced by a fresh one, and the
 /// exit hook it runs as it does (its outcome is kept for `join_with`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Recycle {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_rss: Option<u64>,
@@ -57,26 +57,89 @@ pub(crate) struct Start<'a> {
     pub(crate) info: WorkerInfo,
     /// The worker's end of its channel.
     pub(crate) chan: OwnedFd,
-    /// Its step cell, shared with the driver.
-    pub(crate) cell: &'a StepCell,
+    /// The step cells shared with the driver; the worker's is `info.index`.
+    pub(crate) cells: &'a StepCells,
     pub(crate) zygote: Pid,
     pub(crate) max_frame: usize,
     pub(crate) recycle: &'a Recycle,
 }
 
-/// The worker's main; returns its exit code.
+/// The worker's main, in a fork of the fork server: its init and arguments
+/// are in memory. Returns its exit code.
 pub(crate) fn main<A, S: 'static, I, M>(init: &I, args: &A, start: Start<'_>) -> i32
 where
     I: Init<A, S, M>,
 {
+    live(start, |info, _| match unwind::catch(|| init.init(args, info)) {
+        Ok(Ok(state)) => Ok(Box::new(state)),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("init panicked: {panic}")),
+    })
+}
+
+/// The worker's main in a process started fresh, in worker mode: its init
+/// and arguments come in the driver's first frame. Returns its exit code.
+pub(crate) fn main_fresh(spec: crate::fresh::Spec) -> i32 {
+    crate::unwind::install_panic_hook();
+    sys::ignore_sigint();
+    registry::prepare();
+    let zygote = Pid::from_raw(spec.zygote);
+    sys::die_with_parent(zygote);
+    let Some(chan) = sys::take_inherited_fd(spec.chan) else {
+        eprintln!("pool-runtime: worker {}: no channel", std::process::id());
+        return code::PROTOCOL;
+    };
+    let cells = sys::take_inherited_fd(spec.cells)
+        .and_then(|fd| StepCells::map_inherited(fd, spec.cell_count as usize).ok());
+    let Some(cells) = cells.filter(|c| (spec.slot as usize) < c.len()) else {
+        tell_init_failed(chan, "the step cells of a worker started fresh are missing");
+        return code::PROTOCOL;
+    };
+    let max_frame = usize::try_from(spec.max_frame).unwrap_or(usize::MAX);
+    let start = Start {
+        info: WorkerInfo {
+            index: spec.slot as usize,
+            generation: spec.generation,
+        },
+        chan,
+        cells: &cells,
+        zygote,
+        max_frame,
+        recycle: &spec.recycle,
+    };
+    live(start, |info, stream| {
+        let mut hello = Vec::new();
+        match frame::read_blocking(stream, &mut hello, max_frame) {
+            Ok(true) => {}
+            _ => return Err("the driver sent no greeting".into()),
+        }
+        match Message::parse(&hello) {
+            Ok(Message::Hello { body }) => crate::fresh::state_from_hello(body, info),
+            _ => Err("the driver's first frame is not a greeting".into()),
+        }
+    })
+}
+
+/// Says `why` on a worker's channel as an init failure, and closes it.
+pub(crate) fn tell_init_failed(chan: OwnedFd, why: &str) {
+    let _ = fail_init(&mut UnixStream::from(chan), why);
+}
+
+/// A worker's life once started: its state from `init` (or why not),
+/// `Ready`, then batches until it leaves. Returns its exit code.
+fn live(
+    start: Start<'_>,
+    init: impl FnOnce(WorkerInfo, &mut UnixStream) -> Result<Box<dyn std::any::Any>, String>,
+) -> i32 {
     let Start {
         info,
         chan,
-        cell,
+        cells,
         zygote,
         max_frame,
         recycle,
     } = start;
+    let cell = cells.get(info.index);
     sys::die_with_parent(zygote);
     // A task's panic is that task's error: the hook installed at build
     // records where it happened, and prints nothing (the driver reports it).
@@ -92,10 +155,9 @@ where
         generation = info.generation
     )
     .entered();
-    let state = match unwind::catch(|| init.init(args, info)) {
-        Ok(Ok(state)) => state,
-        Ok(Err(message)) => return fail_init(&mut stream, &message),
-        Err(panic) => return fail_init(&mut stream, &format!("init panicked: {panic}")),
+    let state = match init(info, &mut stream) {
+        Ok(state) => state,
+        Err(message) => return fail_init(&mut stream, &message),
     };
     tracing::info!("worker ready");
     drop(init_span);
@@ -114,7 +176,7 @@ where
         long: false,
         pid,
     };
-    server.serve(Box::new(state))
+    server.serve(state)
 }
 
 /// A ready worker: what serving batches needs from one to the next.

@@ -8,6 +8,7 @@ use super::frame;
 
 const RUN: u8 = 1;
 const EXIT: u8 = 2;
+const HELLO: u8 = 3;
 const READY: u8 = 10;
 const INIT_FAILED: u8 = 11;
 const DONE: u8 = 12;
@@ -96,6 +97,12 @@ pub enum Message<'a> {
     Exit {
         /// The exit hook's index in the registry, if there is one.
         hook: Option<u32>,
+    },
+    /// Driver → a worker started fresh, its first frame: the code the
+    /// driver runs and the init with its arguments (`channel/hello.rs`).
+    Hello {
+        /// The encoded greeting.
+        body: &'a [u8],
     },
     /// Worker → driver: init succeeded.
     Ready,
@@ -203,6 +210,7 @@ impl<'a> Message<'a> {
                     hook: (hook != NO_HOOK).then_some(hook),
                 }
             }
+            HELLO => Message::Hello { body: c.0 },
             READY => Message::Ready,
             INIT_FAILED => Message::InitFailed {
                 message: std::str::from_utf8(c.0)
@@ -340,6 +348,14 @@ pub mod write {
         buf.push(EXIT);
         buf.extend_from_slice(&hook.unwrap_or(NO_HOOK).to_le_bytes());
         frame::finish(buf, start, usize::MAX).expect("small frame");
+    }
+
+    /// A whole `Hello` frame around `body`.
+    pub fn hello(buf: &mut Vec<u8>, body: &[u8]) {
+        let start = frame::begin(buf);
+        buf.push(HELLO);
+        buf.extend_from_slice(body);
+        frame::finish(buf, start, usize::MAX).expect("checked against the frame limit at build");
     }
 
     /// A whole `Ready` frame.

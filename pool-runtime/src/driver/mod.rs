@@ -597,7 +597,7 @@ impl Core {
                     s.recycling = true;
                 }
             }
-            Message::Run { .. } | Message::Exit { .. } => {
+            Message::Run { .. } | Message::Exit { .. } | Message::Hello { .. } => {
                 return Err("a worker sent a driver message")
             }
         }

@@ -46,6 +46,10 @@ impl Core {
                         closed: false,
                     };
                     s.started_at = Instant::now();
+                    if let Some(greeting) = self.transport.greeting() {
+                        s.push_frame(greeting);
+                        self.write_slot(slot);
+                    }
                 }
             }
             Err(e) => self.slot_failed(slot, format!("cannot create a channel: {e}")),
@@ -310,9 +314,10 @@ impl Core {
         if during_init {
             slot.init_failures += 1;
             if slot.last_init_error.is_none() {
+                let hint = exit.and_then(|e| self.transport.init_exit_hint(e)).unwrap_or_default();
                 slot.last_init_error = Some(match timed_out {
                     Some(t) => format!("init timed out after {t:.1?}"),
-                    None => format!("worker died during init: {how}"),
+                    None => format!("worker died during init: {how}{hint}"),
                 });
             }
             if slot.init_failures >= self.config.respawn_limit.max(1) {

@@ -4,6 +4,7 @@
 //! Workers mark where they are in a shared mapping of step cells.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -12,15 +13,19 @@ use nix::sys::socket::{recv, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::zygote::Zygote;
+use super::exec::{self, Program};
+use super::zygote::{Launch, Zygote};
 use super::{Event, Position, Transport};
-use crate::channel::control::Ctl;
-use crate::error::Error;
+use crate::channel::control::{Ctl, Exit};
+use crate::channel::message;
+use crate::error::{Error, ErrorKind};
 use crate::sys::{self, Internal, StepCells};
 use crate::task::Init;
-use crate::worker::Recycle;
+use crate::worker::{self, Recycle};
 
-/// The driver's side of the fork server. Dropping it without
+/// The driver's side of the fork server. Its workers are forks of it (the
+/// fork transport) or programs it starts fresh ([`ForkServer::start_fresh`]).
+/// Dropping it without
 /// [`shutdown`](Transport::shutdown) still ends and reaps every process it
 /// started (a `build` that fails half-way leaves none behind).
 #[derive(Debug)]
@@ -30,6 +35,8 @@ pub(crate) struct ForkServer {
     pid: Pid,
     cells: StepCells,
     reaped: bool,
+    /// The first frame of every worker started fresh.
+    greeting: Option<Arc<Vec<u8>>>,
 }
 
 /// What the fork server's workers are started with, besides init and its arguments.
@@ -42,12 +49,44 @@ pub(crate) struct Settings<'a> {
 
 impl ForkServer {
     /// Forks the fork server, which holds `init` and `args` from now on (the
-    /// driver's copies are dropped here). Everything it needs is made first:
-    /// once it runs, nothing can fail before this owns it.
+    /// driver's copies are dropped here) and forks each worker with them.
     pub(crate) fn start<A, S: 'static, I: Init<A, S, M>, M>(
         init: I,
         args: A,
         settings: Settings<'_>,
+    ) -> Result<ForkServer, Error> {
+        let server = Self::fork_the_server(settings, None, &|start| worker::main(&init, &args, start));
+        drop((init, args));
+        server
+    }
+
+    /// Forks a fork server whose children exec `program` in worker mode;
+    /// each is sent `hello` first (the init to run and its arguments).
+    pub(crate) fn start_fresh(
+        settings: Settings<'_>,
+        program: &Program,
+        hello: Vec<u8>,
+    ) -> Result<ForkServer, Error> {
+        let mut greeting = Vec::new();
+        message::write::hello(&mut greeting, &hello);
+        if greeting.len() > settings.max_frame {
+            return Err(Error::new(ErrorKind::Codec(format!(
+                "the init arguments take {} bytes, more than the frame limit of {}",
+                greeting.len(),
+                settings.max_frame
+            ))));
+        }
+        Self::fork_the_server(settings, Some(Arc::new(greeting)), &|start| {
+            exec::launch(program, start)
+        })
+    }
+
+    /// Everything the fork server needs is made first: once it runs,
+    /// nothing can fail before this owns it.
+    fn fork_the_server(
+        settings: Settings<'_>,
+        greeting: Option<Arc<Vec<u8>>>,
+        launch: Launch<'_>,
     ) -> Result<ForkServer, Error> {
         let cells = StepCells::new(settings.workers)?;
         let (ours, theirs) = sys::packet_pair()?;
@@ -56,22 +95,21 @@ impl ForkServer {
         let pid = sys::fork_with(|| {
             sys::close_internal_fds(theirs_raw);
             Zygote {
-                init: &init,
-                args: &args,
+                launch,
                 cells: &cells,
                 ctl: &theirs,
                 max_frame: settings.max_frame,
                 recycle: settings.recycle,
             }
-            .main::<S, M>()
+            .main()
         });
         drop(theirs);
-        drop((init, args));
         Ok(ForkServer {
             ctl: Some(ours),
             pid: pid?,
             cells,
             reaped: false,
+            greeting,
         })
     }
 
@@ -101,6 +139,20 @@ impl Transport for ForkServer {
             self.ctl = None;
             "the fork server is gone".to_string()
         })
+    }
+
+    fn greeting(&self) -> Option<Arc<Vec<u8>>> {
+        self.greeting.clone()
+    }
+
+    /// A worker started fresh that exits on its own before it is ready,
+    /// with nothing said, ran the program's `main`: worker mode says why
+    /// whenever it gives up, and a crash is a signal.
+    fn init_exit_hint(&self, exit: Exit) -> Option<&'static str> {
+        (self.greeting.is_some() && matches!(exit, Exit::Code(_))).then_some(
+            " (it never entered worker mode: does the worker program call \
+             `pool_runtime::worker_mode()` first in `main`?)",
+        )
     }
 
     fn kill(&self, pid: Pid) {

@@ -11,11 +11,13 @@
 //! [`fork::ForkServer`] is the first transport: a fork server forked once at
 //! `build` forks every worker, which reads its init arguments copy-on-write.
 
+pub(crate) mod exec;
 pub(crate) mod fork;
 mod zygote;
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -47,6 +49,19 @@ pub(crate) trait Transport: Send + fmt::Debug {
     /// lost); a failure for this one worker comes later as
     /// [`Event::StartFailed`].
     fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String>;
+
+    /// The frame every new worker is sent before anything else, if any
+    /// (a worker started fresh learns its init and arguments from it).
+    fn greeting(&self) -> Option<Arc<Vec<u8>>> {
+        None
+    }
+
+    /// Words to add when a worker ended `exit` before it was ready, and
+    /// without saying why: what that likely means for this transport.
+    fn init_exit_hint(&self, exit: Exit) -> Option<&'static str> {
+        let _ = exit;
+        None
+    }
 
     /// Kills worker `pid` now (a timeout, a protocol error); its end is
     /// reported as for any other death.

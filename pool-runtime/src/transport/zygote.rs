@@ -19,13 +19,17 @@ use nix::unistd::Pid;
 
 use crate::channel::control::{Ctl, Exit};
 use crate::sys::{self, StepCells};
-use crate::task::{Init, WorkerInfo};
+use crate::task::WorkerInfo;
 use crate::worker;
 
+/// How a forked child becomes a worker: runs the worker's main in place
+/// (the fork transport), or execs the worker program (workers started
+/// fresh). Returns the exit code for `_exit`.
+pub(crate) type Launch<'a> = &'a dyn Fn(worker::Start<'_>) -> i32;
+
 /// What the zygote needs to start workers.
-pub(crate) struct Zygote<'a, A, I> {
-    pub(crate) init: &'a I,
-    pub(crate) args: &'a A,
+pub(crate) struct Zygote<'a> {
+    pub(crate) launch: Launch<'a>,
     pub(crate) cells: &'a StepCells,
     pub(crate) ctl: &'a OwnedFd,
     pub(crate) max_frame: usize,
@@ -42,12 +46,9 @@ struct Life {
     deadline: Option<Instant>,
 }
 
-impl<A, I> Zygote<'_, A, I> {
+impl Zygote<'_> {
     /// The zygote's whole life. Returns the exit code for `_exit`.
-    pub(crate) fn main<S: 'static, M>(self) -> i32
-    where
-        I: Init<A, S, M>,
-    {
+    pub(crate) fn main(self) -> i32 {
         sys::ignore_sigint();
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
@@ -77,7 +78,7 @@ impl<A, I> Zygote<'_, A, I> {
             };
             self.reap(&sfd, &mut life);
             if ctl_ready {
-                self.receive::<S, M>(&mut life, &sfd, &old_mask);
+                self.receive(&mut life, &sfd, &old_mask);
             }
         }
     }
@@ -125,10 +126,7 @@ impl<A, I> Zygote<'_, A, I> {
     }
 
     /// Takes one control packet and does what it says.
-    fn receive<S: 'static, M>(&self, life: &mut Life, sfd: &SignalFd, old_mask: &SigSet)
-    where
-        I: Init<A, S, M>,
-    {
+    fn receive(&self, life: &mut Life, sfd: &SignalFd, old_mask: &SigSet) {
         let mut buf = [0u8; 64];
         match sys::recv_packet(self.ctl.as_fd(), &mut buf) {
             Ok((0, _)) | Err(_) => {
@@ -143,7 +141,7 @@ impl<A, I> Zygote<'_, A, I> {
                             index: slot as usize,
                             generation,
                         };
-                        self.spawn::<S, M>(life, info, chan, (sfd, old_mask));
+                        self.spawn(life, info, chan, (sfd, old_mask));
                     }
                 }
                 Some(Ctl::Kill { pid, signal }) => {
@@ -164,15 +162,13 @@ impl<A, I> Zygote<'_, A, I> {
 
     /// Forks the worker `info` says, on channel `chan`, and tells the
     /// driver its pid (or why there is none).
-    fn spawn<S: 'static, M>(
+    fn spawn(
         &self,
         life: &mut Life,
         info: WorkerInfo,
         chan: OwnedFd,
         (sfd, old_mask): (&SignalFd, &SigSet),
-    ) where
-        I: Init<A, S, M>,
-    {
+    ) {
         let me = nix::unistd::getpid();
         let (ctl_raw, sfd_raw) = (self.ctl.as_raw_fd(), sfd.as_raw_fd());
         let slot = info.index as u32;
@@ -180,18 +176,14 @@ impl<A, I> Zygote<'_, A, I> {
             sys::close_raw(ctl_raw);
             sys::close_raw(sfd_raw);
             let _ = old_mask.thread_set_mask();
-            worker::main(
-                self.init,
-                self.args,
-                worker::Start {
-                    info,
-                    chan,
-                    cell: self.cells.get(info.index),
-                    zygote: me,
-                    max_frame: self.max_frame,
-                    recycle: self.recycle,
-                },
-            )
+            (self.launch)(worker::Start {
+                info,
+                chan,
+                cells: self.cells,
+                zygote: me,
+                max_frame: self.max_frame,
+                recycle: self.recycle,
+            })
         });
         // `chan` was moved into the closure and dropped with it: the zygote
         // keeps no copy of any worker's channel.

@@ -1,0 +1,269 @@
+//! Workers started fresh (`Pool::builder().spawn()`): the program re-run
+//! in worker mode instead of a fork of the driver.
+//!
+//! The fork server forks, and the child execs the worker program with its
+//! channel and the step cells' memfd left open, and [`WORKER_ENV`] saying
+//! where they are. The program's first line, [`worker_mode`], sees it and
+//! becomes the worker: it reads the driver's `Hello` (the driver's code
+//! and the init to run, with its encoded arguments), refuses to serve
+//! other code than its own, builds the state, and serves batches like a
+//! forked worker; it never returns into `main`.
+
+use std::any::Any;
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::de::DeserializeOwned;
+
+use crate::channel::hello::{self, Hello};
+use crate::registry;
+use crate::sys;
+use crate::task::{Init, WorkerInfo};
+use crate::worker::Recycle;
+
+/// The variable that makes a process a worker, and tells it where it stands.
+pub(crate) const WORKER_ENV: &str = "POOL_RUNTIME_WORKER";
+
+/// This process entered worker mode.
+static IN_WORKER_MODE: AtomicBool = AtomicBool::new(false);
+
+/// What a worker started fresh is told in [`WORKER_ENV`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spec {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) zygote: i32,
+    /// Descriptor numbers: the channel, the step cells' memfd.
+    pub(crate) chan: i32,
+    pub(crate) cells: i32,
+    /// Cells in the memfd.
+    pub(crate) cell_count: u32,
+    pub(crate) max_frame: u64,
+    pub(crate) recycle: Recycle,
+}
+
+impl Spec {
+    /// In words: `1:slot:generation:...`, `-` for what is not set.
+    pub(crate) fn to_env(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let r = &self.recycle;
+        format!(
+            "1:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}",
+            self.slot,
+            self.generation,
+            self.zygote,
+            self.chan,
+            self.cells,
+            self.cell_count,
+            self.max_frame,
+            opt(r.max_tasks),
+            opt(r.max_rss),
+            opt(r.exit_hook.map(u64::from)),
+        )
+    }
+
+    pub(crate) fn parse(text: &OsStr) -> Option<Spec> {
+        let text = text.to_str()?;
+        let mut f = text.split(':');
+        if f.next()? != "1" {
+            return None;
+        }
+        let mut num = || f.next()?.parse::<u64>().ok();
+        let (slot, generation, zygote) = (num()?, num()?, num()?);
+        let (chan, cells, cell_count, max_frame) = (num()?, num()?, num()?, num()?);
+        let mut opt = || -> Option<Option<u64>> {
+            match f.next()? {
+                "-" => Some(None),
+                n => n.parse().ok().map(Some),
+            }
+        };
+        let (max_tasks, max_rss, hook) = (opt()?, opt()?, opt()?);
+        if f.next().is_some() {
+            return None;
+        }
+        Some(Spec {
+            slot: slot.try_into().ok()?,
+            generation: generation.try_into().ok()?,
+            zygote: zygote.try_into().ok()?,
+            chan: chan.try_into().ok()?,
+            cells: cells.try_into().ok()?,
+            cell_count: cell_count.try_into().ok()?,
+            max_frame,
+            recycle: Recycle {
+                max_tasks,
+                max_rss,
+                exit_hook: match hook {
+                    Some(h) => Some(h.try_into().ok()?),
+                    None => None,
+                },
+            },
+        })
+    }
+}
+
+/// Makes this process a pool's worker if it was started as one, and never
+/// returns then; otherwise returns at once and does nothing.
+///
+/// A program that builds pools with [`PoolBuilder::spawn`](crate::PoolBuilder::spawn)
+/// calls it first thing in `main`: each worker is the same program, run
+/// again, and this is where it leaves `main`'s path to serve the driver.
+///
+/// ```no_run
+/// # use pool_runtime::{worker_init, worker_task, Pool};
+/// # #[worker_init] fn open(path: &String) -> String { path.clone() }
+/// # #[worker_task] fn size(s: &mut String) -> usize { s.len() }
+/// fn main() {
+///     pool_runtime::worker_mode();
+///     let pool = Pool::builder().spawn().workers(2).build(open, "db.sqlite".to_string()).unwrap();
+///     println!("{:?}", pool.broadcast(size, ()).unwrap());
+/// }
+/// ```
+///
+/// In an integration test under the `cargo test` harness, whose `main` is
+/// not yours, write [`worker_mode_before_main!()`](crate::worker_mode_before_main)
+/// once in the test file instead.
+pub fn worker_mode() {
+    let Some(spec) = std::env::var_os(WORKER_ENV) else {
+        return;
+    };
+    if IN_WORKER_MODE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let code = match Spec::parse(&spec) {
+        Some(spec) => crate::worker::main_fresh(spec),
+        None => {
+            eprintln!("pool-runtime: {WORKER_ENV} is set but malformed: {spec:?}");
+            2
+        }
+    };
+    sys::exit_now(code)
+}
+
+/// Enters [`worker_mode`] before `main` runs: for test binaries (the
+/// `cargo test` harness owns their `main`), or a program that would rather
+/// not touch its `main`. Write it once, at the top level of the binary's
+/// crate (one integration test file, say).
+///
+/// ```
+/// pool_runtime::worker_mode_before_main!();
+/// ```
+#[macro_export]
+macro_rules! worker_mode_before_main {
+    () => {
+        const _: () = {
+            // Run by the loader before `main`, as C constructors are.
+            #[used]
+            #[link_section = ".init_array"]
+            static WORKER_MODE: extern "C" fn() = {
+                extern "C" fn worker_mode() {
+                    $crate::worker_mode()
+                }
+                worker_mode
+            };
+        };
+    };
+}
+
+/// At `build`: a process started as a worker that did not call
+/// [`worker_mode`] must not build pools of its own (each of its workers
+/// would do the same: a fork bomb). It tells its driver why, and `build`
+/// fails.
+pub(crate) fn check_not_a_forgotten_worker() -> Result<(), String> {
+    let Some(spec) = std::env::var_os(WORKER_ENV) else {
+        return Ok(());
+    };
+    if IN_WORKER_MODE.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let why = format!(
+        "the worker program did not enter worker mode: call `pool_runtime::worker_mode()` \
+         first in `main` (in a test binary: `pool_runtime::worker_mode_before_main!()`); \
+         this process ({}) was started as a worker and builds no pool",
+        std::process::id()
+    );
+    if let Some(spec) = Spec::parse(&spec) {
+        if let Some(chan) = sys::take_inherited_fd(spec.chan) {
+            crate::worker::tell_init_failed(chan, &why);
+        }
+    }
+    Err(why)
+}
+
+/// The `WORKER_ENV` entry for a worker, and the rest of the environment.
+pub(crate) fn environment(spec: &Spec) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != WORKER_ENV)
+        .collect();
+    env.push((WORKER_ENV.into(), spec.to_env().into()));
+    env
+}
+
+/// The greeting for the driver's workers: its code, `init` and `args`.
+pub(crate) fn hello(init: &str, args: &[u8]) -> Vec<u8> {
+    Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        code: registry::fingerprint(),
+        init: init.into(),
+        args,
+    }
+    .encode()
+}
+
+/// In the worker: the state the greeting in `body` asks for, or why not.
+pub(crate) fn state_from_hello(body: &[u8], info: WorkerInfo) -> Result<Box<dyn Any>, String> {
+    let hello = Hello::decode(body).map_err(|e| format!("a malformed greeting: {e}"))?;
+    let ours = registry::fingerprint();
+    let version = (hello.version.as_str(), env!("CARGO_PKG_VERSION"));
+    if let Some(diff) = hello::difference(version, &hello.code, &ours) {
+        return Err(format!(
+            "the worker program was built from different code than the driver: {diff}"
+        ));
+    }
+    let init = registry::init_by_name(&hello.init)
+        .ok_or_else(|| format!("no `#[worker_init]` named `{}` here", hello.init))?;
+    (init.fresh)(hello.args, info)
+}
+
+/// The glue of an init in a worker started fresh: decode the arguments,
+/// run the init (through `__private01::ArgsProbe`).
+pub(crate) fn init_fresh<A: DeserializeOwned, S: 'static, M, I: Init<A, S, M>>(
+    init: I,
+    args: &[u8],
+    info: WorkerInfo,
+) -> Result<Box<dyn Any>, String> {
+    let (args, _) = crate::codec::decode::<A>(args)
+        .map_err(|e| format!("could not decode the init arguments: {e}"))?;
+    match crate::unwind::catch(|| init.init(&args, info)) {
+        Ok(Ok(state)) => Ok(Box::new(state)),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("init panicked: {panic}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_round_trips_through_the_environment() {
+        let spec = Spec {
+            slot: 3,
+            generation: 7,
+            zygote: 4242,
+            chan: 9,
+            cells: 10,
+            cell_count: 4,
+            max_frame: 1 << 30,
+            recycle: Recycle {
+                max_tasks: Some(100),
+                max_rss: None,
+                exit_hook: Some(2),
+            },
+        };
+        let text = spec.to_env();
+        assert_eq!(Spec::parse(OsStr::new(&text)), Some(spec));
+        for bad in ["", "2:1", "1:a:b", &format!("{text}:9")] {
+            assert_eq!(Spec::parse(OsStr::new(bad)), None, "{bad}");
+        }
+    }
+}
