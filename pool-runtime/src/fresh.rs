@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 
+use nix::unistd::Pid;
+
+use crate::channel::frame;
 use crate::channel::hello::{self, Hello};
+use crate::channel::message::Message;
 use crate::registry;
-use crate::sys;
+use crate::sys::{self, StepCells};
 use crate::task::{Init, WorkerInfo};
-use crate::worker::Recycle;
+use crate::worker::{self, Recycle};
 
 /// The variable that makes a process a worker, and tells it where it stands.
 pub(crate) const WORKER_ENV: &str = "POOL_RUNTIME_WORKER";
@@ -130,7 +134,7 @@ pub fn worker_mode() {
         return;
     }
     let code = match Spec::parse(&spec) {
-        Some(spec) => crate::worker::main_fresh(spec),
+        Some(spec) => serve(spec),
         None => {
             eprintln!("pool-runtime: {WORKER_ENV} is set but malformed: {spec:?}");
             2
@@ -164,6 +168,49 @@ macro_rules! worker_mode_before_main {
     };
 }
 
+/// The worker's main in a process started fresh, in worker mode: its init
+/// and arguments come in the driver's first frame. Returns its exit code.
+fn serve(spec: Spec) -> i32 {
+    crate::unwind::install_panic_hook();
+    sys::ignore_sigint();
+    registry::prepare();
+    let zygote = Pid::from_raw(spec.zygote);
+    sys::die_with_parent(zygote);
+    let Some(chan) = sys::take_inherited_fd(spec.chan) else {
+        eprintln!("pool-runtime: worker {}: no channel", std::process::id());
+        return worker::code::PROTOCOL;
+    };
+    let cells = sys::take_inherited_fd(spec.cells)
+        .and_then(|fd| StepCells::map_inherited(fd, spec.cell_count as usize).ok());
+    let Some(cells) = cells.filter(|c| (spec.slot as usize) < c.len()) else {
+        worker::tell_init_failed(chan, "the step cells of a worker started fresh are missing");
+        return worker::code::PROTOCOL;
+    };
+    let max_frame = usize::try_from(spec.max_frame).unwrap_or(usize::MAX);
+    let start = worker::Start {
+        info: WorkerInfo {
+            index: spec.slot as usize,
+            generation: spec.generation,
+        },
+        chan,
+        cells: &cells,
+        zygote,
+        max_frame,
+        recycle: &spec.recycle,
+    };
+    worker::live(start, |info, stream| {
+        let mut hello = Vec::new();
+        match frame::read_blocking(stream, &mut hello, max_frame) {
+            Ok(true) => {}
+            _ => return Err("the driver sent no greeting".into()),
+        }
+        match Message::parse(&hello) {
+            Ok(Message::Hello { body }) => state_from_hello(body, info),
+            _ => Err("the driver's first frame is not a greeting".into()),
+        }
+    })
+}
+
 /// At `build`: a process started as a worker that did not call
 /// [`worker_mode`] must not build pools of its own (each of its workers
 /// would do the same: a fork bomb). It tells its driver why, and `build`
@@ -183,7 +230,7 @@ pub(crate) fn check_not_a_forgotten_worker() -> Result<(), String> {
     );
     if let Some(spec) = Spec::parse(&spec) {
         if let Some(chan) = sys::take_inherited_fd(spec.chan) {
-            crate::worker::tell_init_failed(chan, &why);
+            worker::tell_init_failed(chan, &why);
         }
     }
     Err(why)

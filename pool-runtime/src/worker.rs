@@ -77,49 +77,6 @@ where
     })
 }
 
-/// The worker's main in a process started fresh, in worker mode: its init
-/// and arguments come in the driver's first frame. Returns its exit code.
-pub(crate) fn main_fresh(spec: crate::fresh::Spec) -> i32 {
-    crate::unwind::install_panic_hook();
-    sys::ignore_sigint();
-    registry::prepare();
-    let zygote = Pid::from_raw(spec.zygote);
-    sys::die_with_parent(zygote);
-    let Some(chan) = sys::take_inherited_fd(spec.chan) else {
-        eprintln!("pool-runtime: worker {}: no channel", std::process::id());
-        return code::PROTOCOL;
-    };
-    let cells = sys::take_inherited_fd(spec.cells)
-        .and_then(|fd| StepCells::map_inherited(fd, spec.cell_count as usize).ok());
-    let Some(cells) = cells.filter(|c| (spec.slot as usize) < c.len()) else {
-        tell_init_failed(chan, "the step cells of a worker started fresh are missing");
-        return code::PROTOCOL;
-    };
-    let max_frame = usize::try_from(spec.max_frame).unwrap_or(usize::MAX);
-    let start = Start {
-        info: WorkerInfo {
-            index: spec.slot as usize,
-            generation: spec.generation,
-        },
-        chan,
-        cells: &cells,
-        zygote,
-        max_frame,
-        recycle: &spec.recycle,
-    };
-    live(start, |info, stream| {
-        let mut hello = Vec::new();
-        match frame::read_blocking(stream, &mut hello, max_frame) {
-            Ok(true) => {}
-            _ => return Err("the driver sent no greeting".into()),
-        }
-        match Message::parse(&hello) {
-            Ok(Message::Hello { body }) => crate::fresh::state_from_hello(body, info),
-            _ => Err("the driver's first frame is not a greeting".into()),
-        }
-    })
-}
-
 /// Says `why` on a worker's channel as an init failure, and closes it.
 pub(crate) fn tell_init_failed(chan: OwnedFd, why: &str) {
     let _ = fail_init(&mut UnixStream::from(chan), why);
@@ -127,7 +84,7 @@ pub(crate) fn tell_init_failed(chan: OwnedFd, why: &str) {
 
 /// A worker's life once started: its state from `init` (or why not),
 /// `Ready`, then batches until it leaves. Returns its exit code.
-fn live(
+pub(crate) fn live(
     start: Start<'_>,
     init: impl FnOnce(WorkerInfo, &mut UnixStream) -> Result<Box<dyn std::any::Any>, String>,
 ) -> i32 {

@@ -1550,7 +1550,140 @@ fn watchdog(case: &'static str, limit: Duration) {
     });
 }
 
+// ===========================================================================
+// 9. Workers started fresh
+
+/// `(Rss, Pss, Private_Dirty)` of process `pid`, in KiB.
+fn memory_kb(pid: u32) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"), field("Private_Dirty:"))
+}
+
+fn case_spawn(opts: &Opts, rows: &mut Vec<Row>) {
+    let heap = opts.size(1 << 30, 128 << 20);
+    header(
+        "spawn",
+        &format!(
+            "workers started fresh (spawn) vs forked: build(2) -> first result, apply round trip, memory per worker; {} MiB driver heap",
+            heap >> 20
+        ),
+    );
+    let mut ballast = vec![0u8; heap];
+    for (i, page) in ballast.chunks_mut(4096).enumerate() {
+        page[0] = i as u8;
+    }
+    black_box(&ballast);
+    let build = |fresh: bool| {
+        let b = Pool::builder().workers(2);
+        if fresh {
+            b.spawn().build(no_state, ()).expect("build")
+        } else {
+            b.build(no_state, ()).expect("build")
+        }
+    };
+    let start = |fresh: bool| {
+        let t = Instant::now();
+        let pool = build(fresh);
+        assert_eq!(pool.apply(square, 7).expect("apply"), 49);
+        let d = t.elapsed();
+        drop(pool);
+        d
+    };
+    let n = opts.size(2_000, 200);
+    let round_trip = |fresh: bool| {
+        let pool = Pool::builder().workers(1);
+        let pool = if fresh {
+            pool.spawn().build(no_state, ()).expect("build")
+        } else {
+            pool.build(no_state, ()).expect("build")
+        };
+        assert_eq!(pool.apply(square, 3).expect("apply"), 9);
+        let t = Instant::now();
+        for i in 0..n as u64 {
+            black_box(pool.apply(square, i).expect("apply"));
+        }
+        t.elapsed() / n as u32
+    };
+    let (mut sf, mut ss, mut rf, mut rs) = (vec![], vec![], vec![], vec![]);
+    for round in 0..=opts.runs {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for fresh in order {
+            let (d, r) = (start(fresh), round_trip(fresh));
+            if round > 0 {
+                let (s, t) = if fresh {
+                    (&mut ss, &mut rs)
+                } else {
+                    (&mut sf, &mut rf)
+                };
+                s.push(secs(d));
+                t.push(secs(r));
+            }
+        }
+    }
+    // Memory of one worker of each kind, after a little work.
+    let mem = |fresh: bool| {
+        let pool = build(fresh);
+        let _ = pool.map(square, 0..10_000u64).expect("map");
+        let pids = pool.broadcast(worker_pid, ()).expect("pids");
+        memory_kb(pids[0])
+    };
+    let (fm, sm) = (mem(false), mem(true));
+    drop(ballast);
+    let start_ratio = median_ratio(&ss, &sf);
+    let rt_ratio = median_ratio(&rs, &rf);
+    println!(
+        "build(2) -> first result: spawn {}   fork {}   ratio {start_ratio:.2}x",
+        fmt_dur(median(&ss)),
+        fmt_dur(median(&sf))
+    );
+    println!(
+        "apply round trip (1 worker, {n} calls): spawn {}   fork {}   ratio {rt_ratio:.2}x",
+        fmt_dur(median(&rs)),
+        fmt_dur(median(&rf))
+    );
+    for (name, (rss, pss, dirty)) in [("fork", fm), ("spawn", sm)] {
+        println!("one {name} worker: Rss {rss} KiB, Pss {pss} KiB, Private_Dirty {dirty} KiB");
+    }
+    rows.push(Row {
+        case: "9 spawn: build(2) -> first result, 1 GiB heap",
+        pool: fmt_dur(median(&ss)),
+        reference: format!("fork server {}", fmt_dur(median(&sf))),
+        ratio: format!("{start_ratio:.2}x"),
+        target: "-".into(),
+        met: None,
+    });
+    rows.push(Row {
+        case: "9 spawn: apply round trip",
+        pool: fmt_dur(median(&rs)),
+        reference: format!("fork server {}", fmt_dur(median(&rf))),
+        ratio: format!("{rt_ratio:.2}x"),
+        target: "-".into(),
+        met: None,
+    });
+    rows.push(Row {
+        case: "9 spawn: memory of one worker (Rss / Pss / Private_Dirty)",
+        pool: format!("{} / {} / {} KiB", sm.0, sm.1, sm.2),
+        reference: format!("fork {} / {} / {} KiB", fm.0, fm.1, fm.2),
+        ratio: "-".into(),
+        target: "-".into(),
+        met: None,
+    });
+}
+
 fn main() {
+    // Workers started fresh (case 9) are this bench run again.
+    pool_runtime::worker_mode();
     let opts = Opts::from_args();
     println!(
         "# pool bench{}",
@@ -1570,7 +1703,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     type Case = fn(&Opts, &mut Vec<Row>);
-    let cases: [(&str, Case); 8] = [
+    let cases: [(&str, Case); 9] = [
         ("seeds", case_seeds),
         ("tiny", case_tiny),
         ("roundtrip", case_roundtrip),
@@ -1579,6 +1712,7 @@ fn main() {
         ("big", case_big),
         ("scaling", case_scaling),
         ("pipeline", case_pipeline),
+        ("spawn", case_spawn),
     ];
     let t = Instant::now();
     let limit = Duration::from_secs(if opts.quick { 45 } else { 300 });
