@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use crate::channel::frame;
 use crate::channel::hello::{self, Hello};
-use crate::channel::message::Message;
+use crate::channel::message::{self, Message};
 use crate::registry;
 use crate::sys::{self, StepCells};
 use crate::task::{Init, WorkerInfo};
@@ -199,6 +199,12 @@ fn serve(spec: Spec) -> i32 {
         recycle: &spec.recycle,
     };
     worker::live(start, |info, stream| {
+        // In worker mode: the driver stops waiting for `main` to get here.
+        let mut started = Vec::new();
+        message::write::started(&mut started);
+        if std::io::Write::write_all(stream, &started).is_err() {
+            return Err("the driver is gone".into());
+        }
         let mut hello = Vec::new();
         match frame::read_blocking(stream, &mut hello, max_frame) {
             Ok(true) => {}

@@ -10,6 +10,7 @@ const RUN: u8 = 1;
 const EXIT: u8 = 2;
 const HELLO: u8 = 3;
 const READY: u8 = 10;
+const STARTED: u8 = 14;
 const INIT_FAILED: u8 = 11;
 const DONE: u8 = 12;
 const EXITED: u8 = 13;
@@ -106,6 +107,9 @@ pub enum Message<'a> {
     },
     /// Worker → driver: init succeeded.
     Ready,
+    /// A worker started fresh → driver, its first frame: it is in worker
+    /// mode (its init follows).
+    Started,
     /// Worker → driver: init failed; the body is the message.
     InitFailed {
         /// What init said.
@@ -212,6 +216,7 @@ impl<'a> Message<'a> {
             }
             HELLO => Message::Hello { body: c.0 },
             READY => Message::Ready,
+            STARTED => Message::Started,
             INIT_FAILED => Message::InitFailed {
                 message: std::str::from_utf8(c.0)
                     .map_err(|_| ProtocolError("message is not UTF-8"))?,
@@ -356,6 +361,13 @@ pub mod write {
         buf.push(HELLO);
         buf.extend_from_slice(body);
         frame::finish(buf, start, usize::MAX).expect("checked against the frame limit at build");
+    }
+
+    /// A whole `Started` frame.
+    pub fn started(buf: &mut Vec<u8>) {
+        let start = frame::begin(buf);
+        buf.push(STARTED);
+        frame::finish(buf, start, usize::MAX).expect("small frame");
     }
 
     /// A whole `Ready` frame.

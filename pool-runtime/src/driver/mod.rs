@@ -568,6 +568,7 @@ impl Core {
                     _ => return Err("ready twice"),
                 }
             }
+            Message::Started => self.slots[i].started = true,
             Message::InitFailed { message } => {
                 // The worker leaves next; `settle` counts the failure.
                 self.slots[i].last_init_error = Some(message.to_string());

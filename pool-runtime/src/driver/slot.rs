@@ -73,6 +73,9 @@ pub(crate) struct Slot {
     pub(crate) protocol_error: Option<String>,
     /// When the current worker was asked for.
     pub(crate) started_at: Instant,
+    /// The current worker said `Started` (a worker started fresh is in
+    /// worker mode).
+    pub(crate) started: bool,
     /// The item seen running, and since when: `(batch tag, item, first seen)`.
     pub(crate) watch: Option<(u64, u32, Instant)>,
     /// The driver killed this worker for running past a timeout, after this long.
@@ -101,6 +104,7 @@ impl Slot {
             last_init_error: None,
             protocol_error: None,
             started_at: Instant::now(),
+            started: false,
             watch: None,
             timed_out: None,
             respawn_at: None,

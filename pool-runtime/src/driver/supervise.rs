@@ -14,6 +14,10 @@ use crate::channel::message;
 use crate::error::{Error, ErrorKind, WorkerDeath};
 use crate::channel::control::Exit;
 
+/// A worker started fresh says `Started` within this long, or it is taken
+/// for a program that never enters worker mode (its `main` runs instead).
+const START_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Wait before the `n`-th respawn in a row of a slot whose init keeps failing.
 fn backoff(n: u32) -> Duration {
     Duration::from_millis(100u64 << n.min(6)).min(Duration::from_secs(5))
@@ -46,6 +50,7 @@ impl Core {
                         closed: false,
                     };
                     s.started_at = Instant::now();
+                    s.started = false;
                     if let Some(greeting) = self.transport.greeting() {
                         s.push_frame(greeting);
                         self.write_slot(slot);
@@ -474,6 +479,19 @@ impl Core {
                         _ => s.watch = Some((tag, item, now)),
                     }
                 }
+                SlotState::Starting { pid }
+                    if !s.started
+                        && self.transport.greeting().is_some()
+                        && s.started_at.elapsed() >= START_DEADLINE =>
+                {
+                    if s.last_init_error.is_none() {
+                        s.last_init_error = Some(format!(
+                            "the worker program did not enter worker mode within {START_DEADLINE:?}: \
+                             call `pool_runtime::worker_mode()` first in its `main`"
+                        ));
+                        self.kill(pid);
+                    }
+                }
                 SlotState::Starting { pid } => {
                     let Some(limit) = self.config.init_timeout else {
                         continue;
@@ -511,6 +529,9 @@ impl Core {
                     }
                 }
                 SlotState::Starting { .. } | SlotState::Spawning { .. } => {
+                    if !s.started && self.transport.greeting().is_some() {
+                        wait = wait.min(Duration::from_millis(100));
+                    }
                     if let Some(limit) = self.config.init_timeout {
                         wait = wait.min(
                             (limit / 10)

@@ -1,6 +1,7 @@
 //! A program that forgot `pool_runtime::worker_mode()`: run as a worker, its
-//! `main` runs instead, and builds a pool of its own (or, with `exit` as its
-//! argument... it has none: with `SPAWN_NO_ENTRY_EXIT` set, it just ends).
+//! `main` runs instead, and builds a pool of its own; or, as
+//! `SPAWN_NO_ENTRY` says, just ends (`exit`) or does something else for a
+//! long while (`sleep`).
 //! `tests/spawn.rs` expects the driver's `build` to fail at once with a
 //! message that names the missing line, and no process to be left.
 
@@ -12,9 +13,16 @@ fn idle(_: &()) -> u8 {
 }
 
 fn main() {
-    if std::env::var_os("SPAWN_NO_ENTRY_EXIT").is_some() {
-        println!("spawn_no_entry: ending without serving");
-        return;
+    match std::env::var("SPAWN_NO_ENTRY").as_deref() {
+        Ok("exit") => {
+            println!("spawn_no_entry: ending without serving");
+            return;
+        }
+        Ok("sleep") => {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            return;
+        }
+        _ => {}
     }
     // What the program does when run by a user: build a pool of workers
     // started fresh. Run as a worker, this must fail, not start more.
