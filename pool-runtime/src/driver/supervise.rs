@@ -481,16 +481,15 @@ impl Core {
                 }
                 SlotState::Starting { pid }
                     if !s.started
+                        && s.last_init_error.is_none()
                         && self.transport.greeting().is_some()
                         && s.started_at.elapsed() >= START_DEADLINE =>
                 {
-                    if s.last_init_error.is_none() {
-                        s.last_init_error = Some(format!(
-                            "the worker program did not enter worker mode within {START_DEADLINE:?}: \
-                             call `pool_runtime::worker_mode()` first in its `main`"
-                        ));
-                        self.kill(pid);
-                    }
+                    s.last_init_error = Some(format!(
+                        "the worker program did not enter worker mode within {START_DEADLINE:?}: \
+                         call `pool_runtime::worker_mode()` first in its `main`"
+                    ));
+                    self.kill(pid);
                 }
                 SlotState::Starting { pid } => {
                     let Some(limit) = self.config.init_timeout else {
