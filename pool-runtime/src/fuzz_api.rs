@@ -304,7 +304,7 @@ where
     let mut out = Vec::new();
     let mut progress = NoFlush;
     let mut batch = Batch::new(body, count, &mut out, &mut progress);
-    batch::run_stateless(echo::<A>, &mut (), &mut batch)?;
+    batch::run_stateless(echo::<A>, item::decode, &mut (), &mut batch)?;
     Ok(out)
 }
 
