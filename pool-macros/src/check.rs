@@ -3,8 +3,8 @@
 //! Every rule pushes its error into the [`Ctxt`] and checking goes on, so one
 //! compile shows every mistake. Each error is spanned on the tokens at fault
 //! and says what to write instead. Whether a type implements serde's traits
-//! cannot be seen here: that is left to the assertions the expansion spans on
-//! the same tokens.
+//! cannot be seen here: that is left to the assertions the runtime's macro
+//! writes on the same tokens.
 
 use proc_macro2::{Delimiter, Group, TokenStream};
 use quote::{quote, ToTokens, TokenStreamExt};

@@ -1,16 +1,19 @@
-//! Code generation: the unchanged function, type assertions spanned on the
-//! user's tokens, and for tasks and exit hooks a registry entry.
+//! Code generation: the unchanged function, and next to it one call of the
+//! runtime's `macro_rules!` for its kind (`__private01::task_entry!`,
+//! `exit_entry!`, `init_entry!`) with the user's own tokens: the fn's name
+//! and the types of its signature, each keeping its span. That macro writes
+//! the type assertions and the registry entry, so the glue is the runtime's
+//! alone and changes with it.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
-use syn::{Item, ItemFn, Type};
+use syn::{Item, ItemFn};
 
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::fallback;
-use crate::parse::{self, Input, Kind, WorkerFn};
+use crate::parse::{self, Kind, WorkerFn};
 
 /// Parses, checks and expands one attribute. Never fails: errors come out as
 /// `compile_error!` next to the untouched item.
@@ -100,178 +103,84 @@ fn private() -> TokenStream {
     quote!(::pool_runtime::__private01)
 }
 
-/// A span with the hygiene of the call site and the location of `tokens`,
-/// so that rustc reports a failed bound under the user's tokens.
-fn span_of<T: Spanned>(tokens: &T) -> Span {
-    Span::call_site().located_at(tokens.span())
+/// The fn's name as a string literal, without `r#`: the runtime's macro
+/// makes it `module::path::name`, the stable name.
+fn name(func: &WorkerFn) -> syn::LitStr {
+    let ident = &func.original.sig.ident;
+    syn::LitStr::new(&ident.unraw().to_string(), ident.span())
 }
 
-/// `::pool_runtime::__private01::assert_xxx::<Ty>();`, spanned on `ty`.
-fn assertion(function: &str, ty: &Type) -> TokenStream {
-    let private = private();
-    let function = syn::Ident::new(function, span_of(ty));
-    quote_spanned!(span_of(ty)=> #private::#function::<#ty>();)
-}
-
-/// `assert_output` on the return type, `()` when there is none.
-fn output_assertion(func: &WorkerFn) -> TokenStream {
+/// The return type, `()` when there is none.
+fn output(func: &WorkerFn) -> TokenStream {
     match func.output {
-        Some(ty) => assertion("assert_output", ty),
-        None => {
-            let private = private();
-            quote!(#private::assert_output::<()>();)
-        }
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(()),
     }
 }
 
-/// `concat!(module_path!(), "::", "classify")`: the stable name.
-fn stable_name(func: &WorkerFn) -> TokenStream {
-    let name = func.original.sig.ident.unraw().to_string();
-    quote!(::core::concat!(::core::module_path!(), "::", #name))
-}
-
+/// `task_entry! { name, fn, state, args, output }`: the user's own tokens,
+/// each type with its span, for the runtime's macro to assert and register.
 fn task(func: &WorkerFn) -> TokenStream {
     let private = private();
+    let name = name(func);
     let ident = &func.original.sig.ident;
     let (state, args) = func.split_state();
-    let state_ty = state.and_then(Input::state_type);
-    let assert_state = state_ty.map(|ty| assertion("assert_state", ty));
-    let assert_args = args.iter().map(|arg| assertion("assert_argument", arg.ty));
-    let assert_output = output_assertion(func);
-    let name = stable_name(func);
-    // Spanned on the fn's name: if the fn is not a task after all (an
-    // argument that is not serde), the error lands on the signature.
-    let span = span_of(ident);
-    let run = match state_ty {
-        Some(ty) => {
-            quote_spanned!(span=> #private::run_batch::<#ty, _, _>(#ident, __pool_state, __pool_batch))
-        }
-        None => {
-            quote_spanned!(span=> #private::run_stateless::<_, _>(#ident, __pool_state, __pool_batch))
-        }
-    };
-    let stage = stage_glue(func, state_ty);
-    let debug_input = debug_input(args);
+    // `&mut S` or `&S` as written, less a lifetime on the reference.
+    let state = state.map(|input| {
+        let r = input.reference.expect("a state is a reference");
+        let (and, mutability, elem) = (&r.and_token, &r.mutability, &r.elem);
+        quote!(state: #and #mutability #elem,)
+    });
+    let args = args.iter().map(|arg| arg.ty);
+    let output = output(func);
     quote! {
-        #assert_state
-        #(#assert_args)*
-        #assert_output
-        #[#private::linkme::distributed_slice(#private::TASKS)]
-        #[linkme(crate = #private::linkme)]
-        static __POOL_TASK: #private::TaskEntry = #private::TaskEntry {
+        #private::task_entry! {
             name: #name,
-            type_id: || #private::type_id_of_val(&#ident),
-            run: |__pool_state, __pool_batch| #run,
-            stage: #stage,
-            debug_input: #debug_input,
-        };
-    }
-}
-
-/// The task's type-erased entry points as a pipeline stage. `split` picks,
-/// by autoref on the concrete output type, the glue that opens a
-/// `Result<T, E: Display>`, or the one that says the output is not one.
-fn stage_glue(func: &WorkerFn, state_ty: Option<&Type>) -> TokenStream {
-    let private = private();
-    let ident = &func.original.sig.ident;
-    let span = span_of(ident);
-    let state = match state_ty {
-        Some(ty) => quote!(#ty),
-        None => quote!(()),
-    };
-    let call = match state_ty {
-        Some(ty) => {
-            quote_spanned!(span=> #private::stage_call::<#ty, _, _>(#ident, __pool_state, __pool_value))
-        }
-        None => {
-            quote_spanned!(span=> #private::stage_call_stateless::<_, _>(#ident, __pool_state, __pool_value))
-        }
-    };
-    let output = match func.output {
-        Some(ty) => quote!(#ty),
-        None => quote!(()),
-    };
-    quote! {
-        #private::StageGlue {
-            decode: |__pool_bytes| #private::stage_decode::<#state, _, _>(#ident, __pool_bytes),
-            call: |__pool_state, __pool_value| #call,
-            encode: |__pool_value, __pool_out, __pool_long| #private::stage_encode::<#state, _, _>(#ident, __pool_value, __pool_out, __pool_long),
-            split: |__pool_value| {
-                use #private::{SplitNone as _, SplitResult as _};
-                (&&#private::SplitProbe::<#output>::NEW).split_glue()(__pool_value)
-            },
+            fn: #ident,
+            #state
+            args: [#(#args),*],
+            output: #output,
         }
     }
 }
 
-/// The `debug_input` glue: formats one encoded input (the argument, a tuple
-/// of them, or `()`) with `Debug` if its type has it, else `None`; autoref
-/// specialization on the concrete type (`__private01::DebugInput`).
-fn debug_input(args: &[Input<'_>]) -> TokenStream {
-    let private = private();
-    let tys = args.iter().map(|arg| arg.ty);
-    let input = match args {
-        [one] => one.ty.to_token_stream(),
-        _ => quote!((#(#tys,)*)),
-    };
-    quote! {
-        |__pool_bytes| {
-            #[allow(unused_imports)]
-            use #private::{InputHasDebug as _, InputNoDebug as _};
-            (&&#private::DebugInput::<#input>::new()).debug_input(__pool_bytes)
-        }
-    }
-}
-
+/// `exit_entry! { name, fn, state, output }`.
 fn exit(func: &WorkerFn) -> TokenStream {
     let private = private();
+    let name = name(func);
     let ident = &func.original.sig.ident;
-    let state_ty = func.inputs[0].ty;
-    let assert_state = assertion("assert_state", state_ty);
-    let assert_output = output_assertion(func);
-    let name = stable_name(func);
-    let span = span_of(ident);
-    let run =
-        quote_spanned!(span=> #private::run_exit::<#state_ty, _>(#ident, __pool_state, __pool_out));
+    let state = func.inputs[0].ty;
+    let output = output(func);
     quote! {
-        #assert_state
-        #assert_output
-        #[#private::linkme::distributed_slice(#private::EXITS)]
-        #[linkme(crate = #private::linkme)]
-        static __POOL_EXIT: #private::ExitEntry = #private::ExitEntry {
+        #private::exit_entry! {
             name: #name,
-            type_id: || #private::type_id_of_val(&#ident),
-            run: |__pool_state, __pool_out| #run,
-        };
+            fn: #ident,
+            state: #state,
+            output: #output,
+        }
     }
 }
 
+/// `init_entry! { name, fn, state, args }`: the `S` of `-> S` or
+/// `-> Result<S, E>`, and the `A` of `&A`.
 fn init(func: &WorkerFn) -> TokenStream {
     let private = private();
+    let name = name(func);
     let ident = &func.original.sig.ident;
     let output = func.output.expect("checked: an init returns its state");
     let state = parse::init_state(output);
-    let assert_state = assertion("assert_state", state);
-    // `&A`, checked: the arguments a worker started fresh decodes.
+    // `&A`, checked: what a worker started fresh decodes.
     let args = match func.inputs[0].ty {
-        Type::Reference(r) => &*r.elem,
+        syn::Type::Reference(r) => &*r.elem,
         other => other,
     };
-    let name = stable_name(func);
-    let span = span_of(ident);
-    let fresh = quote_spanned!(span=> (&&#private::InitProbe::<#args, #state, _>::new(#ident)).fresh(__pool_args, __pool_info));
     quote! {
-        #assert_state
-        #[#private::linkme::distributed_slice(#private::INITS)]
-        #[linkme(crate = #private::linkme)]
-        static __POOL_INIT: #private::InitEntry = #private::InitEntry {
+        #private::init_entry! {
             name: #name,
-            type_id: || #private::type_id_of_val(&#ident),
-            fresh: |__pool_args, __pool_info| {
-                use #private::{FreshInit as _, ForkOnlyInit as _};
-                #fresh
-            },
-        };
+            fn: #ident,
+            state: #state,
+            args: #args,
+        }
     }
 }
 
@@ -289,57 +198,77 @@ mod tests {
         s.chars().filter(|c| !c.is_whitespace()).collect()
     }
 
+    /// The one runtime macro call in `out`, squashed, from its path to its
+    /// closing brace; asserts that nothing else of the runtime is named.
+    fn the_call(out: &str) -> String {
+        assert_eq!(out.matches("__private01").count(), 1, "{out}");
+        let start = out.find("::pool_runtime::__private01::").expect(out);
+        let end = start + out[start..].find('}').expect(out) + 1;
+        out[start..end].to_string()
+    }
+
     #[test]
-    fn stateful_task_asserts_each_type_and_registers() {
+    fn stateful_task_is_one_call_with_the_users_tokens() {
         let out = squash(&expand_str(
             Kind::Task,
             "/// Docs stay.\nfn classify(c: &mut Classifier, row: Row) -> Label { c.run(row) }",
         ));
-        for expected in [
-            "#[doc=\"Docs stay.\"]fnclassify(c:&mutClassifier,row:Row)->Label{c.run(row)}",
-            "::pool_runtime::__private01::assert_state::<Classifier>();",
-            "::pool_runtime::__private01::assert_argument::<Row>();",
-            "::pool_runtime::__private01::assert_output::<Label>();",
-            "#[::pool_runtime::__private01::linkme::distributed_slice(::pool_runtime::__private01::TASKS)]",
-            "name:::core::concat!(::core::module_path!(),\"::\",\"classify\")",
-            "type_id:||::pool_runtime::__private01::type_id_of_val(&classify)",
-            "::pool_runtime::__private01::run_batch::<Classifier,_,_>(classify,__pool_state,__pool_batch)",
-            "stage:::pool_runtime::__private01::StageGlue{",
-            "::pool_runtime::__private01::stage_call::<Classifier,_,_>(classify,__pool_state,__pool_value)",
-            "(&&::pool_runtime::__private01::SplitProbe::<Label>::NEW).split_glue()(__pool_value)",
-        ] {
-            assert!(out.contains(&squash(expected)), "missing {expected}\nin {out}");
-        }
-    }
-
-    #[test]
-    fn stateless_task_runs_without_state() {
-        let out = squash(&expand_str(
-            Kind::Task,
-            "fn square(x: u64) -> u64 { x * x }",
-        ));
-        assert!(!out.contains("assert_state"), "{out}");
-        assert!(out.contains("assert_argument::<u64>();"), "{out}");
         assert!(
-            out.contains("run_stateless::<_,_>(square,__pool_state,__pool_batch)"),
+            out.contains(
+                "#[doc=\"Docsstay.\"]fnclassify(c:&mutClassifier,row:Row)->Label{c.run(row)}"
+            ),
             "{out}"
         );
-        assert!(out.contains("stage_call_stateless::<_,_>(square,"), "{out}");
-        assert!(out.contains("stage_decode::<(),_,_>(square,"), "{out}");
+        assert_eq!(
+            the_call(&out),
+            "::pool_runtime::__private01::task_entry!{name:\"classify\",fn:classify,\
+             state:&mutClassifier,args:[Row],output:Label,}"
+        );
+        assert!(
+            out.contains("#[doc(hidden)]#[allow(deprecated)]const_:()={::pool_runtime"),
+            "{out}"
+        );
     }
 
     #[test]
-    fn task_without_return_type_asserts_unit() {
+    fn stateless_task_passes_no_state() {
+        let out = squash(&expand_str(
+            Kind::Task,
+            "fn add(a: u64, (x, y): (u64, u64)) -> u64 { a + x + y }",
+        ));
+        assert_eq!(
+            the_call(&out),
+            "::pool_runtime::__private01::task_entry!{name:\"add\",fn:add,\
+             args:[u64,(u64,u64)],output:u64,}"
+        );
+    }
+
+    #[test]
+    fn task_by_ref_without_return_type_returns_unit() {
         let out = squash(&expand_str(Kind::Task, "fn log(s: &Sink, line: String) {}"));
-        assert!(out.contains("assert_state::<Sink>();"), "{out}");
-        assert!(out.contains("assert_output::<()>();"), "{out}");
+        assert_eq!(
+            the_call(&out),
+            "::pool_runtime::__private01::task_entry!{name:\"log\",fn:log,\
+             state:&Sink,args:[String],output:(),}"
+        );
+    }
+
+    #[test]
+    fn a_lifetime_on_the_state_reference_is_left_out() {
+        let out = squash(&expand_str(
+            Kind::Task,
+            "fn find(p: &'_ mut Parser<'_>) -> bool { true }",
+        ));
+        assert!(out.contains("state:&mutParser<'_>,args:[],"), "{out}");
     }
 
     #[test]
     fn raw_identifier_registers_without_prefix() {
         let out = squash(&expand_str(Kind::Task, "fn r#match(x: u64) -> u64 { x }"));
-        assert!(out.contains("\"::\",\"match\")"), "{out}");
-        assert!(out.contains("type_id_of_val(&r#match)"), "{out}");
+        assert!(
+            the_call(&out).contains("name:\"match\",fn:r#match,"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -355,36 +284,73 @@ mod tests {
     }
 
     #[test]
-    fn init_asserts_the_state_inside_result() {
+    fn init_registers_with_the_state_inside_result() {
         let out = squash(&expand_str(
             Kind::Init,
             "fn load(a: &Config) -> Result<Classifier, String> { todo!() }",
         ));
-        assert!(out.contains("assert_state::<Classifier>();"), "{out}");
-        assert!(
-            out.contains("distributed_slice(::pool_runtime::__private01::INITS)"),
-            "{out}"
-        );
-        assert!(
-            out.contains("(&&::pool_runtime::__private01::InitProbe::<Config,Classifier,_>::new(load)).fresh(__pool_args,__pool_info)"),
-            "{out}"
+        assert_eq!(
+            the_call(&out),
+            "::pool_runtime::__private01::init_entry!{name:\"load\",fn:load,state:Classifier,args:Config,}"
         );
     }
 
     #[test]
-    fn exit_registers_and_asserts() {
+    fn exit_is_one_call_with_the_users_tokens() {
         let out = squash(&expand_str(
             Kind::Exit,
             "fn report(c: Classifier) -> u64 { c.hits }",
         ));
-        for expected in [
-            "assert_state::<Classifier>();",
-            "assert_output::<u64>();",
-            "distributed_slice(::pool_runtime::__private01::EXITS)",
-            "run_exit::<Classifier,_>(report,__pool_state,__pool_out)",
-        ] {
-            assert!(out.contains(expected), "missing {expected}\nin {out}");
+        assert_eq!(
+            the_call(&out),
+            "::pool_runtime::__private01::exit_entry!{name:\"report\",fn:report,\
+             state:Classifier,output:u64,}"
+        );
+    }
+
+    /// The tokens passed on keep the user's spans: what the runtime's macro
+    /// asserts on them is reported under the signature.
+    #[test]
+    fn the_tokens_passed_on_keep_their_spans() {
+        fn idents(tokens: TokenStream, out: &mut Vec<proc_macro2::Ident>) {
+            for tt in tokens {
+                match tt {
+                    proc_macro2::TokenTree::Ident(i) => out.push(i),
+                    proc_macro2::TokenTree::Group(g) => idents(g.stream(), out),
+                    _ => {}
+                }
+            }
         }
+        let src = "fn classify(c: &mut Classifier, row: Row) -> Label { todo!() }";
+        let mut all = Vec::new();
+        idents(
+            expand(Kind::Task, TokenStream::new(), src.parse().unwrap()),
+            &mut all,
+        );
+        let call = all
+            .iter()
+            .position(|i| i == "task_entry")
+            .expect("the call");
+        let columns: Vec<(String, usize)> = all[call..]
+            .iter()
+            .filter(|i| {
+                ["classify", "mut", "Classifier", "Row", "Label"]
+                    .iter()
+                    .any(|w| *i == w)
+            })
+            .map(|i| (i.to_string(), i.span().start().column))
+            .collect();
+        let at = |s: &str| src.find(s).unwrap();
+        assert_eq!(
+            columns,
+            [
+                ("classify".into(), at("classify")),
+                ("mut".into(), at("mut")),
+                ("Classifier".into(), at("Classifier")),
+                ("Row".into(), at("Row)")),
+                ("Label".into(), at("Label")),
+            ]
+        );
     }
 
     #[test]
@@ -393,7 +359,7 @@ mod tests {
         let out = expand_str(Kind::Task, item);
         let squashed = squash(&out);
         assert!(squashed.starts_with(&squash(item)), "{out}");
-        assert!(!squashed.contains("distributed_slice"), "{out}");
+        assert!(!squashed.contains("__private01"), "{out}");
         assert_eq!(out.matches("compile_error").count(), 3, "{out}");
     }
 
@@ -402,7 +368,7 @@ mod tests {
         let item: TokenStream = "fn f(x: u64) {}".parse().unwrap();
         let out = expand(Kind::Task, quote!(name = "x"), item).to_string();
         assert!(out.contains("accepts no arguments"), "{out}");
-        assert!(!out.contains("distributed_slice"), "{out}");
+        assert!(!out.contains("__private01"), "{out}");
     }
 
     #[test]

@@ -7,15 +7,21 @@
 //! Each attribute leaves the function exactly as written, so it stays a plain
 //! function that unit tests call directly and that is passed to the pool by
 //! name (`pool.map(classify, rows)`). Next to it the attribute adds one
-//! unnamed `const _: () = { … };` block that holds
+//! unnamed `const _: () = { … };` block holding one call of a hidden
+//! `macro_rules!` of `pool_runtime` (`task_entry!`, `exit_entry!` or
+//! `init_check!`), passed the function's name and the types written in its
+//! signature, each with its span. That macro, part of the runtime, writes
 //!
-//! * type assertions spanned on the user's own types, so that a state that is
-//!   not `'static`, an argument that is not `DeserializeOwned` or a result that
-//!   is not `Serialize` is reported under that type in the signature;
+//! * type assertions on those types, so that a state that is not `'static`,
+//!   an argument that is not `DeserializeOwned` or a result that is not
+//!   `Serialize` is reported once, under that type in the signature;
 //! * for tasks and exit hooks, an entry in the runtime's registry (a
 //!   [`linkme`](https://docs.rs/linkme) distributed slice) under the stable
 //!   name `module::path::fn_name`, so a worker that is not a fork of the
 //!   driver can find the function by name.
+//!
+//! So this crate names nothing of the runtime but that macro: the glue
+//! changes with the runtime, which pins this crate's version exactly.
 //!
 //! Nothing is added to the value or type namespace: a `let classify = 1;`
 //! next to `#[worker_task] fn classify` still compiles.

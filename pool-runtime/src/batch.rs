@@ -9,13 +9,13 @@
 
 use std::any::Any;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::item;
 use crate::channel::outcome::{self, Failure, Status};
+use crate::codec::CodecError;
 use crate::sys::{Phase, StepCell};
-use crate::task::{Exit, Task};
+use crate::task::Call;
 use crate::unwind::{catch, Caught};
 
 pub(crate) mod stages;
@@ -158,10 +158,13 @@ impl<'a> Batch<'a> {
     /// the seeds' workload, BENCHMARKS.md). Chunks start at one item and
     /// double while they take under a millisecond, so slow items still
     /// report one by one. `Err` only for a body that is not a list of items
-    /// (a protocol error).
-    fn run<A, R>(&mut self, mut call: impl FnMut(A) -> R) -> Result<(), String>
+    /// (a protocol error). `decode` reads one input from all of its bytes.
+    fn run<A, R>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<A, CodecError>,
+        mut call: impl FnMut(A) -> R,
+    ) -> Result<(), String>
     where
-        A: DeserializeOwned,
         R: Serialize,
     {
         let room = CHUNK.min(self.count as usize);
@@ -183,7 +186,7 @@ impl<'a> Batch<'a> {
             let end = (next + chunk).min(self.count);
             let split = each || chunk < CHUNK as u32 || sample % 8 == 0;
             sample = sample.wrapping_add(1);
-            self.decode_chunk(next, end, &mut inputs)?;
+            self.decode_chunk(next, end, &decode, &mut inputs)?;
             let decoded = if split {
                 std::time::Instant::now()
             } else {
@@ -251,10 +254,11 @@ impl<'a> Batch<'a> {
     /// has none (its `Deserialize` erred or panicked). One catch covers a
     /// run of items; after a panic the next run starts past the item that
     /// panicked, its bytes skipped by their length.
-    fn decode_chunk<A: DeserializeOwned>(
+    fn decode_chunk<A>(
         &mut self,
         from: u32,
         to: u32,
+        decode: &impl Fn(&[u8]) -> Result<A, CodecError>,
         inputs: &mut Vec<Result<A, Failed>>,
     ) -> Result<(), String> {
         let mut i = from;
@@ -268,7 +272,7 @@ impl<'a> Batch<'a> {
                     let (status, value, rest) = item::read(input)?;
                     input = rest;
                     inputs.push(if status == Status::Ok as u8 {
-                        item::decode::<A>(value).map_err(|e| {
+                        decode(value).map_err(|e| {
                             failed(Status::Codec, format!("could not decode the input: {e}"))
                         })
                     } else {
@@ -374,33 +378,50 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Runs a batch of a task that takes the state `S`.
-pub fn run_batch<S: 'static, M, T: Task<S, M>>(
-    task: T,
+/// Runs a batch of a task that takes the state `S`, decoding each input
+/// with `decode` (the macros pass one that bounds each argument type).
+///
+/// `Call` has no serde bound, and `R` only the one the worker needs: the
+/// macros assert `TaskOutput` on the same type, under the user's result
+/// type, which implies it, so a result that is not serde is one error, not
+/// one more for this call.
+pub fn run_batch<S: 'static, I, R: Serialize, M, F, D>(
+    task: F,
+    decode: D,
     state: &mut dyn Any,
     batch: &mut Batch<'_>,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    F: Call<S, M, Input = I, Output = R>,
+    D: Fn(&[u8]) -> Result<I, CodecError>,
+{
     let state = state.downcast_mut::<S>().ok_or_else(|| {
         format!(
             "task expects a state of type `{}`",
             std::any::type_name::<S>()
         )
     })?;
-    batch.run(|input| task.call(state, input))
+    batch.run(decode, |input| task.call(state, input))
 }
 
-/// Runs a batch of a task that takes no state.
-pub fn run_stateless<M, T: Task<(), M>>(
-    task: T,
+/// Runs a batch of a task that takes no state (see [`run_batch`]).
+pub fn run_stateless<I, R: Serialize, M, F, D>(
+    task: F,
+    decode: D,
     _state: &mut dyn Any,
     batch: &mut Batch<'_>,
-) -> Result<(), String> {
-    batch.run(|input| task.call(&mut (), input))
+) -> Result<(), String>
+where
+    F: Call<(), M, Input = I, Output = R>,
+    D: Fn(&[u8]) -> Result<I, CodecError>,
+{
+    batch.run(decode, |input| task.call(&mut (), input))
 }
 
 /// Consumes a worker's state with an exit hook and appends its outcome.
-pub fn run_exit<S: 'static, E: Exit<S>>(
-    exit: E,
+/// Bounded like [`run_batch`]: by `R: Serialize`, not by [`Exit`](crate::Exit).
+pub fn run_exit<S: 'static, R: Serialize, F: Fn(S) -> R>(
+    exit: F,
     state: Box<dyn Any>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
@@ -412,7 +433,7 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
     })?;
     let mark = out.len();
     let mut long = false;
-    let written = catch(|| match catch(move || exit.call(*state)) {
+    let written = catch(|| match catch(move || exit(*state)) {
         Ok(output) => outcome::write(out, Status::Ok, &output, &mut long),
         Err(panic) => outcome::write_panic(out, &panic.during(""), &mut long),
     });
@@ -428,6 +449,7 @@ pub fn run_exit<S: 'static, E: Exit<S>>(
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use serde::de::DeserializeOwned;
 
     struct NoReport;
     impl Report for NoReport {
@@ -465,7 +487,7 @@ mod tests {
         let mut out = Vec::new();
         let mut p = NoReport;
         let mut batch = Batch::new(inputs, count, &mut out, &mut p);
-        run_stateless(square, &mut (), &mut batch).unwrap();
+        run_stateless(square, item::decode, &mut (), &mut batch).unwrap();
         out
     }
 
@@ -503,7 +525,7 @@ mod tests {
         let inputs = body(&(0..count as u64).collect::<Vec<_>>());
         let (mut out, mut t) = (Vec::new(), Timings::default());
         let mut batch = Batch::new(&inputs, count, &mut out, &mut t);
-        run_stateless(task, &mut (), &mut batch).unwrap();
+        run_stateless(task, item::decode, &mut (), &mut batch).unwrap();
         t
     }
 
@@ -593,7 +615,7 @@ mod tests {
         let mut out = Vec::new();
         let mut p = NoReport;
         let mut batch = Batch::new(&inputs, 7, &mut out, &mut p);
-        run_stateless(echo, &mut (), &mut batch).unwrap();
+        run_stateless(echo, item::decode, &mut (), &mut batch).unwrap();
         assert_eq!(batch.ran(), 7);
         let got = outcomes::<u8>(&out);
         assert_eq!(got.len(), 7);
@@ -628,6 +650,6 @@ mod tests {
         let mut p = NoReport;
         // A head that claims 30 bytes, and 2 there.
         let mut batch = Batch::new(&[30 << 3, 1, 2], 1, &mut out, &mut p);
-        assert!(run_stateless(|x: u64| x, &mut (), &mut batch).is_err());
+        assert!(run_stateless(|x: u64| x, item::decode, &mut (), &mut batch).is_err());
     }
 }

@@ -78,6 +78,11 @@ compile_error!(
     "pool-runtime runs on Linux only: it relies on fork(2), prctl(PR_SET_PDEATHSIG), eventfd(2) and /proc"
 );
 
+// The `macro_rules!` the attributes expand to (`__private01::task_entry!`
+// and its siblings): outside `linux_only!`, so that `__private01` can
+// re-export them by path.
+mod entry;
+
 /// The crate's items, compiled on Linux only (see the `compile_error!` above).
 macro_rules! linux_only {
     ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };

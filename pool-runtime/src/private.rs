@@ -1,4 +1,10 @@
 //! Everything the macros' output names, and nothing users should call.
+//!
+//! An attribute's output names one item here, the `macro_rules!` of its
+//! kind (`task_entry!`, `exit_entry!`, `init_entry!`), and passes it
+//! the user's own tokens (the fn's name, the types of its signature); those
+//! macros, written beside the runtime (`entry.rs`), name the rest. So the
+//! glue changes with the runtime, and pool-macros does not.
 
 pub use linkme;
 pub use serde::de::DeserializeOwned;
@@ -10,7 +16,15 @@ pub use crate::batch::stages::{
 };
 pub use crate::batch::{run_batch, run_exit, run_stateless, Batch};
 pub use crate::registry::{ExitEntry, InitEntry, TaskEntry, EXITS, INITS, TASKS};
+pub use crate::task::marker::{ByMut, ByRef, Stateless};
+pub use crate::task::Call;
+pub use crate::{
+    __pool_exit_entry as exit_entry, __pool_init_entry as init_entry,
+    __pool_task_entry as task_entry,
+};
 
+use crate::channel::item;
+use crate::codec::CodecError;
 use std::any::TypeId;
 
 /// The `TypeId` of a fn item, from the item itself.
@@ -53,6 +67,33 @@ pub const fn assert_argument<T: TaskArgument>() {}
 pub const fn assert_output<T: TaskOutput>() {}
 /// Spanned on a state type by the macros.
 pub const fn assert_state<T: WorkerState>() {}
+
+/// Input decoders, one per number of arguments, each bounding every
+/// argument type on its own: the macros name each user type as one type
+/// argument (`input2::<Row, u64>`), so a type that is not serde is reported
+/// under that type, and only once with the assertion on the same span. A
+/// bound on the whole tuple would be reported again, under the macro.
+macro_rules! input_decoders {
+    ($($name:ident: $($arg:ident)+ => $input:ty;)*) => {$(
+        #[doc = concat!(
+            "Decodes the input of a task of arguments `", stringify!($($arg)+),
+            "` (`input1::<()>` for a task of none), from all of its bytes."
+        )]
+        #[inline]
+        pub fn $name<$($arg: TaskArgument,)+>(bytes: &[u8]) -> Result<$input, CodecError> {
+            item::decode(bytes)
+        }
+    )*};
+}
+
+input_decoders! {
+    input1: A1 => A1;
+    input2: A1 A2 => (A1, A2);
+    input3: A1 A2 A3 => (A1, A2, A3);
+    input4: A1 A2 A3 A4 => (A1, A2, A3, A4);
+    input5: A1 A2 A3 A4 A5 => (A1, A2, A3, A4, A5);
+    input6: A1 A2 A3 A4 A5 A6 => (A1, A2, A3, A4, A5, A6);
+}
 
 /// Autoref specialization (the macros name the concrete input type): with
 /// `use {InputHasDebug as _, InputNoDebug as _}`,

@@ -24,6 +24,9 @@ pub struct TaskEntry {
     pub name: &'static str,
     /// The `TypeId` of the fn item, so the driver can go from the value to the entry.
     pub type_id: fn() -> TypeId,
+    /// The crate, its version and the types of the signature, for the
+    /// fingerprint a worker started fresh checks.
+    pub signature: &'static str,
     /// Decode → call → encode for a batch.
     pub run: RunBatch,
     /// The same task as one stage of a pipeline.
@@ -44,6 +47,8 @@ pub struct ExitEntry {
     pub name: &'static str,
     /// The `TypeId` of the fn item.
     pub type_id: fn() -> TypeId,
+    /// As [`TaskEntry::signature`].
+    pub signature: &'static str,
     /// Consume the state, encode the result.
     pub run: RunExit,
 }
@@ -59,6 +64,8 @@ pub struct InitEntry {
     pub name: &'static str,
     /// The `TypeId` of the fn item.
     pub type_id: fn() -> TypeId,
+    /// As [`TaskEntry::signature`].
+    pub signature: &'static str,
     /// Decode the arguments, build the state.
     pub fresh: FreshInit,
 }
@@ -154,9 +161,9 @@ pub fn init_by_name(name: &str) -> Option<&'static InitEntry> {
 /// sorted. Tasks and exit hooks are found by their index in the sorted
 /// tables, so two programs with the same list find the same functions.
 pub(crate) fn fingerprint() -> Vec<crate::channel::hello::Entry> {
-    let task = tasks().entries.iter().map(|e| ("task", e.name, ""));
-    let exit = exits().entries.iter().map(|e| ("exit hook", e.name, ""));
-    let init = inits().entries.iter().map(|e| ("init", e.name, ""));
+    let task = tasks().entries.iter().map(|e| ("task", e.name, e.signature));
+    let exit = exits().entries.iter().map(|e| ("exit hook", e.name, e.signature));
+    let init = inits().entries.iter().map(|e| ("init", e.name, e.signature));
     task.chain(exit)
         .chain(init)
         .map(|(k, n, s)| (k.to_string(), n.to_string(), s.to_string()))

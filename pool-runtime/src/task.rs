@@ -96,8 +96,24 @@ pub trait Task<S, M>: Copy + Send + Sync + 'static {
     fn call(&self, state: &mut S, input: Self::Input) -> Self::Output;
 }
 
+/// [`Task`] without its serde bounds: a function of one of a task's shapes,
+/// called with its arguments as one value. The glue the attributes write
+/// calls a task through it, and bounds each argument and result type on its
+/// own (spanned on the user's type), so that a type that is not serde is one
+/// error under that type instead of one more under the function.
+pub trait Call<S, M> {
+    /// The argument, a tuple of them, or `()`.
+    type Input;
+    /// What the function returns.
+    type Output;
+
+    /// Calls the function with the worker's state.
+    fn call(&self, state: &mut S, input: Self::Input) -> Self::Output;
+}
+
 macro_rules! impl_task {
     ($($arg:ident)*) => {
+        impl_task!(@call $($arg)*);
         impl<S, F, R, $($arg,)*> Task<S, ByMut<($($arg,)*)>> for F
         where
             F: Fn(&mut S, $($arg,)*) -> R + Copy + Send + Sync + 'static,
@@ -133,6 +149,47 @@ macro_rules! impl_task {
             F: Fn($($arg,)*) -> R + Copy + Send + Sync + 'static,
             R: Serialize + DeserializeOwned,
             $($arg: Serialize + DeserializeOwned,)*
+        {
+            type Input = impl_task!(@input $($arg)*);
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn call(&self, _state: &mut S, input: Self::Input) -> R {
+                let impl_task!(@pat $($arg)*) = input;
+                self($($arg,)*)
+            }
+        }
+    };
+    // The same three shapes as `Call`, with no bound on the types.
+    (@call $($arg:ident)*) => {
+        impl<S, F, R, $($arg,)*> Call<S, ByMut<($($arg,)*)>> for F
+        where
+            F: Fn(&mut S, $($arg,)*) -> R,
+        {
+            type Input = impl_task!(@input $($arg)*);
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn call(&self, state: &mut S, input: Self::Input) -> R {
+                let impl_task!(@pat $($arg)*) = input;
+                self(state, $($arg,)*)
+            }
+        }
+
+        impl<S, F, R, $($arg,)*> Call<S, ByRef<($($arg,)*)>> for F
+        where
+            F: Fn(&S, $($arg,)*) -> R,
+        {
+            type Input = impl_task!(@input $($arg)*);
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn call(&self, state: &mut S, input: Self::Input) -> R {
+                let impl_task!(@pat $($arg)*) = input;
+                self(state, $($arg,)*)
+            }
+        }
+
+        impl<S, F, R, $($arg,)*> Call<S, Stateless<($($arg,)*)>> for F
+        where
+            F: Fn($($arg,)*) -> R,
         {
             type Input = impl_task!(@input $($arg)*);
             type Output = R;

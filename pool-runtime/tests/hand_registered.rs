@@ -1,10 +1,11 @@
-//! The runtime on its own: entries written by hand exactly as the macros
-//! emit them, so a runtime bug shows here without the macros in the way.
+//! The runtime on its own: entries written by hand with the glue the
+//! runtime's `task_entry!`/`exit_entry!` write (less their type assertions),
+//! so a runtime bug shows here without the macros in the way.
 
 use pool_runtime::__private01::{
-    linkme, run_batch, run_exit, run_stateless, stage_call, stage_call_stateless, stage_decode,
-    stage_encode, type_id_of_val, ExitEntry, SplitNone, SplitProbe, StageGlue, TaskEntry, EXITS,
-    TASKS,
+    input1, linkme, run_batch, run_exit, run_stateless, stage_call, stage_call_stateless,
+    stage_decode, stage_encode, type_id_of_val, ByMut, ExitEntry, SplitNone, SplitProbe, StageGlue,
+    Stateless, TaskEntry, EXITS, TASKS,
 };
 use pool_runtime::{ErrorKind, Pool};
 
@@ -45,11 +46,12 @@ fn unregistered(x: u64) -> u64 {
 static ADD: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::add"),
     type_id: || type_id_of_val(&add),
-    run: |s, b| run_batch::<Counter, _, _>(add, s, b),
+    signature: "fn(&mut Counter, u64) -> u64",
+    run: |s, b| run_batch::<Counter, _, u64, ByMut<(u64,)>, _, _>(add, input1::<u64>, s, b),
     stage: StageGlue {
-        decode: |b| stage_decode::<Counter, _, _>(add, b),
-        call: |s, v| stage_call::<Counter, _, _>(add, s, v),
-        encode: |v, out, long| stage_encode::<Counter, _, _>(add, v, out, long),
+        decode: |b| stage_decode(input1::<u64>, b),
+        call: |s, v| stage_call::<Counter, _, u64, ByMut<(u64,)>, _>(add, s, v),
+        encode: |v, out, long| stage_encode::<u64>(v, out, long),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
     debug_input: |_| None,
@@ -60,11 +62,12 @@ static ADD: TaskEntry = TaskEntry {
 static SQUARE: TaskEntry = TaskEntry {
     name: concat!(module_path!(), "::square"),
     type_id: || type_id_of_val(&square),
-    run: |s, b| run_stateless::<_, _>(square, s, b),
+    signature: "fn(u64) -> u64",
+    run: |s, b| run_stateless::<_, u64, Stateless<(u64,)>, _, _>(square, input1::<u64>, s, b),
     stage: StageGlue {
-        decode: |b| stage_decode::<(), _, _>(square, b),
-        call: |s, v| stage_call_stateless::<_, _>(square, s, v),
-        encode: |v, out, long| stage_encode::<(), _, _>(square, v, out, long),
+        decode: |b| stage_decode(input1::<u64>, b),
+        call: |s, v| stage_call_stateless::<_, u64, Stateless<(u64,)>, _>(square, s, v),
+        encode: |v, out, long| stage_encode::<u64>(v, out, long),
         split: |v| SplitNone::split_glue(&SplitProbe::<u64>::NEW)(v),
     },
     debug_input: |_| None,
@@ -75,7 +78,8 @@ static SQUARE: TaskEntry = TaskEntry {
 static SEEN: ExitEntry = ExitEntry {
     name: concat!(module_path!(), "::seen"),
     type_id: || type_id_of_val(&seen),
-    run: |s, o| run_exit::<Counter, _>(seen, s, o),
+    signature: "fn(Counter) -> u64",
+    run: |s, o| run_exit::<Counter, u64, _>(seen, s, o),
 };
 
 #[test]

@@ -10,9 +10,11 @@ use super::{Batch, CHUNK};
 use crate::channel::item;
 use crate::channel::outcome::{self, Status};
 use crate::sys::Phase;
-use crate::task::Task;
+use crate::codec::CodecError;
 use crate::error::Panic;
+use crate::task::Call;
 use crate::unwind::catch;
+use serde::Serialize;
 use std::any::Any;
 use std::fmt::Display;
 use std::marker::PhantomData;
@@ -49,25 +51,26 @@ pub struct StageGlue {
     pub split: fn(Value) -> Split,
 }
 
-/// [`StageGlue::decode`] of the task `T`.
-pub fn stage_decode<S, M, T: Task<S, M>>(_task: T, bytes: &[u8]) -> Result<Value, String>
+/// [`StageGlue::decode`] of a task whose input `decode` reads (the macros
+/// pass one that bounds each argument type, as for [`run_batch`](super::run_batch)).
+pub fn stage_decode<I: 'static, D>(decode: D, bytes: &[u8]) -> Result<Value, String>
 where
-    T::Input: 'static,
+    D: Fn(&[u8]) -> Result<I, CodecError>,
 {
-    item::decode::<T::Input>(bytes)
+    decode(bytes)
         .map(|v| Box::new(v) as Value)
         .map_err(|e| format!("could not decode the input: {e}"))
 }
 
-/// [`StageGlue::call`] of a task taking the state `S`.
-pub fn stage_call<S: 'static, M, T: Task<S, M>>(
-    task: T,
+/// [`StageGlue::call`] of a task taking the state `S`. No serde bound: the
+/// values stay in the worker.
+pub fn stage_call<S: 'static, I: 'static, R: 'static, M, F>(
+    task: F,
     state: &mut dyn Any,
     input: Value,
 ) -> Result<Value, String>
 where
-    T::Input: 'static,
-    T::Output: 'static,
+    F: Call<S, M, Input = I, Output = R>,
 {
     let state = state.downcast_mut::<S>().ok_or_else(|| {
         format!(
@@ -75,41 +78,31 @@ where
             std::any::type_name::<S>()
         )
     })?;
-    let input = input
-        .downcast::<T::Input>()
-        .map_err(|_| mismatch::<T::Input>())?;
+    let input = input.downcast::<I>().map_err(|_| mismatch::<I>())?;
     Ok(Box::new(task.call(state, *input)))
 }
 
 /// [`StageGlue::call`] of a task taking no state.
-pub fn stage_call_stateless<M, T: Task<(), M>>(
-    task: T,
+pub fn stage_call_stateless<I: 'static, R: 'static, M, F>(
+    task: F,
     _state: &mut dyn Any,
     input: Value,
 ) -> Result<Value, String>
 where
-    T::Input: 'static,
-    T::Output: 'static,
+    F: Call<(), M, Input = I, Output = R>,
 {
-    let input = input
-        .downcast::<T::Input>()
-        .map_err(|_| mismatch::<T::Input>())?;
+    let input = input.downcast::<I>().map_err(|_| mismatch::<I>())?;
     Ok(Box::new(task.call(&mut (), *input)))
 }
 
-/// [`StageGlue::encode`] of the task `T`.
-pub fn stage_encode<S, M, T: Task<S, M>>(
-    _task: T,
+/// [`StageGlue::encode`] of a task returning `R` (bounded as in
+/// [`run_batch`](super::run_batch)).
+pub fn stage_encode<R: Serialize + 'static>(
     output: &dyn Any,
     out: &mut Vec<u8>,
     long: &mut bool,
-) -> Result<(), String>
-where
-    T::Output: 'static,
-{
-    let output = output
-        .downcast_ref::<T::Output>()
-        .ok_or_else(mismatch::<T::Output>)?;
+) -> Result<(), String> {
+    let output = output.downcast_ref::<R>().ok_or_else(mismatch::<R>)?;
     outcome::write(out, Status::Ok, output, long);
     Ok(())
 }
