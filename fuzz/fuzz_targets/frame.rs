@@ -21,7 +21,8 @@ use libfuzzer_sys::fuzz_target;
 use pool_runtime::batch::{self, Batch, Report};
 use pool_runtime::channel::frame::{self, Fill, FrameError, FrameReader, PREFIX};
 use pool_runtime::channel::message::{write, Message};
-use pool_runtime::channel::{item, outcome};
+use pool_runtime::channel::{hello, item, outcome};
+use pool_runtime::marker::Stateless;
 use pool_runtime::Error;
 use pool_runtime_fuzz::{
     largest, on_small_stack, reset_largest, Kind, Pieces, Record, Tree, ALLOC_BOUND, FRAME_LIMIT,
@@ -160,8 +161,8 @@ fn message(frame: &[u8], config: u8) {
     // What parses is what the crate's writers write.
     let written = rewrite(frame, &msg);
     let end = match msg {
-        // These two ignore trailing bytes.
-        Message::Exit { .. } | Message::Ready => written.len(),
+        // These ignore trailing bytes.
+        Message::Exit { .. } | Message::Ready | Message::Started => written.len(),
         _ => frame.len(),
     };
     assert_eq!(&written[PREFIX..], &frame[PREFIX..end], "re-encoded {msg:?}");
@@ -173,7 +174,12 @@ fn message(frame: &[u8], config: u8) {
         }
         Message::Exited { body } => with_type(config, Walk { body, count: 1 }),
         Message::Run { count, body, .. } => with_type(config, Worker { body, count }),
-        Message::Exit { .. } | Message::Ready | Message::InitFailed { .. } => {}
+        // A worker started fresh reads its greeting; whatever the bytes,
+        // that is a value or an error.
+        Message::Hello { body } => {
+            let _ = hello::Hello::decode(body);
+        }
+        Message::Exit { .. } | Message::Ready | Message::Started | Message::InitFailed { .. } => {}
     }
 }
 
@@ -195,6 +201,14 @@ fn rewrite(frame: &[u8], msg: &Message<'_>) -> Vec<u8> {
         }
         Message::Ready => {
             write::ready(&mut buf);
+            return buf;
+        }
+        Message::Started => {
+            write::started(&mut buf);
+            return buf;
+        }
+        Message::Hello { body } => {
+            write::hello(&mut buf, body);
             return buf;
         }
         Message::InitFailed { message } => {
@@ -326,7 +340,13 @@ impl WithType for Worker<'_> {
         let mut out = Vec::new();
         let mut report = NoFlush;
         let mut batch = Batch::new(self.body, count, &mut out, &mut report);
-        if batch::run_stateless(echo::<T>, &mut (), &mut batch).is_err() {
+        let run = batch::run_stateless::<T, T, Stateless<(T,)>, _, _>(
+            echo::<T>,
+            item::decode::<T>,
+            &mut (),
+            &mut batch,
+        );
+        if run.is_err() {
             // The worker leaves (a protocol error) only for a body that is
             // not `count` items.
             let mut rest = self.body;

@@ -7,19 +7,19 @@ use super::item::{self, Malformed};
 
 /// One registered function as the fingerprint lists it: its kind (`task`,
 /// `exit hook`, `init`), its stable name, and its signature.
-pub(crate) type Entry = (String, String, String);
+pub type Entry = (String, String, String);
 
 /// What a worker started fresh is told before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Hello<'a> {
+pub struct Hello<'a> {
     /// The runtime's version.
-    pub(crate) version: String,
+    pub version: String,
     /// Every registered function of the driver's program, sorted.
-    pub(crate) code: Vec<Entry>,
+    pub code: Vec<Entry>,
     /// The stable name of the init to run.
-    pub(crate) init: String,
+    pub init: String,
     /// Its arguments, encoded.
-    pub(crate) args: &'a [u8],
+    pub args: &'a [u8],
 }
 
 impl Hello<'_> {
@@ -33,7 +33,7 @@ impl Hello<'_> {
     }
 
     /// A `Hello` body, read.
-    pub(crate) fn decode(body: &[u8]) -> Result<Hello<'_>, Malformed> {
+    pub fn decode(body: &[u8]) -> Result<Hello<'_>, Malformed> {
         let (_, head, args) = item::read(body)?;
         let (version, code, init) = item::decode::<(String, Vec<Entry>, String)>(head)
             .map_err(|_| Malformed("a greeting that does not decode"))?;

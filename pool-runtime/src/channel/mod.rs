@@ -4,7 +4,7 @@
 //! control packets between the driver and the fork server.
 
 pub(crate) mod control;
-pub(crate) mod hello;
+pub mod hello;
 pub mod frame;
 pub mod item;
 pub mod message;
