@@ -468,3 +468,29 @@ fn spawn_no_process_outlives_the_pool() {
     assert_eq!(common::wait_gone(&all, Duration::ZERO), Vec::<u32>::new());
     assert!(!common::children_of(me).iter().any(|p| all.contains(p)));
 }
+
+#[test]
+fn spawn_progress_bar_and_async_streams_work() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    let pool = pool(2);
+    // A bar drawn nowhere still counts every outcome on its way.
+    let out: Vec<u64> = pool
+        .imap(scaled, 0..300u64)
+        .progress_to(pool_runtime::ProgressDrawTarget::hidden())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(out, (0..300u64).map(|x| 3 * x).collect::<Vec<_>>());
+    // The same stream as an async `Stream`, polled by hand.
+    let mut stream = pool.imap(scaled, 0..100u64).into_stream();
+    let mut got = Vec::new();
+    let next = std::future::poll_fn(|cx: &mut Context<'_>| loop {
+        match futures_core::Stream::poll_next(Pin::new(&mut stream), cx) {
+            Poll::Ready(Some(r)) => got.push(r.unwrap()),
+            Poll::Ready(None) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    });
+    futures_lite_block_on(next);
+    assert_eq!(got, (0..100u64).map(|x| 3 * x).collect::<Vec<_>>());
+}

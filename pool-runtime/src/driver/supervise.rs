@@ -256,6 +256,22 @@ impl Core {
             generation = self.slots[i].generation + 1
         );
         let _respawn = respawn.enter();
+        let (timed_out, recycled) = self.clear_slot(i);
+        let death = Death {
+            how: &how,
+            exit,
+            pid: pid.as_raw(),
+            timed_out,
+            recycled,
+        };
+        self.rehome_work(i, &death);
+        self.replace_worker(i, during_init, &death);
+    }
+
+    /// Slot `i`'s dead worker is forgotten: the slot is empty, and keeps
+    /// a recycled worker's exit-hook outcome. Returns whether the driver
+    /// timed it out (after how long), and whether it was recycled.
+    fn clear_slot(&mut self, i: usize) -> (Option<Duration>, bool) {
         let slot = &mut self.slots[i];
         slot.state = SlotState::Empty;
         slot.protocol_error = None;
@@ -267,15 +283,16 @@ impl Core {
                 self.recycled.push((i, slot.generation, outcome));
             }
         }
+        (timed_out, recycled)
+    }
+
+    /// Carries out the policy's verdict on every batch the dead worker of
+    /// slot `i` held: the item to blame fails, the rest goes back to the
+    /// front of the queue (a broadcast's, to the front of its slot's), in
+    /// their original order.
+    fn rehome_work(&mut self, i: usize, death: &Death<'_>) {
         let inflight: Vec<u64> = self.slots[i].inflight.drain(..).collect();
         let at = self.transport.take_position(i);
-        let death = Death {
-            how: &how,
-            exit,
-            pid: pid.as_raw(),
-            timed_out,
-            recycled,
-        };
         let rules = Rules {
             retries: self.config.retries,
             task_timeout: self.config.task_timeout,
@@ -294,7 +311,7 @@ impl Core {
             };
             // The item the worker was at, if it was in this batch.
             let at = at.and_then(|(t, step)| step.filter(|_| t == tag));
-            let verdict = policy::on_death(held, at, &death, &rules);
+            let verdict = policy::on_death(held, at, death, &rules);
             if let Some((item, kind)) = verdict.fail {
                 self.fail_item(b.job, b.first + item as u64, Error::new(kind));
             }
@@ -308,41 +325,51 @@ impl Core {
             }
             self.batch_gone(b.job);
         }
-        // Back to the front of the queue (a broadcast's, to the front of its
-        // slot's), in their original order.
         requeue.sort_by_key(|(b, _)| std::cmp::Reverse(b.first));
         for (piece, pinned) in requeue {
             self.resubmit_front(piece, pinned);
         }
+    }
+
+    /// Starts the next worker of slot `i`: now, or after a back-off if the
+    /// dead one never finished its init; never, once init failed
+    /// `respawn_limit` times in a row (the slot fails).
+    fn replace_worker(&mut self, i: usize, during_init: bool, death: &Death<'_>) {
         let slot = &mut self.slots[i];
         slot.generation += 1;
-        if during_init {
-            slot.init_failures += 1;
-            if slot.last_init_error.is_none() {
-                let hint = exit.and_then(|e| self.transport.init_exit_hint(e)).unwrap_or_default();
-                slot.last_init_error = Some(match timed_out {
-                    Some(t) => format!("init timed out after {t:.1?}"),
-                    None => format!("worker died during init: {how}{hint}"),
-                });
+        if !during_init {
+            if !self.transport.is_lost() {
+                tracing::info!("worker ended; respawning");
+                self.spawn(i);
             }
-            if slot.init_failures >= self.config.respawn_limit.max(1) {
-                let why = slot.last_init_error.clone().unwrap_or(how);
-                self.slot_failed(i, why);
-                return;
-            }
-            // The database went away, say: wait before trying again.
-            let wait = backoff(slot.init_failures - 1);
-            slot.respawn_at = Some(Instant::now() + wait);
-            tracing::warn!(
-                ?wait,
-                "worker died during init; respawning after a back-off"
-            );
             return;
         }
-        if !self.transport.is_lost() {
-            tracing::info!("worker ended; respawning");
-            self.spawn(i);
+        slot.init_failures += 1;
+        if slot.last_init_error.is_none() {
+            let hint = death
+                .exit
+                .and_then(|e| self.transport.init_exit_hint(e))
+                .unwrap_or_default();
+            slot.last_init_error = Some(match death.timed_out {
+                Some(t) => format!("init timed out after {t:.1?}"),
+                None => format!("worker died during init: {}{hint}", death.how),
+            });
         }
+        if slot.init_failures >= self.config.respawn_limit.max(1) {
+            let why = slot
+                .last_init_error
+                .clone()
+                .unwrap_or_else(|| death.how.to_string());
+            self.slot_failed(i, why);
+            return;
+        }
+        // The database went away, say: wait before trying again.
+        let wait = backoff(slot.init_failures - 1);
+        slot.respawn_at = Some(Instant::now() + wait);
+        tracing::warn!(
+            ?wait,
+            "worker died during init; respawning after a back-off"
+        );
     }
 
     /// Queues a piece of a dead worker's batch first in line: first in the
