@@ -997,6 +997,16 @@ fn case_roundtrip(opts: &Opts, rows: &mut Vec<Row>) {
 // ===========================================================================
 // 4. Start
 
+/// A driver heap of `bytes`, every page touched: mapped, and so shared by
+/// every fork that follows (which copies its page tables).
+fn touched_heap(bytes: usize) -> Vec<u8> {
+    let mut heap = vec![0u8; bytes];
+    for (i, page) in heap.chunks_mut(4096).enumerate() {
+        page[0] = i as u8;
+    }
+    black_box(heap)
+}
+
 fn case_start(opts: &Opts, rows: &mut Vec<Row>) {
     let heap = opts.size(1 << 30, 128 << 20);
     header(
@@ -1006,12 +1016,7 @@ fn case_start(opts: &Opts, rows: &mut Vec<Row>) {
             heap >> 20
         ),
     );
-    // The driver's heap: touched, so every page is mapped and must be shared at fork.
-    let mut ballast = vec![0u8; heap];
-    for (i, page) in ballast.chunks_mut(4096).enumerate() {
-        page[0] = i as u8;
-    }
-    black_box(&ballast);
+    let ballast = touched_heap(heap);
     let pool_run = |workers: usize| {
         let t = Instant::now();
         let pool = Pool::builder()
@@ -1575,11 +1580,7 @@ fn case_spawn(opts: &Opts, rows: &mut Vec<Row>) {
             heap >> 20
         ),
     );
-    let mut ballast = vec![0u8; heap];
-    for (i, page) in ballast.chunks_mut(4096).enumerate() {
-        page[0] = i as u8;
-    }
-    black_box(&ballast);
+    let ballast = touched_heap(heap);
     let build = |fresh: bool| {
         let b = Pool::builder().workers(2);
         if fresh {
