@@ -31,6 +31,11 @@ pub(crate) const WORKER_ENV: &str = "POOL_RUNTIME_WORKER";
 /// This process entered worker mode.
 static IN_WORKER_MODE: AtomicBool = AtomicBool::new(false);
 
+/// The descriptors this process inherited as a worker were taken: by worker
+/// mode, or by a `build` that told the driver it never entered it. Taken
+/// once: a second owner of the numbers would close what reuses them.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
 /// What a worker started fresh is told in [`WORKER_ENV`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
@@ -130,9 +135,10 @@ pub fn worker_mode() {
     let Some(spec) = std::env::var_os(WORKER_ENV) else {
         return;
     };
-    if IN_WORKER_MODE.swap(true, Ordering::AcqRel) {
+    if CLAIMED.swap(true, Ordering::AcqRel) {
         return;
     }
+    IN_WORKER_MODE.store(true, Ordering::Release);
     let code = match Spec::parse(&spec) {
         Some(spec) => serve(spec),
         None => {
@@ -234,7 +240,7 @@ pub(crate) fn check_not_a_forgotten_worker() -> Result<(), String> {
          this process ({}) was started as a worker and builds no pool",
         std::process::id()
     );
-    if let Some(spec) = Spec::parse(&spec) {
+    if let Some(spec) = Spec::parse(&spec).filter(|_| !CLAIMED.swap(true, Ordering::AcqRel)) {
         if let Some(chan) = sys::take_inherited_fd(spec.chan) {
             worker::tell_init_failed(chan, &why);
         }

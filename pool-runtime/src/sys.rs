@@ -397,7 +397,7 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     .filter(|_| fd > 2)?;
     // SAFETY: the fork server left `fd` open across `exec` for this process
     // alone, and nothing else in it knows the number: it is owned here once
-    // (`worker_mode` runs once per process).
+    // (`fresh.rs` claims the inherited descriptors once per process).
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

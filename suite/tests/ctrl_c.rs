@@ -34,6 +34,7 @@ fn ctrl_c_driver_role() {
     if std::env::var(ROLE).is_err() {
         return;
     }
+    common::default_sigint();
     let pool = Pool::builder().workers(2).build(idle, ()).unwrap();
     let ids = pool.broadcast(pids, ()).unwrap();
     println!("{}", common::pids_line(&ids));

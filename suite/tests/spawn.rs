@@ -425,6 +425,7 @@ fn spawn_driver_role() {
     if std::env::var(ROLE).is_err() {
         return;
     }
+    common::default_sigint();
     let pool = pool(2);
     let ids = pool.broadcast(pids, ()).unwrap();
     println!("{}", common::pids_line(&ids));

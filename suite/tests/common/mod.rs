@@ -97,3 +97,12 @@ pub fn pids_line(ids: &[(u32, u32)]) -> String {
         .collect();
     format!("PIDS {}", all.join(" "))
 }
+
+/// SIGINT back to its default action, as under an interactive shell: a
+/// test run from a background job (`cmd &` in a script) starts with it
+/// ignored, and so would a driver role spawned from it.
+pub fn default_sigint() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) }.expect("SIGINT to its default");
+}
