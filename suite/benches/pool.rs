@@ -1682,6 +1682,56 @@ fn case_spawn(opts: &Opts, rows: &mut Vec<Row>) {
     });
 }
 
+// ===========================================================================
+// 10. Many outstanding handles
+
+fn case_handles(opts: &Opts, rows: &mut Vec<Row>) {
+    let (small, large) = (opts.size(2_000, 500), opts.size(32_000, 4_000));
+    header(
+        "handles",
+        &format!("N submits, then N waits (Python's apply_async in a loop, then .get()), 2 workers: per-call cost at N = {large} vs N = {small}"),
+    );
+    let pool = Pool::builder()
+        .workers(2)
+        .build(no_state, ())
+        .expect("build");
+    let per_call = |n: usize| {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..n as u64).map(|i| pool.submit(square, i)).collect();
+        for h in handles {
+            black_box(h.wait().expect("wait"));
+        }
+        secs(t.elapsed()) / n as f64
+    };
+    let (mut s, mut l) = (vec![], vec![]);
+    for round in 0..=opts.runs {
+        let (a, b) = if round % 2 == 0 {
+            (per_call(small), per_call(large))
+        } else {
+            let b = per_call(large);
+            (per_call(small), b)
+        };
+        if round > 0 {
+            s.push(a);
+            l.push(b);
+        }
+    }
+    let ratio = median_ratio(&l, &s);
+    println!(
+        "per call: {} at {small} outstanding, {} at {large}   ratio {ratio:.2}x (target <= 1.5x)",
+        fmt_dur(median(&s)),
+        fmt_dur(median(&l))
+    );
+    rows.push(Row {
+        case: "10 handles: per call at 32k outstanding vs 2k",
+        pool: fmt_dur(median(&l)),
+        reference: format!("at 2k: {}", fmt_dur(median(&s))),
+        ratio: format!("{ratio:.2}x"),
+        target: "<= 1.5x".into(),
+        met: Some(ratio <= 1.5),
+    });
+}
+
 fn main() {
     // Workers started fresh (case 9) are this bench run again.
     pool_runtime::worker_mode();
@@ -1704,7 +1754,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     type Case = fn(&Opts, &mut Vec<Row>);
-    let cases: [(&str, Case); 9] = [
+    let cases: [(&str, Case); 10] = [
         ("seeds", case_seeds),
         ("tiny", case_tiny),
         ("roundtrip", case_roundtrip),
@@ -1714,6 +1764,7 @@ fn main() {
         ("scaling", case_scaling),
         ("pipeline", case_pipeline),
         ("spawn", case_spawn),
+        ("handles", case_handles),
     ];
     let t = Instant::now();
     let limit = Duration::from_secs(if opts.quick { 45 } else { 300 });

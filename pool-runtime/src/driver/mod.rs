@@ -395,7 +395,8 @@ impl Core {
             .is_some_and(|j| !j.completions.is_empty())
     }
 
-    /// The caller no longer wants `job`'s outcomes: drop its queued batches;
+    /// The caller no longer wants `job`'s outcomes. O(1): its batches still
+    /// queued are dropped when dispatch reaches them (they never run), and
     /// outcomes still in flight are discarded as they arrive.
     pub(crate) fn abandon(&mut self, job: JobId) {
         let Some(j) = self.jobs.get_mut(&job) else {
@@ -403,24 +404,24 @@ impl Core {
         };
         j.abandoned = true;
         j.completions.clear();
-        let batches = &mut self.batches;
-        let jobs = &mut self.jobs;
-        let mut unqueue = |tag: &u64| {
-            if batches[tag].job == job {
-                batches.remove(tag);
-                jobs.get_mut(&job).unwrap().outstanding -= 1;
-                false
-            } else {
-                true
-            }
-        };
-        self.queue.retain(&mut unqueue);
-        for s in &mut self.slots {
-            s.pinned.retain(&mut unqueue);
-        }
-        if self.jobs[&job].outstanding == 0 {
+        if j.outstanding == 0 {
             self.jobs.remove(&job);
         }
+    }
+
+    /// Drops queued batch `tag` if no one wants its outcomes any more;
+    /// whether it did.
+    fn drop_if_abandoned(&mut self, tag: u64) -> bool {
+        let Some(b) = self.batches.get(&tag) else {
+            return true;
+        };
+        let job = b.job;
+        if self.jobs.get(&job).is_some_and(|j| !j.abandoned) {
+            return false;
+        }
+        self.batches.remove(&tag);
+        self.batch_gone(job);
+        true
     }
 
     /// Every slot's insights, copied (formatted later, outside the lock).
@@ -710,10 +711,16 @@ impl Core {
                 let Some(tag) = self.slots[slot].pinned.pop_front() else {
                     break;
                 };
-                self.assign(tag, slot);
+                if !self.drop_if_abandoned(tag) {
+                    self.assign(tag, slot);
+                }
             }
         }
         while let Some(&tag) = self.queue.front() {
+            if self.drop_if_abandoned(tag) {
+                self.queue.pop_front();
+                continue;
+            }
             let best = (0..self.slots.len())
                 .filter(|&i| {
                     matches!(self.slots[i].state, SlotState::Ready { .. })

@@ -329,3 +329,31 @@ fn a_split_batch_is_a_whole_run_frame_of_its_own_inputs() {
     let (_, task, got) = receive_run(&mut worker);
     assert_eq!((task, got), (7, vec![u64::MAX, 3]));
 }
+
+#[test]
+fn an_abandoned_jobs_queued_batches_never_run_and_its_record_goes() {
+    let (driver, _script, mut worker) = ready_driver(0);
+    let mut core = driver.lock();
+    let dropped = core.new_job();
+    // Queued while the worker is busy with two (DEPTH) batches of another job.
+    let kept = core.new_job();
+    core.submit(batch(kept, &[1]), None);
+    core.submit(batch(kept, &[2]), None);
+    core.dispatch();
+    for x in [3, 4, 5] {
+        core.submit(batch(dropped, &[x]), None);
+    }
+    core.submit(batch(kept, &[6]), None);
+    core.abandon(dropped);
+    // The worker answers its two batches; the abandoned ones are skipped.
+    for _ in 0..2 {
+        let (tag, _, inputs) = receive_run(&mut worker);
+        send_done(&mut worker, tag, 0, &inputs);
+    }
+    core.read_slot(0);
+    core.dispatch();
+    let (_, _, next) = receive_run(&mut worker);
+    assert_eq!(next, vec![6], "the abandoned job's inputs never run");
+    assert!(!core.jobs.contains_key(&dropped), "its record is gone");
+    assert!(core.queue.is_empty());
+}
