@@ -56,6 +56,9 @@ pub enum ErrorKind {
     /// The pool can no longer run anything (its fork server died, or no
     /// worker could be started).
     PoolBroken(String),
+    /// [`Pool::terminate`](crate::Pool::terminate) was called before this
+    /// input got its outcome (or this call came after it).
+    Terminated,
     /// A system call failed.
     Io(String),
 }
@@ -281,6 +284,7 @@ impl fmt::Display for Error {
                 "`{name}` is not registered: mark it with #[worker_task] (or #[worker_exit])"
             ),
             ErrorKind::PoolBroken(m) => write!(f, "the pool cannot run tasks: {m}"),
+            ErrorKind::Terminated => write!(f, "the pool was terminated"),
             ErrorKind::Io(m) => write!(f, "system error: {m}"),
         }
     }

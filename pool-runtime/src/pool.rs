@@ -213,13 +213,14 @@ impl<S: 'static> Pool<S> {
         let job = self.driver.lock().new_job();
         // A slot between two workers (a respawn under way) gets its new
         // worker first: "every worker" means every slot that can have one.
-        let slots: Vec<Option<usize>> = self
-            .driver
-            .wait_until(|core| core.all_settled())
-            .ready_slots()
-            .into_iter()
-            .map(Some)
-            .collect();
+        let core = self.driver.wait_until(|core| core.all_settled());
+        // A pool that can run nothing has no worker to broadcast to: say
+        // why, rather than return no outcome at all.
+        if let Some(e) = core.unusable() {
+            return Err(e);
+        }
+        let slots: Vec<Option<usize>> = core.ready_slots().into_iter().map(Some).collect();
+        drop(core);
         let count = self.send_one(job, task_index::<T>()?, &input, &slots)?;
         Imap::<std::iter::Empty<()>, T::Output>::attached(&self.driver, job, count, true).collect()
     }
@@ -315,6 +316,36 @@ impl<S: 'static> Pool<S> {
                 crate::unwind::quietly(|| outcome::read::<E::Output>(&body))?.0
             })
             .collect()
+    }
+
+    /// Kills every worker now, from any thread, while others wait on the
+    /// pool: every input without its outcome yet gets
+    /// [`ErrorKind::Terminated`], and so does every later call. Returns at
+    /// once, even if tasks never return; no worker is started again. The
+    /// processes are reaped when the pool is dropped or joined.
+    ///
+    /// ```
+    /// # use pool_runtime::{worker_init, worker_task, ErrorKind, Pool};
+    /// # #[worker_init] fn nothing(_: &()) -> u8 { 0 }
+    /// #[worker_task]
+    /// fn forever(_: &mut u8) -> u8 {
+    ///     loop { std::thread::park() }
+    /// }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder().workers(2).build(nothing, ())?;
+    /// std::thread::scope(|s| {
+    ///     let stuck = s.spawn(|| pool.apply(forever, ()));
+    ///     std::thread::sleep(std::time::Duration::from_millis(50));
+    ///     pool.terminate();
+    ///     let e = stuck.join().unwrap().unwrap_err();
+    ///     assert_eq!(e.kind(), &ErrorKind::Terminated);
+    /// });
+    /// assert_eq!(pool.apply(forever, ()).unwrap_err().kind(), &ErrorKind::Terminated);
+    /// # Ok(()) }
+    /// ```
+    pub fn terminate(&self) {
+        self.driver.terminate();
     }
 
     /// Ends the workers without running an exit hook, and waits until every

@@ -495,3 +495,22 @@ fn spawn_progress_bar_and_async_streams_work() {
     futures_lite_block_on(next);
     assert_eq!(got, (0..100u64).map(|x| 3 * x).collect::<Vec<_>>());
 }
+
+#[test]
+fn spawn_terminate_kills_fresh_workers_and_fails_what_waits() {
+    let pool = pool(2);
+    let ids = pool.broadcast(pids, ()).unwrap();
+    let workers: Vec<u32> = ids.iter().map(|i| i.0).collect();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| pool.map(nap, vec![60_000; 4]));
+        std::thread::sleep(Duration::from_millis(200));
+        pool.terminate();
+        let out = waiting.join().unwrap();
+        assert!(
+            matches!(&out, Err(e) if *e.kind() == ErrorKind::Terminated),
+            "{out:?}"
+        );
+    });
+    assert!(common::wait_gone(&workers, Duration::from_secs(1)).is_empty());
+    assert!(matches!(pool.apply(scaled, 1), Err(e) if *e.kind() == ErrorKind::Terminated));
+}

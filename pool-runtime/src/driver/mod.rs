@@ -145,6 +145,8 @@ pub(crate) struct Core {
     events: Vec<Event>,
     /// Why the pool can run nothing more, once it cannot.
     broken: Option<String>,
+    /// `Pool::terminate` was called: what waits fails with `Terminated`.
+    terminated: bool,
     /// Exit-hook outcomes of workers that left on their own: (slot, generation, outcome).
     recycled: Vec<(usize, u32, Vec<u8>)>,
     /// Reused list of descriptors for `poll`.
@@ -192,6 +194,7 @@ impl Driver {
             transport,
             events: Vec::new(),
             broken: None,
+            terminated: false,
             pollfds: Vec::new(),
             recycled: Vec::new(),
             config: config.clone(),
@@ -300,6 +303,15 @@ impl Driver {
     /// data waiting to be written).
     pub(crate) fn nudge(&self, core: &Core) {
         self.sleep.nudge(&core.roles);
+    }
+
+    /// Kills every worker now and fails every input still waiting with
+    /// `Terminated`, and wakes every thread waiting on the pool to see it.
+    pub(crate) fn terminate(&self) {
+        let mut core = self.lock();
+        core.terminate();
+        self.sleep.wake_followers(&core.roles);
+        self.nudge(&core);
     }
 
     /// Ends the pool: closes every channel, and has the transport end its
@@ -434,6 +446,16 @@ impl Core {
                 s.stats.snapshot(i, pid, s.generation)
             })
             .collect()
+    }
+
+    /// Why the pool can run nothing more, if it cannot.
+    pub(crate) fn unusable(&self) -> Option<Error> {
+        use crate::error::ErrorKind;
+        match (&self.broken, self.terminated) {
+            (_, true) => Some(Error::new(ErrorKind::Terminated)),
+            (Some(why), false) => Some(Error::new(ErrorKind::PoolBroken(why.clone()))),
+            (None, false) => None,
+        }
     }
 
     /// Slots whose worker is up and serving.

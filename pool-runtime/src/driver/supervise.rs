@@ -26,7 +26,7 @@ fn backoff(n: u32) -> Duration {
 impl Core {
     /// Asks the transport for a worker in `slot`.
     pub(crate) fn spawn(&mut self, slot: usize) {
-        if self.transport.is_lost() {
+        if self.transport.is_lost() || self.terminated {
             return;
         }
         let s = &mut self.slots[slot];
@@ -456,16 +456,44 @@ impl Core {
 
     /// Fails every item left of a batch no worker holds: the pool cannot run it.
     fn fail_batch(&mut self, tag: u64, why: &str) {
+        if self.terminated {
+            return self.fail_batch_as(tag, || ErrorKind::Terminated);
+        }
+        self.fail_batch_as(tag, || ErrorKind::PoolBroken(why.to_string()));
+    }
+
+    /// Fails every item left of batch `tag` with `kind`.
+    fn fail_batch_as(&mut self, tag: u64, kind: impl Fn() -> ErrorKind) {
         if let Some(b) = self.batches.remove(&tag) {
             for k in b.done..b.count {
-                self.fail_item(
-                    b.job,
-                    b.first + k as u64,
-                    Error::new(ErrorKind::PoolBroken(why.to_string())),
-                );
+                self.fail_item(b.job, b.first + k as u64, Error::new(kind()));
             }
             self.batch_gone(b.job);
         }
+    }
+
+    /// `Pool::terminate`: every input without its outcome yet fails with
+    /// `Terminated`, every worker is killed now and none is started again;
+    /// later calls fail the same way. What the killed workers still send is
+    /// dropped (their batches are gone).
+    pub(crate) fn terminate(&mut self) {
+        if self.terminated {
+            return;
+        }
+        self.terminated = true;
+        let why = "the pool was terminated";
+        self.broken.get_or_insert_with(|| why.to_string());
+        for i in 0..self.slots.len() {
+            let held: Vec<u64> = self.slots[i].inflight.drain(..).collect();
+            for tag in held {
+                self.fail_batch_as(tag, || ErrorKind::Terminated);
+            }
+            if let Some(pid) = self.slots[i].pid() {
+                self.kill(pid);
+            }
+            self.slots[i].respawn_at = None;
+        }
+        self.fail_queued(why);
     }
 
     // ----- the clock -------------------------------------------------------------
