@@ -284,7 +284,7 @@ pub(crate) fn state_from_hello(body: &[u8], info: WorkerInfo) -> Result<Box<dyn 
 }
 
 /// The glue of an init in a worker started fresh: decode the arguments,
-/// run the init (through `__private01::ArgsProbe`).
+/// run the init (through `__private01::InitProbe`).
 pub(crate) fn init_fresh<A: DeserializeOwned, S: 'static, M, I: Init<A, S, M>>(
     init: I,
     args: &[u8],

@@ -388,13 +388,11 @@ pub(crate) fn die_with_parent(parent: Pid) {
 /// under number `fd`, or `None` if there is none.
 pub(crate) fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     // Open, and not one of the standard streams.
-    nix::fcntl::fcntl(
-        // SAFETY: only looked at, under a number that may not be open.
-        unsafe { BorrowedFd::borrow_raw(fd) },
-        nix::fcntl::FcntlArg::F_GETFD,
-    )
-    .ok()
-    .filter(|_| fd > 2)?;
+    // SAFETY: F_GETFD only reads the flags of whatever `fd` names, and
+    // fails with EBADF if it names nothing; no memory is involved.
+    if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
     // SAFETY: the fork server left `fd` open across `exec` for this process
     // alone, and nothing else in it knows the number: it is owned here once
     // (`fresh.rs` claims the inherited descriptors once per process).

@@ -52,7 +52,7 @@ impl Core {
                     s.started_at = Instant::now();
                     s.started = false;
                     if let Some(greeting) = self.transport.greeting() {
-                        s.push_frame(greeting);
+                        s.push_frame(greeting.clone());
                         self.write_slot(slot);
                     }
                 }
@@ -156,6 +156,10 @@ impl Core {
         };
         if ready {
             s.init_failures = 0;
+        }
+        // Asked for before `terminate`, started after it.
+        if self.terminated {
+            self.kill(pid);
         }
         self.settle(i);
     }

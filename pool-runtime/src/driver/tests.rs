@@ -357,3 +357,31 @@ fn an_abandoned_jobs_queued_batches_never_run_and_its_record_goes() {
     assert!(!core.jobs.contains_key(&dropped), "its record is gone");
     assert!(core.queue.is_empty());
 }
+
+#[test]
+fn a_worker_started_after_terminate_is_killed_and_not_replaced() {
+    let script = Scripted::default();
+    let driver = Driver::new(
+        Box::new(script.clone()),
+        sleep::Sleep::new().unwrap(),
+        config(1, 0),
+    );
+    let mut core = driver.lock();
+    core.spawn(0);
+    core.terminate();
+    // Its pid arrives only now.
+    script.0.lock().unwrap().events.push(Event::Started {
+        slot: 0,
+        pid: Pid::from_raw(777),
+    });
+    core.handle_transport();
+    assert_eq!(script.0.lock().unwrap().killed, vec![Pid::from_raw(777)]);
+    script.0.lock().unwrap().events.push(Event::Ended {
+        pid: Pid::from_raw(777),
+        exit: Exit::Signal(9),
+    });
+    drop(script.0.lock().unwrap().started[0].2.take());
+    core.read_slot(0);
+    core.handle_transport();
+    assert_eq!(script.0.lock().unwrap().started.len(), 1, "no replacement");
+}

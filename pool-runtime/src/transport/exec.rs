@@ -5,7 +5,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::fresh::{self, Spec};
@@ -81,5 +81,3 @@ pub(crate) fn launch(program: &Program, start: worker::Start<'_>) -> i32 {
     worker::tell_init_failed(start.chan, &why);
     127
 }
-
-use std::os::unix::ffi::OsStringExt;

@@ -141,8 +141,8 @@ impl Transport for ForkServer {
         })
     }
 
-    fn greeting(&self) -> Option<Arc<Vec<u8>>> {
-        self.greeting.clone()
+    fn greeting(&self) -> Option<&Arc<Vec<u8>>> {
+        self.greeting.as_ref()
     }
 
     /// A worker started fresh that exits on its own before it is ready,

@@ -52,7 +52,7 @@ pub(crate) trait Transport: Send + fmt::Debug {
 
     /// The frame every new worker is sent before anything else, if any
     /// (a worker started fresh learns its init and arguments from it).
-    fn greeting(&self) -> Option<Arc<Vec<u8>>> {
+    fn greeting(&self) -> Option<&Arc<Vec<u8>>> {
         None
     }
 
