@@ -174,6 +174,151 @@ impl PoolBuilder<Fork> {
     pub fn spawn(self) -> PoolBuilder<Spawn> {
         self.starting(Spawn::default())
     }
+
+    /// Runs the workers on *hosts*, through Redis Streams at `url`
+    /// (`redis://[user:password@]host:port[/db]`, or `redis+unix:///path`):
+    /// the same tasks and calls, on as many machines as run a host. A host
+    /// is this same program started with [`HOST_ENV`](crate::redis::HOST_ENV)
+    /// set to the URL; it enters host mode in [`worker_mode`](crate::worker_mode).
+    /// As with [`spawn`](PoolBuilder::spawn), the init arguments cross
+    /// with serde, once per host.
+    ///
+    /// `workers(n)` is, for a Redis pool, the window: about `2n` batches
+    /// in flight at once, whatever the hosts' workers. Each host runs one
+    /// worker per CPU (or [`HOST_WORKERS_ENV`](crate::redis::HOST_WORKERS_ENV)),
+    /// with this builder's retries, task timeout, init timeout, respawn
+    /// limit, task limit and frame limit. `build` waits until
+    /// [`hosts`](PoolBuilder::hosts) hosts serve the pool. See
+    /// [`crate::redis`] for the guarantees.
+    ///
+    /// ```no_run
+    /// # use pool_runtime::{worker_init, worker_task, Pool};
+    /// # #[worker_init] fn open(path: &String) -> String { path.clone() }
+    /// # #[worker_task] fn size(s: &mut String, n: u64) -> u64 { s.len() as u64 + n }
+    /// fn main() -> Result<(), pool_runtime::Error> {
+    ///     pool_runtime::worker_mode(); // a host leaves `main` here
+    ///     let pool = Pool::builder()
+    ///         .redis("redis://127.0.0.1:6379")
+    ///         .hosts(2)
+    ///         .build(open, "db.sqlite".to_string())?;
+    ///     let sizes = pool.map(size, 0..1000)?;
+    ///     # let _ = sizes;
+    ///     pool.join()
+    /// }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(self, url: impl Into<String>) -> PoolBuilder<crate::redis::Redis> {
+        let mut b = self.starting(crate::redis::Redis::new(url.into()));
+        b.workers = 8;
+        b
+    }
+}
+
+#[cfg(feature = "redis")]
+impl PoolBuilder<crate::redis::Redis> {
+    /// `build` waits until this many hosts serve the pool (default 1).
+    pub fn hosts(mut self, n: usize) -> Self {
+        self.start.min_hosts = n.max(1);
+        self
+    }
+
+    /// How long `build` waits for the hosts (default 30 s); it then fails
+    /// with `ErrorKind::Init`, saying how many came.
+    pub fn host_wait(mut self, limit: Duration) -> Self {
+        self.start.host_wait = limit;
+        self
+    }
+
+    /// How long a host may go without renewing its lease before it is
+    /// taken for dead and its batches go to other hosts (default 2 s; it
+    /// renews it every quarter of that). A live host's long task is never
+    /// run twice, however long it runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.start.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Deliveries of an input to hosts that died (or went silent past
+    /// their lease) holding it, after which it is `ErrorKind::Quarantined`
+    /// and its entry goes to the pool's dead-letter stream (default 3). A
+    /// batch of several inputs whose host died goes on as one entry per
+    /// input, each counting from there: a death while a host held many
+    /// inputs blames none of them, so only the input that kills hosts is
+    /// quarantined.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.start.max_deliveries = n.max(1);
+        self
+    }
+
+    /// How long the pool's keys outlive a driver that died without ending
+    /// it (default 30 s; the driver renews them while it lives). Its hosts
+    /// stop its work when they go.
+    pub fn key_ttl(mut self, ttl: Duration) -> Self {
+        self.start.key_ttl = ttl.max(Duration::from_millis(500));
+        self
+    }
+
+    /// How long the driver keeps trying to reach Redis after a cut before
+    /// every input waiting fails with `ErrorKind::PoolBroken` (default 30 s).
+    pub fn redis_patience(mut self, limit: Duration) -> Self {
+        self.start.patience = limit;
+        self
+    }
+
+    /// Publishes the pool on Redis and waits for its hosts; each builds its
+    /// workers' state with `init` from `args`, sent once to each host.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::Init` if Redis cannot be reached or refuses the
+    /// connection (a wrong password, in Redis's words), if hosts refuse
+    /// the pool (they run other code: the difference is named; or their
+    /// init failed), or if too few hosts came in time.
+    pub fn build<A, S, I, M>(self, init: I, args: A) -> Result<Pool<S>, Error>
+    where
+        I: Init<A, S, M> + 'static,
+        S: 'static,
+        A: SpawnArgs,
+    {
+        self.prepare::<S>()?;
+        let hello = hello_of(&init, &args)?;
+        drop((init, args));
+        let config = crate::redis::HostConfig {
+            lease: self.start.lease,
+            max_deliveries: self.start.max_deliveries,
+            retries: self.retries,
+            task_timeout: self.task_timeout,
+            init_timeout: self.init_timeout,
+            respawn_limit: self.respawn_limit,
+            max_frame: self.max_frame,
+            max_tasks: self.recycle.max_tasks,
+            exit_hook: self.recycle.exit_hook,
+        };
+        let sleep = crate::driver::sleep::Sleep::new()?;
+        let transport = crate::redis::connect(&self.start, hello, config, self.max_frame)?;
+        let span = tracing::info_span!("build", window = self.workers, redis = %transport.pool());
+        let _build = span.enter();
+        let mut b = self;
+        // The hosts run the tasks under these; the relays need none.
+        b.task_timeout = None;
+        b.recycle = Recycle::default();
+        b.finish_with(sleep, Box::new(transport))
+    }
+}
+
+/// The greeting of workers that are not forks: the init's name and its
+/// arguments, encoded.
+fn hello_of<A: SpawnArgs, I: 'static>(_init: &I, args: &A) -> Result<Vec<u8>, Error> {
+    let entry = registry::init_of::<I>().ok_or_else(|| {
+        Error::new(ErrorKind::NotRegistered(
+            "the init given to `build` (mark it with #[worker_init])",
+        ))
+    })?;
+    let mut bytes = Vec::new();
+    crate::codec::encode(args, &mut bytes).map_err(|e| {
+        Error::new(ErrorKind::Codec(format!("could not encode the init arguments: {e}")))
+    })?;
+    Ok(crate::fresh::hello(entry.name, &bytes))
 }
 
 impl PoolBuilder<Spawn> {
@@ -207,17 +352,8 @@ impl PoolBuilder<Spawn> {
         A: SpawnArgs,
     {
         self.prepare::<S>()?;
-        let entry = registry::init_of::<I>().ok_or_else(|| {
-            Error::new(ErrorKind::NotRegistered(
-                "the init given to `build` (mark it with #[worker_init])",
-            ))
-        })?;
-        let mut bytes = Vec::new();
-        crate::codec::encode(&args, &mut bytes).map_err(|e| {
-            Error::new(ErrorKind::Codec(format!("could not encode the init arguments: {e}")))
-        })?;
+        let hello = hello_of(&init, &args)?;
         drop((init, args));
-        let hello = crate::fresh::hello(entry.name, &bytes);
         let program = Program::new(self.start.program.as_deref())
             .map_err(|why| Error::new(ErrorKind::Init(why)))?;
         let sleep = crate::driver::sleep::Sleep::new()?;
@@ -273,7 +409,16 @@ impl<Start> PoolBuilder<Start> {
         let zygote = transport.pid().as_raw();
         let span = tracing::info_span!("build", workers = self.workers, zygote);
         let _build = span.enter();
-        let driver = Driver::new(Box::new(transport), sleep, self.config());
+        self.finish_with(sleep, Box::new(transport))
+    }
+
+    /// The driver over `transport`, its workers started.
+    fn finish_with<S: 'static>(
+        self,
+        sleep: crate::driver::sleep::Sleep,
+        transport: Box<dyn crate::transport::Transport>,
+    ) -> Result<Pool<S>, Error> {
+        let driver = Driver::new(transport, sleep, self.config());
         match driver.start_workers() {
             Ok(()) => {
                 tracing::info!("pool built");

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use nix::unistd::Pid;
 
 use crate::channel::frame;
-use crate::channel::hello::{self, Hello};
+use crate::channel::hello::Hello;
 use crate::channel::message::{self, Message};
 use crate::registry;
 use crate::sys::{self, StepCells};
@@ -132,6 +132,10 @@ impl Spec {
 /// not yours, write [`worker_mode_before_main!()`](crate::worker_mode_before_main)
 /// once in the test file instead.
 pub fn worker_mode() {
+    #[cfg(feature = "redis")]
+    if let Some(code) = enter_host_mode() {
+        sys::exit_now(code)
+    }
     let Some(spec) = std::env::var_os(WORKER_ENV) else {
         return;
     };
@@ -147,6 +151,17 @@ pub fn worker_mode() {
         }
     };
     sys::exit_now(code)
+}
+
+/// A Redis host ([`crate::redis::HOST_ENV`] is set): serves as one, once.
+#[cfg(feature = "redis")]
+fn enter_host_mode() -> Option<i32> {
+    std::env::var_os(crate::redis::HOST_ENV)?;
+    if CLAIMED.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    IN_WORKER_MODE.store(true, Ordering::Release);
+    crate::redis::host::enter_if_asked()
 }
 
 /// Enters [`worker_mode`] before `main` runs: for test binaries (the
@@ -217,7 +232,7 @@ fn serve(spec: Spec) -> i32 {
             _ => return Err("the driver sent no greeting".into()),
         }
         match Message::parse(&hello) {
-            Ok(Message::Hello { body }) => state_from_hello(body, info),
+            Ok(Message::Hello { body }) => worker::state_from_hello(body, info),
             _ => Err("the driver's first frame is not a greeting".into()),
         }
     })
@@ -266,21 +281,6 @@ pub(crate) fn hello(init: &str, args: &[u8]) -> Vec<u8> {
         args,
     }
     .encode()
-}
-
-/// In the worker: the state the greeting in `body` asks for, or why not.
-pub(crate) fn state_from_hello(body: &[u8], info: WorkerInfo) -> Result<Box<dyn Any>, String> {
-    let hello = Hello::decode(body).map_err(|e| format!("a malformed greeting: {e}"))?;
-    let ours = registry::fingerprint();
-    let version = (hello.version.as_str(), env!("CARGO_PKG_VERSION"));
-    if let Some(diff) = hello::difference(version, &hello.code, &ours) {
-        return Err(format!(
-            "the worker program was built from different code than the driver: {diff}"
-        ));
-    }
-    let init = registry::init_by_name(&hello.init)
-        .ok_or_else(|| format!("no `#[worker_init]` named `{}` here", hello.init))?;
-    (init.fresh)(hello.args, info)
 }
 
 /// The glue of an init in a worker started fresh: decode the arguments,

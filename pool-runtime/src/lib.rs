@@ -112,6 +112,8 @@ mod fresh;
 mod insights;
 mod pipeline;
 mod pool;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod registry;
 mod sys;
 mod task;

@@ -210,6 +210,9 @@ impl<S: 'static> Pool<S> {
     where
         T: Task<S, M>,
     {
+        if let Some(why) = self.driver.no_broadcast() {
+            return Err(Error::new(ErrorKind::PoolBroken(why.into())));
+        }
         let job = self.driver.lock().new_job();
         // A slot between two workers (a respawn under way) gets its new
         // worker first: "every worker" means every slot that can have one.
@@ -277,6 +280,14 @@ impl<S: 'static> Pool<S> {
     pub fn join_with<E: Exit<S>>(self, _exit: E) -> Result<Vec<E::Output>, Error> {
         let hook = registry::exit_index::<E>()
             .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
+        if let Some(bodies) = self.driver.leave_with(hook) {
+            // A Redis pool: one outcome per worker of every host.
+            self.driver.shutdown();
+            return bodies
+                .iter()
+                .map(|body| crate::unwind::quietly(|| outcome::read::<E::Output>(body))?.0)
+                .collect();
+        }
         let recycle_hook = self.driver.config.recycle.exit_hook;
         // A slot between two workers (one recycled, the next starting) gets
         // its new worker first, so that every slot ends through the hook.

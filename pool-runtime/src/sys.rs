@@ -423,3 +423,25 @@ pub(crate) fn poll_raw(fds: &mut [libc::pollfd], timeout_ms: i32) -> nix::Result
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     nix::errno::Errno::result(n).map(|n| n as usize)
 }
+
+/// Set by [`flag_leave_signals`]' handler: SIGTERM or SIGINT came.
+static LEAVE_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_leave(_: libc::c_int) {
+    LEAVE_ASKED.store(true, Ordering::Release);
+}
+
+/// Makes SIGTERM and SIGINT ask this process to leave ([`leave_asked`])
+/// rather than kill it: a Redis host finishes what it holds first.
+pub(crate) fn flag_leave_signals() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { signal(sig, SigHandler::Handler(note_leave)) };
+    }
+}
+
+/// Whether SIGTERM or SIGINT came since [`flag_leave_signals`].
+pub(crate) fn leave_asked() -> bool {
+    LEAVE_ASKED.load(Ordering::Acquire)
+}

@@ -433,3 +433,27 @@ impl Report for Flusher<'_> {
         self.tally.offer(index, 1, nanos);
     }
 }
+
+/// Whether this program can serve the greeting in `body`: the driver's
+/// code is its own, and it has the init asked for. `Err` says why not.
+pub(crate) fn check_hello(body: &[u8]) -> Result<(crate::channel::hello::Hello<'_>, &'static registry::InitEntry), String> {
+    use crate::channel::hello::{self, Hello};
+    let hello = Hello::decode(body).map_err(|e| format!("a malformed greeting: {e}"))?;
+    let ours = registry::fingerprint();
+    let version = (hello.version.as_str(), env!("CARGO_PKG_VERSION"));
+    if let Some(diff) = hello::difference(version, &hello.code, &ours) {
+        return Err(format!(
+            "the worker program was built from different code than the driver: {diff}"
+        ));
+    }
+    let init = registry::init_by_name(&hello.init)
+        .ok_or_else(|| format!("no `#[worker_init]` named `{}` here", hello.init))?;
+    Ok((hello, init))
+}
+
+/// In a worker started fresh (or a Redis host's): the state the greeting
+/// in `body` asks for, or why not.
+pub(crate) fn state_from_hello(body: &[u8], info: WorkerInfo) -> Result<Box<dyn std::any::Any>, String> {
+    let (hello, init) = check_hello(body)?;
+    (init.fresh)(hello.args, info)
+}

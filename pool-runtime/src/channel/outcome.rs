@@ -23,6 +23,10 @@ pub(crate) enum Status {
     Codec = 2,
     /// A pipeline stage returned `Err`; the message (naming the stage) follows.
     Failed = 3,
+    /// The input has no outcome of its own but an error the pool gave it
+    /// where it ran (a Redis host's worker died on it, it timed out there,
+    /// it was quarantined): the error follows whole (see [`write_error`]).
+    Remote = 4,
 }
 
 impl Status {
@@ -32,6 +36,7 @@ impl Status {
             1 => Some(Status::Panicked),
             2 => Some(Status::Codec),
             3 => Some(Status::Failed),
+            4 => Some(Status::Remote),
             _ => None,
         }
     }
@@ -73,6 +78,74 @@ pub(crate) fn write_panic(out: &mut Vec<u8>, panic: &Panic, long: &mut bool) {
     item::write(out, Status::Panicked as u8, &wire, long).expect("strings always encode");
 }
 
+/// An error on the wire: its kind, its text, and for a worker's death its
+/// pid and how it ended (`(0, code)` exited, `(1, signal)` killed).
+type ErrorWire = (u8, String, Option<u32>, Option<(u8, i32)>);
+
+/// Appends a `Remote` outcome: `error`, whole, as the pool that ran the
+/// input gave it (a panic or a codec error keeps its own status).
+pub(crate) fn write_error(out: &mut Vec<u8>, error: &Error, long: &mut bool) {
+    use crate::error::WorkerExit;
+    let (kind, pid, exit) = match error.kind() {
+        ErrorKind::Panicked(panic) => return write_panic(out, panic, long),
+        ErrorKind::Codec(m) => return write_message(out, Status::Codec, m, long),
+        ErrorKind::Failed(m) => return write_message(out, Status::Failed, m, long),
+        ErrorKind::WorkerDied(death) => {
+            let exit = death.exit.map(|e| match e {
+                WorkerExit::Code(n) => (0, n),
+                WorkerExit::Signal(n) => (1, n),
+            });
+            (1, death.pid, exit)
+        }
+        ErrorKind::TimedOut(_) => (2, None, None),
+        ErrorKind::Quarantined(_) => (3, None, None),
+        ErrorKind::Init(_) => (4, None, None),
+        ErrorKind::Terminated => (5, None, None),
+        _ => (6, None, None),
+    };
+    let wire: ErrorWire = (kind, error_text(error), pid, exit);
+    item::write(out, Status::Remote as u8, &wire, long).expect("strings always encode");
+}
+
+/// The text of an error without the words `Display` puts before it.
+fn error_text(error: &Error) -> String {
+    match error.kind() {
+        ErrorKind::Init(m)
+        | ErrorKind::TimedOut(m)
+        | ErrorKind::Quarantined(m)
+        | ErrorKind::PoolBroken(m)
+        | ErrorKind::Io(m) => m.clone(),
+        ErrorKind::WorkerDied(death) => death.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// The error a `Remote` outcome carries.
+#[cold]
+fn read_error(value: &[u8], from: &str) -> Error {
+    use crate::error::{WorkerDeath, WorkerExit};
+    let Ok((kind, text, pid, exit)) = item::decode::<ErrorWire>(value) else {
+        return Error::new(ErrorKind::Codec(format!(
+            "malformed item from {from}: an unreadable error"
+        )));
+    };
+    Error::new(match kind {
+        1 => {
+            let exit = exit.and_then(|(how, n)| match how {
+                0 => Some(WorkerExit::Code(n)),
+                1 => Some(WorkerExit::Signal(n)),
+                _ => None,
+            });
+            ErrorKind::WorkerDied(WorkerDeath::new(pid, exit, text))
+        }
+        2 => ErrorKind::TimedOut(text),
+        3 => ErrorKind::Quarantined(text),
+        4 => ErrorKind::Init(text),
+        5 => ErrorKind::Terminated,
+        _ => ErrorKind::PoolBroken(text),
+    })
+}
+
 /// An outcome that is not a value: a message with its status, or a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -106,7 +179,7 @@ fn read_failure(status: u8, value: &[u8], from: &str) -> Failure {
             status,
             item::decode::<String>(value).unwrap_or_else(unreadable),
         ),
-        Some(Status::Ok) | None => Failure::Message(
+        Some(Status::Ok | Status::Remote) | None => Failure::Message(
             Status::Codec,
             format!("malformed item from {from}: unknown status {status}"),
         ),
@@ -204,6 +277,9 @@ fn panicked(panic: unwind::Caught) -> Error {
 /// The error a worker reported with `status`, its message in `value`.
 #[cold]
 fn failure(status: u8, value: &[u8]) -> Error {
+    if status == Status::Remote as u8 {
+        return read_error(value, "the worker");
+    }
     Error::new(match read_failure(status, value, "the worker") {
         Failure::Panicked(panic) => ErrorKind::Panicked(panic),
         Failure::Message(Status::Failed, message) => ErrorKind::Failed(message),
@@ -219,6 +295,40 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out, &mut false);
         out
+    }
+
+    #[test]
+    fn a_remote_error_keeps_its_kind() {
+        use crate::error::{WorkerDeath, WorkerExit};
+        let death = WorkerDeath::new(Some(42), Some(WorkerExit::Signal(9)), "killed by signal 9".into());
+        let errors = [
+            Error::new(ErrorKind::WorkerDied(death)),
+            Error::new(ErrorKind::TimedOut("after 1s".into())),
+            Error::new(ErrorKind::Quarantined("killed 3 hosts".into())),
+            Error::new(ErrorKind::Codec("bad".into())),
+            Error::new(ErrorKind::Terminated),
+        ];
+        let bytes = body(|out, long| {
+            for e in &errors {
+                write_error(out, e, long);
+            }
+        });
+        let mut got = Vec::new();
+        let rest = read_each::<u64>(&bytes, errors.len() as u32, |r| {
+            got.push(r.unwrap_err());
+            true
+        })
+        .unwrap();
+        assert!(rest.is_empty());
+        for (sent, got) in errors.iter().zip(&got) {
+            assert_eq!(sent.kind(), got.kind());
+            assert_eq!(sent.to_string(), got.to_string());
+        }
+        // Garbage in a remote error is that item's error, never a panic.
+        let mut out = Vec::new();
+        item::write(&mut out, Status::Remote as u8, &[1u8, 2, 3], &mut false).unwrap();
+        let (r, _) = read::<u64>(&out).unwrap();
+        assert!(matches!(r.unwrap_err().kind(), ErrorKind::Codec(_)));
     }
 
     #[test]

@@ -305,6 +305,19 @@ impl Driver {
         self.sleep.nudge(&core.roles);
     }
 
+    /// Has the transport's own workers leave through exit hook `hook`, if
+    /// its workers are not the slots' (see [`Transport::leave_with`]).
+    pub(crate) fn leave_with(&self, hook: u32) -> Option<Vec<Vec<u8>>> {
+        let mut core = self.lock();
+        let grace = core.config.shutdown_grace;
+        core.transport.leave_with(hook, grace)
+    }
+
+    /// Why a broadcast cannot reach every worker, if it cannot.
+    pub(crate) fn no_broadcast(&self) -> Option<&'static str> {
+        self.lock().transport.no_broadcast()
+    }
+
     /// Kills every worker now and fails every input still waiting with
     /// `Terminated`, and wakes every thread waiting on the pool to see it.
     pub(crate) fn terminate(&self) {

@@ -81,6 +81,13 @@ impl ForkServer {
         })
     }
 
+    /// Forks a fork server whose workers each run `launch` (a Redis host's
+    /// workers: their state from a greeting in the host's memory).
+    #[cfg(feature = "redis")]
+    pub(crate) fn start_with(settings: Settings<'_>, launch: Launch<'_>) -> Result<ForkServer, Error> {
+        Self::fork_the_server(settings, None, launch)
+    }
+
     /// Everything the fork server needs is made first: once it runs,
     /// nothing can fail before this owns it.
     fn fork_the_server(

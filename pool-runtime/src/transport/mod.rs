@@ -63,6 +63,19 @@ pub(crate) trait Transport: Send + fmt::Debug {
         None
     }
 
+    /// For a transport whose workers are not the driver's slots (Redis
+    /// hosts'): has every worker leave, running exit hook `hook`, and
+    /// returns each one's outcome. `None`: the driver asks each slot.
+    fn leave_with(&mut self, hook: u32, grace: Duration) -> Option<Vec<Vec<u8>>> {
+        let _ = (hook, grace);
+        None
+    }
+
+    /// Why a broadcast cannot reach every worker through the slots, if so.
+    fn no_broadcast(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Kills worker `pid` now (a timeout, a protocol error); its end is
     /// reported as for any other death.
     fn kill(&self, pid: Pid);

@@ -1,0 +1,180 @@
+//! The Redis Streams backend (feature `redis`): the same pool, its workers
+//! on hosts anywhere.
+//!
+//! `Pool::builder().redis(url)` builds a pool whose batches go through a
+//! Redis stream to *hosts*: copies of the same program started in worker
+//! mode with [`HOST_ENV`] set to the Redis URL (and [`HOST_WORKERS_ENV`],
+//! optionally, to how many workers each runs). Each host serves the pool
+//! with a local pool of its own (a fork server and forked workers that build
+//! their state once), so a worker crash is handled by its host at once; a
+//! host's death is found by its lease, and what it held goes to the others.
+//!
+//! - `relay.rs`: the driver's side, a transport whose workers are relays
+//!   to and from Redis; the jobs layer above is the local one, unchanged.
+//! - `host.rs`: a host, its sessions (one per pool it serves), leases,
+//!   reclaiming, splitting and quarantining.
+//! - `wire.rs`: the entries' fields, the settings hosts run with, and the
+//!   Lua scripts that make each step that must be atomic one step.
+//! - `keys.rs`: the key names, under one hash-tagged namespace per pool.
+//! - `conn.rs`: a connection that comes back after a cut.
+
+mod conn;
+pub(crate) mod host;
+mod keys;
+pub(crate) mod relay;
+mod wire;
+
+use std::time::{Duration, Instant};
+
+pub use host::{HOST_ENV, HOST_WORKERS_ENV};
+
+use crate::error::{Error, ErrorKind};
+
+/// The start method of a pool on Redis ([`PoolBuilder::redis`](crate::PoolBuilder::redis)):
+/// where Redis is, and how hosts are trusted and waited for.
+#[derive(Debug, Clone)]
+pub struct Redis {
+    pub(crate) url: String,
+    pub(crate) lease: Duration,
+    pub(crate) max_deliveries: u32,
+    pub(crate) min_hosts: usize,
+    pub(crate) host_wait: Duration,
+    pub(crate) key_ttl: Duration,
+    pub(crate) patience: Duration,
+}
+
+impl Redis {
+    pub(crate) fn new(url: String) -> Redis {
+        Redis {
+            url,
+            lease: Duration::from_secs(2),
+            max_deliveries: 3,
+            min_hosts: 1,
+            host_wait: Duration::from_secs(30),
+            key_ttl: Duration::from_secs(30),
+            patience: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A random pool id: 16 hex digits.
+fn pool_id() -> String {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let t = wire::now_ms() ^ u64::from(std::process::id()) << 40;
+        bytes = t.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `build` needs from Redis: a connection now (a wrong password, an
+/// unreachable server fail here, in Redis's words), the pool published,
+/// and its first hosts ready.
+pub(crate) fn connect(
+    redis: &Redis,
+    hello: Vec<u8>,
+    config: wire::HostConfig,
+    max_frame: usize,
+) -> Result<relay::RedisTransport, Error> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::Init(format!("Redis at {}: {what}: {e}", redact(&redis.url))))
+    };
+    let client = redis::Client::open(redis.url.as_str()).map_err(|e| fail("bad URL", &e))?;
+    let mut conn = conn::Conn::open(&client, Duration::from_secs(2))
+        .map_err(|e| fail("cannot connect", &e))?;
+    let id = pool_id();
+    let shared = std::sync::Arc::new(relay::Shared::new(
+        keys::Keys::new(&id),
+        client,
+        (redis.patience, redis.key_ttl, max_frame, redis.lease),
+        (hello, config.to_text()),
+    ));
+    shared
+        .publish(&mut conn)
+        .map_err(|e| fail("cannot publish the pool", &e))?;
+    let transport = relay::RedisTransport::start(shared.clone())
+        .map_err(|e| fail("cannot start the relays", &e))?;
+    // `transport` deletes the pool's keys if this fails.
+    wait_for_hosts(&mut conn, &shared.keys, redis).map_err(|why| {
+        Error::new(ErrorKind::Init(format!("Redis pool {id}: {why}")))
+    })?;
+    Ok(transport)
+}
+
+/// Waits until `min_hosts` hosts serve the pool. Fails at the deadline,
+/// or at once when hosts refused it and none serves it.
+fn wait_for_hosts(conn: &mut conn::Conn, k: &keys::Keys, redis: &Redis) -> Result<(), String> {
+    let deadline = Instant::now() + redis.host_wait;
+    let mut refused_since: Option<Instant> = None;
+    loop {
+        let serving: usize = conn
+            .run(redis::cmd("HLEN").arg(k.hosts()))
+            .map_err(|e| e.to_string())?;
+        if serving >= redis.min_hosts {
+            return Ok(());
+        }
+        let refused: Vec<(String, String)> = conn
+            .run(redis::cmd("HGETALL").arg(k.refused()))
+            .map_err(|e| e.to_string())?;
+        if !refused.is_empty() && serving == 0 {
+            // Another host may yet say yes; not for long.
+            let since = *refused_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) {
+                let (host, why) = &refused[0];
+                return Err(format!("host {host} refused it: {why}"));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{serving} of the {} hosts it needs joined within {:?}: start hosts with {HOST_ENV}={} (see `pool_runtime::redis`)",
+                redis.min_hosts,
+                redis.host_wait,
+                redact(&redis.url)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The URL without its password (`user:password@`, or `pass=` in the
+/// query of a `redis+unix://` URL), for messages.
+fn redact(url: &str) -> String {
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let auth = &url[scheme + 3..at];
+            let user = auth.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    };
+    if let Some(q) = out.find('?') {
+        let query: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("pass" | "password", _)) => format!("{}=***", kv.split('=').next().unwrap_or("")),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..q], query.join("&"));
+    }
+    out
+}
+
+pub(crate) use wire::HostConfig;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(super::redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            super::redact("redis+unix:///s.sock?db=1&pass=secret"),
+            "redis+unix:///s.sock?db=1&pass=***"
+        );
+        assert_eq!(super::pool_id().len(), 16);
+    }
+}

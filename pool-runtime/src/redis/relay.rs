@@ -1,0 +1,634 @@
+//! The driver's side of a Redis pool: a [`Transport`] whose workers are
+//! relays in the driver's process. The jobs layer above it is the local
+//! one, unchanged: it sends each slot's relay `Run` frames as it would a
+//! worker, and the relay adds each to the pool's task stream, where any
+//! host takes it. One reader takes the hosts' replies from the reply
+//! stream and hands each relay, as its worker would, one `Done` per batch.
+//!
+//! The relays own the truth of what is done: a batch is pending until
+//! every one of its items has an outcome, and an outcome for an item that
+//! has one already (a batch run twice: a host thought dead came back) is
+//! dropped and counted. Execution is at least once; each input gets
+//! exactly one outcome.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::unistd::Pid;
+use redis::{cmd, Client, Value};
+
+use super::conn::Conn;
+use super::keys::{self, Keys, GROUP};
+use super::wire::{self, Entry};
+use crate::channel::control::Exit;
+use crate::channel::message::{write, Message};
+use crate::channel::outcome::{self, Status};
+use crate::channel::{frame, item};
+use crate::transport::{Event, Position, Transport};
+
+/// Stand-in process ids of the relays: above any real pid (`pid_max` is at
+/// most 2^22), one per slot.
+const RELAY_PID: i32 = 1 << 23;
+
+/// What the relays share.
+pub(crate) struct Shared {
+    pub(crate) keys: Keys,
+    pub(crate) client: Client,
+    /// How long a command keeps trying to reach Redis.
+    pub(crate) patience: Duration,
+    pub(crate) max_frame: usize,
+    /// The expiry of the pool's keys, refreshed while the driver lives.
+    pub(crate) key_ttl: Duration,
+    /// The hash fields `hello` and `config`, to write again if Redis lost them.
+    pub(crate) hello: Vec<u8>,
+    pub(crate) config: String,
+    stop: AtomicBool,
+    /// Redis could not be reached for longer than `patience`.
+    lost: Mutex<Option<String>>,
+    state: Mutex<State>,
+    /// Outcomes dropped because their input had one already.
+    pub(crate) duplicates: AtomicU64,
+    /// Reads of the reply stream so far.
+    reads: AtomicU64,
+    /// A host's lease, as the builder set it.
+    pub(crate) lease: Duration,
+    /// Exit-hook outcomes of hosts' workers: (host, outcome).
+    exits: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("pool", &self.keys.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Batches sent and not yet answered whole, by tag.
+    pending: HashMap<u64, Pending>,
+    /// Each slot's end of its channel, for writing what its worker would.
+    writers: HashMap<usize, Arc<UnixStream>>,
+}
+
+struct Pending {
+    slot: usize,
+    /// Each item's outcome, once one came.
+    outcomes: Vec<Option<Vec<u8>>>,
+    filled: u32,
+    /// The `Run` message (no prefix), to send again if Redis loses it.
+    payload: Arc<Vec<u8>>,
+    sent: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        keys: Keys,
+        client: Client,
+        (patience, key_ttl, max_frame, lease): (Duration, Duration, usize, Duration),
+        (hello, config): (Vec<u8>, String),
+    ) -> Shared {
+        Shared {
+            keys,
+            client,
+            patience,
+            max_frame,
+            key_ttl,
+            hello,
+            config,
+            stop: AtomicBool::new(false),
+            lost: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            duplicates: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            lease,
+            exits: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes the pool's hello and its task stream's group: at build, and
+    /// again if Redis restarted without its data.
+    pub(crate) fn publish(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+        let k = &self.keys;
+        conn.run::<()>(
+            cmd("HSET")
+                .arg(k.hello())
+                .arg("hello")
+                .arg(&self.hello)
+                .arg("config")
+                .arg(&self.config),
+        )?;
+        let created: redis::RedisResult<()> = conn.run(
+            cmd("XGROUP")
+                .arg("CREATE")
+                .arg(k.tasks())
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM"),
+        );
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+        self.refresh(conn)
+    }
+
+    /// Pushes the expiry of the pool's keys on, and vouches for the pool in
+    /// the registry.
+    fn refresh(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+        let ttl = self.key_ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for key in self.keys.owned() {
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+        }
+        let now = wire::now_ms();
+        pipe.cmd("ZADD")
+            .arg(keys::registry())
+            .arg(now + ttl)
+            .arg(&self.keys.id)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(keys::registry())
+            .arg("-inf")
+            .arg(now)
+            .ignore();
+        conn.retrying_pipe(&pipe)
+    }
+
+    /// Adds batch `payload` (items `first ..` of batch `tag`) to the task stream.
+    fn add_task(&self, conn: &mut Conn, tag: u64, payload: &[u8]) -> redis::RedisResult<()> {
+        conn.run::<Value>(
+            cmd("XADD")
+                .arg(self.keys.tasks())
+                .arg("*")
+                .arg("t")
+                .arg(tag)
+                .arg("o")
+                .arg(0)
+                .arg("a")
+                .arg(0)
+                .arg("f")
+                .arg(payload),
+        )
+        .map(drop)
+    }
+
+    /// Takes one reply: fills in the outcomes it brings that were missing,
+    /// and hands the relay its `Done` once its batch is whole.
+    fn take_reply(&self, e: &Entry) {
+        if e.field("k") == Some(b"x") {
+            let host = String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
+            let body = e.field("b").unwrap_or_default().to_vec();
+            self.exits.lock().unwrap().push((host, body));
+            return;
+        }
+        let (Some(tag), Some(first), Some(count)) =
+            (e.number::<u64>("t"), e.number::<u32>("o"), e.number::<u32>("n"))
+        else {
+            return; // not a reply of ours: nothing to fill
+        };
+        let mut state = self.state.lock().unwrap();
+        let Some(p) = state.pending.get_mut(&tag) else {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let total = p.outcomes.len() as u64;
+        if count == 0 || u64::from(first) + u64::from(count) > total {
+            return;
+        }
+        let items = split_items(e.field("b").unwrap_or_default(), count).unwrap_or_else(|| {
+            let host = String::from_utf8_lossy(e.field("h").unwrap_or_default());
+            let why = format!("a malformed reply from host {host}");
+            let mut one = Vec::new();
+            outcome::write_message(&mut one, Status::Codec, &why, &mut false);
+            vec![one; count as usize]
+        });
+        let mut fresh = false;
+        for (i, bytes) in items.into_iter().enumerate() {
+            let at = &mut p.outcomes[first as usize + i];
+            if at.is_none() {
+                *at = Some(bytes);
+                p.filled += 1;
+                fresh = true;
+            }
+        }
+        if !fresh {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        if p.filled as usize == p.outcomes.len() {
+            let p = state.pending.remove(&tag).expect("just seen");
+            let writer = state.writers.get(&p.slot).cloned();
+            drop(state);
+            if let Some(w) = writer {
+                let _ = (&*w).write_all(&self.done_frame(tag, p));
+            }
+        }
+    }
+
+    /// The `Done` a worker would have sent for batch `tag`, now whole.
+    fn done_frame(&self, tag: u64, p: Pending) -> Vec<u8> {
+        let count = p.outcomes.len() as u32;
+        let nanos = p.sent.elapsed().as_nanos() as u64;
+        let mut out = Vec::new();
+        let start = write::done(&mut out, tag, 0, 0);
+        for o in p.outcomes.iter().flatten() {
+            out.extend_from_slice(o);
+        }
+        write::patch_done(&mut out, start, 0, count, nanos);
+        write::finish_tally(&mut out, start, 0, 0, &[]);
+        if frame::finish(&mut out, start, self.max_frame).is_ok() {
+            return out;
+        }
+        let why = format!(
+            "the results of this batch exceed the frame limit of {} bytes",
+            self.max_frame
+        );
+        let errors = (0..count).map(|_| error_item(Status::Codec, &why)).collect();
+        self.done_frame(tag, Pending { outcomes: errors, ..p })
+    }
+
+    /// Every item of batch `tag` that has no outcome yet gets `why`.
+    fn fail_batch(&self, tag: u64, why: &str) {
+        let Some(count) = self
+            .state
+            .lock()
+            .unwrap()
+            .pending
+            .get(&tag)
+            .map(|p| p.outcomes.len())
+        else {
+            return;
+        };
+        let error = crate::error::Error::new(crate::error::ErrorKind::PoolBroken(why.into()));
+        let mut body = Vec::new();
+        for _ in 0..count {
+            outcome::write_error(&mut body, &error, &mut false);
+        }
+        let reply = Entry {
+            id: String::new(),
+            fields: vec![
+                (b"t".to_vec(), tag.to_string().into_bytes()),
+                (b"o".to_vec(), b"0".to_vec()),
+                (b"n".to_vec(), count.to_string().into_bytes()),
+                (b"b".to_vec(), body),
+            ],
+        };
+        self.take_reply(&reply);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Redis stayed out of reach: every batch pending fails with `why`.
+    fn lose(&self, why: String) {
+        let tags: Vec<u64> = self.state.lock().unwrap().pending.keys().copied().collect();
+        let why = format!("Redis could not be reached: {why}");
+        for tag in tags {
+            self.fail_batch(tag, &why);
+        }
+        *self.lost.lock().unwrap() = Some(why);
+    }
+
+    /// Exit-hook outcomes that came so far.
+    pub(crate) fn take_exits(&self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.exits.lock().unwrap())
+    }
+}
+
+/// An error outcome of `status` saying `why`.
+fn error_item(status: Status, why: &str) -> Option<Vec<u8>> {
+    let mut one = Vec::new();
+    outcome::write_message(&mut one, status, why, &mut false);
+    Some(one)
+}
+
+/// `count` items back to back in `body`, each one's bytes; `None` unless
+/// `body` holds exactly that many well-formed items.
+fn split_items(body: &[u8], count: u32) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
+    let mut rest = body;
+    for _ in 0..count {
+        let (_, _, next) = item::read(rest).ok()?;
+        out.push(rest[..rest.len() - next.len()].to_vec());
+        rest = next;
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// The transport of a Redis pool (see the module docs).
+pub(crate) struct RedisTransport {
+    shared: Arc<Shared>,
+    events: Arc<Events>,
+    relays: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTransport")
+            .field("pool", &self.shared.keys.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Events {
+    fd: EventFd,
+    queue: Mutex<Vec<Event>>,
+}
+
+impl Events {
+    fn push(&self, e: Event) {
+        self.queue.lock().unwrap().push(e);
+        let _ = self.fd.write(1);
+    }
+}
+
+impl RedisTransport {
+    /// The relays' reply reader and keeper start now; the relays, one per
+    /// slot, as the driver starts its workers.
+    pub(crate) fn start(shared: Arc<Shared>) -> nix::Result<RedisTransport> {
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let events = Arc::new(Events {
+            fd,
+            queue: Mutex::new(Vec::new()),
+        });
+        let mut background = Vec::new();
+        let s = shared.clone();
+        let e = events.clone();
+        background.push(spawn("pool-redis-replies", move || read_replies(&s, &e)));
+        let s = shared.clone();
+        background.push(spawn("pool-redis-keeper", move || keep(&s)));
+        Ok(RedisTransport {
+            shared,
+            events,
+            relays: Vec::new(),
+            background,
+        })
+    }
+
+    /// The pool's id in Redis.
+    pub(crate) fn pool(&self) -> &str {
+        &self.shared.keys.id
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("a relay thread")
+}
+
+fn relay_pid(slot: usize) -> Pid {
+    Pid::from_raw(RELAY_PID + slot as i32)
+}
+
+impl Transport for RedisTransport {
+    fn start(&mut self, slot: usize, _generation: u32, channel: &OwnedFd) -> Result<(), String> {
+        if let Some(why) = self.shared.lost.lock().unwrap().clone() {
+            return Err(why);
+        }
+        let ours = channel.try_clone().map_err(|e| e.to_string())?;
+        let reader = UnixStream::from(ours);
+        let writer = Arc::new(reader.try_clone().map_err(|e| e.to_string())?);
+        let mut ready = Vec::new();
+        write::ready(&mut ready);
+        (&*writer).write_all(&ready).map_err(|e| e.to_string())?;
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .writers
+            .insert(slot, writer.clone());
+        let shared = self.shared.clone();
+        self.relays.retain(|t| !t.is_finished());
+        self.relays.push(spawn("pool-redis-relay", move || {
+            relay(&shared, slot, reader, &writer)
+        }));
+        self.events.push(Event::Started {
+            slot,
+            pid: relay_pid(slot),
+        });
+        Ok(())
+    }
+
+    fn leave_with(&mut self, hook: u32, grace: Duration) -> Option<Vec<Vec<u8>>> {
+        let shared = &self.shared;
+        let k = &shared.keys;
+        let mut conn = Conn::lazy(&shared.client, shared.patience);
+        if conn.run::<()>(cmd("HSET").arg(k.hello()).arg("closing").arg(hook)).is_ok() {
+            // Hosts see it at their next heartbeat, finish what they hold,
+            // run the hook on each worker, send its outcome, and leave.
+            let deadline = Instant::now() + grace.max(Duration::from_secs(10)) + shared.lease * 2;
+            while Instant::now() < deadline {
+                match conn.run::<u64>(cmd("HLEN").arg(k.hosts())) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            // Every outcome was added before its host left: two more reads
+            // of the reply stream bring them all.
+            let seen = shared.reads.load(Ordering::Acquire);
+            let wait = Instant::now() + Duration::from_secs(2);
+            while shared.reads.load(Ordering::Acquire) < seen + 2 && Instant::now() < wait {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let mut exits = shared.take_exits();
+        // Host by host; each host's workers in its order.
+        exits.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(exits.into_iter().map(|(_, body)| body).collect())
+    }
+
+    fn no_broadcast(&self) -> Option<&'static str> {
+        Some("broadcast is not available on a Redis pool yet: its workers are on hosts the driver does not address one by one")
+    }
+
+    fn kill(&self, pid: Pid) {
+        // A relay is stopped by closing its channel; the driver then sees
+        // it end as it would a worker.
+        let slot = (pid.as_raw() - RELAY_PID) as usize;
+        if let Some(w) = self.shared.state.lock().unwrap().writers.remove(&slot) {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+        self.events.push(Event::Ended {
+            pid,
+            exit: Exit::Signal(libc::SIGKILL),
+        });
+    }
+
+    fn events_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.fd.as_fd())
+    }
+
+    fn read_events(&mut self, out: &mut Vec<Event>) {
+        let _ = self.events.fd.read();
+        out.append(&mut self.events.queue.lock().unwrap());
+    }
+
+    fn position(&self, _: usize) -> Position {
+        None
+    }
+
+    fn take_position(&self, _: usize) -> Position {
+        None
+    }
+
+    fn is_lost(&self) -> bool {
+        self.shared.lost.lock().unwrap().is_some()
+    }
+
+    fn shutdown(&mut self, grace: Duration) {
+        let shared = &self.shared;
+        let k = &shared.keys;
+        let mut conn = Conn::lazy(&shared.client, Duration::from_secs(1));
+        // Hosts leave on their own first (they see `closing`), within grace.
+        // `-`: no exit hook (`leave_with` may have named one already).
+        let closing: redis::RedisResult<()> =
+            conn.run(cmd("HSETNX").arg(k.hello()).arg("closing").arg("-"));
+        if closing.is_ok() {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                match conn.run::<u64>(cmd("HLEN").arg(k.hosts())) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        shared.stop.store(true, Ordering::Release);
+        for w in shared.state.lock().unwrap().writers.drain() {
+            let _ = w.1.shutdown(std::net::Shutdown::Both);
+        }
+        for t in self.relays.drain(..).chain(self.background.drain(..)) {
+            let _ = t.join();
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&k.owned()).ignore();
+        pipe.cmd("ZREM").arg(keys::registry()).arg(&k.id).ignore();
+        let _ = conn.retrying_pipe(&pipe);
+    }
+}
+
+impl Drop for RedisTransport {
+    fn drop(&mut self) {
+        if !self.background.is_empty() {
+            self.shutdown(Duration::ZERO);
+        }
+    }
+}
+
+/// A relay: takes the `Run` frames the driver sends slot `slot` and adds
+/// them to the task stream.
+fn relay(shared: &Shared, slot: usize, mut reader: UnixStream, writer: &UnixStream) {
+    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let mut buf = Vec::new();
+    while let Ok(true) = frame::read_blocking(&mut reader, &mut buf, shared.max_frame) {
+        let (tag, count) = match Message::parse(&buf) {
+            Ok(Message::Run { tag, count, .. }) => (tag, count),
+            Ok(Message::Exit { .. }) => {
+                // The hosts run exit hooks as they leave (`shutdown`).
+                let mut out = Vec::new();
+                let start = write::exited(&mut out);
+                let _ = frame::finish(&mut out, start, shared.max_frame);
+                let _ = (&*writer).write_all(&out);
+                return;
+            }
+            _ => return,
+        };
+        let payload = Arc::new(std::mem::take(&mut buf));
+        shared.state.lock().unwrap().pending.insert(
+            tag,
+            Pending {
+                slot,
+                outcomes: vec![None; count as usize],
+                filled: 0,
+                payload: payload.clone(),
+                sent: Instant::now(),
+            },
+        );
+        if let Err(e) = shared.add_task(&mut conn, tag, &payload) {
+            shared.fail_batch(tag, &format!("could not add the batch to Redis: {e}"));
+        }
+    }
+}
+
+/// The reply reader: takes every reply as it comes, and deletes it.
+fn read_replies(shared: &Shared, events: &Events) {
+    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let replies = shared.keys.replies();
+    while !shared.stopping() {
+        // Read replies are deleted: the stream holds only unread ones.
+        let read: redis::RedisResult<Value> = conn.run(
+            cmd("XREAD")
+                .arg("COUNT")
+                .arg(512)
+                .arg("BLOCK")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&replies)
+                .arg("0-0"),
+        );
+        let entries = match read {
+            Ok(v) => wire::read_reply(&v),
+            Err(e) => {
+                if shared.stopping() {
+                    return;
+                }
+                shared.lose(e.to_string());
+                events.push(Event::Lost(format!("Redis could not be reached: {e}")));
+                return;
+            }
+        };
+        for e in &entries {
+            shared.take_reply(e);
+        }
+        shared.reads.fetch_add(1, Ordering::Release);
+        if !entries.is_empty() {
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            let _ = conn.run::<()>(cmd("XDEL").arg(&replies).arg(&ids));
+        }
+    }
+}
+
+/// The keeper: keeps the pool's keys from expiring while the driver
+/// lives, and puts them back (resending what is pending) if Redis lost
+/// them (restarted without persistence, or flushed).
+fn keep(shared: &Shared) {
+    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let every = (shared.key_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut next = Instant::now();
+    while !shared.stopping() {
+        std::thread::sleep(Duration::from_millis(20));
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + every;
+        match conn.run::<bool>(cmd("EXISTS").arg(shared.keys.hello())) {
+            Ok(true) => {
+                let _ = shared.refresh(&mut conn);
+            }
+            Ok(false) => {
+                if shared.publish(&mut conn).is_err() {
+                    continue;
+                }
+                let resend: Vec<(u64, Arc<Vec<u8>>)> = {
+                    let state = shared.state.lock().unwrap();
+                    state.pending.iter().map(|(t, p)| (*t, p.payload.clone())).collect()
+                };
+                for (tag, payload) in resend {
+                    let _ = shared.add_task(&mut conn, tag, &payload);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! What goes through Redis: the settings hosts run a pool with, the fields
+//! of task and reply entries, and the Lua scripts that make each step that
+//! must be atomic one step. Everything read back from Redis is untrusted,
+//! as a worker's frames are: lengths are checked, counts bounded.
+
+use std::time::Duration;
+
+use redis::Value;
+
+/// How hosts run a pool's batches: what the driver's builder said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostConfig {
+    /// A host that has not renewed its lease for this long is taken for
+    /// dead, and its entries are given to others.
+    pub(crate) lease: Duration,
+    /// Deliveries of an entry (to hosts that died holding it) after which
+    /// its inputs are quarantined.
+    pub(crate) max_deliveries: u32,
+    pub(crate) retries: u32,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) init_timeout: Option<Duration>,
+    pub(crate) respawn_limit: u32,
+    pub(crate) max_frame: usize,
+    pub(crate) max_tasks: Option<u64>,
+    /// The exit hook a host runs on each of its workers as it leaves.
+    pub(crate) exit_hook: Option<u32>,
+}
+
+impl HostConfig {
+    /// In words: `1 lease_ms deliveries retries task_ms init_ms respawn frame tasks hook`.
+    pub(crate) fn to_text(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        format!(
+            "1 {} {} {} {} {} {} {} {} {}",
+            self.lease.as_millis(),
+            self.max_deliveries,
+            self.retries,
+            opt(self.task_timeout.map(|d| d.as_millis() as u64)),
+            opt(self.init_timeout.map(|d| d.as_millis() as u64)),
+            self.respawn_limit,
+            self.max_frame,
+            opt(self.max_tasks),
+            opt(self.exit_hook.map(u64::from)),
+        )
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<HostConfig> {
+        let f: Vec<&str> = text.split(' ').collect();
+        if f.len() != 10 || f[0] != "1" {
+            return None;
+        }
+        let num = |i: usize| f[i].parse::<u64>().ok();
+        let opt = |i: usize| -> Option<Option<u64>> {
+            match f[i] {
+                "-" => Some(None),
+                n => n.parse().ok().map(Some),
+            }
+        };
+        let lease = num(1).filter(|&ms| ms > 0)?;
+        Some(HostConfig {
+            lease: Duration::from_millis(lease),
+            max_deliveries: num(2)?.try_into().ok()?,
+            retries: num(3)?.try_into().ok()?,
+            task_timeout: opt(4)?.map(Duration::from_millis),
+            init_timeout: opt(5)?.map(Duration::from_millis),
+            respawn_limit: u32::try_from(num(6)?).ok()?.max(1),
+            max_frame: usize::try_from(num(7)?)
+                .ok()?
+                .clamp(1024, crate::channel::frame::MAX_FRAME),
+            max_tasks: opt(8)?,
+            exit_hook: match opt(9)? {
+                Some(h) => Some(h.try_into().ok()?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// One stream entry: its id and its fields.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Entry {
+    /// The value of field `name`, if it is there.
+    pub(crate) fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Field `name` as a decimal number.
+    pub(crate) fn number<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        std::str::from_utf8(self.field(name)?).ok()?.parse().ok()
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// One `[id, [field, value, …]]` array; `None` for a deleted entry (nil fields).
+pub(crate) fn entry(v: &Value) -> Option<Entry> {
+    let Value::Array(parts) = v else { return None };
+    let [id, fields] = parts.as_slice() else {
+        return None;
+    };
+    let id = String::from_utf8(bytes(id)?).ok()?;
+    let Value::Array(flat) = fields else {
+        return None;
+    };
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    for kv in flat.chunks_exact(2) {
+        pairs.push((bytes(&kv[0])?, bytes(&kv[1])?));
+    }
+    Some(Entry { id, fields: pairs })
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` answer for one stream (nil: none).
+pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
+    let Value::Array(streams) = v else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        if let Value::Array(pair) = s {
+            if let Some(Value::Array(entries)) = pair.get(1) {
+                out.extend(entries.iter().filter_map(entry));
+            }
+        }
+    }
+    out
+}
+
+/// Runs a batch's reply, only if this host still owns the entry: adds the
+/// reply, acknowledges and deletes the entry. A host whose lease lapsed
+/// and whose entry went to another host sends nothing (0).
+///
+/// KEYS: tasks, replies, hello. ARGV: group, consumer, entry id, unused,
+/// then the reply's field-value pairs. The reply stream expires with the
+/// pool's hello.
+pub(crate) const REPLY: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// Takes the entries of hosts whose lease has lapsed: each moves to this
+/// host, its delivery count up by one. Returns `[id, deliveries, fields]`
+/// for each. A departed host's consumer left with nothing pending is
+/// removed.
+///
+/// KEYS: tasks, hello. ARGV: group, consumer, lease key prefix, how many
+/// pending entries to look at.
+pub(crate) const RECLAIM: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]))
+local alive = {}
+local out = {}
+for _, e in ipairs(pending) do
+  local owner = e[2]
+  if owner ~= ARGV[2] then
+    if alive[owner] == nil then
+      alive[owner] = redis.call('EXISTS', ARGV[3] .. owner) == 1
+    end
+    if not alive[owner] then
+      local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1])
+      if got[1] then
+        out[#out + 1] = {got[1][1], e[4] + 1, got[1][2]}
+      end
+    end
+  end
+end
+for owner, live in pairs(alive) do
+  if not live then
+    local left = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, owner)
+    if #left == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], owner) end
+  end
+end
+return out
+"#;
+
+/// A host's heartbeat: renews its lease while the pool lives. Returns 1,
+/// 2 if the lease had lapsed (its entries may be another's now), 0 if the
+/// pool is gone, 3 if the driver is ending it.
+///
+/// KEYS: hello, lease, hosts. ARGV: lease ms, host id, what it runs.
+pub(crate) const HEARTBEAT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local had = redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'XX')
+if not had then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+if redis.call('HEXISTS', KEYS[1], 'closing') == 1 then return 3 end
+if not had then return 2 end
+return 1
+"#;
+
+/// Writes field `ARGV[1]` = `ARGV[2]` in hash `KEYS[2]` only while the pool
+/// (its hello, `KEYS[1]`) exists: a host never brings a pool's keys back.
+pub(crate) const HSET_IF_LIVE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// A host leaves: its consumer (if nothing is pending), lease and entry in
+/// the hosts hash go.
+///
+/// KEYS: tasks, lease, hosts. ARGV: group, host id.
+pub(crate) const LEAVE: &str = r#"
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local ok, left = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+  if ok and #left == 0 then
+    pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  end
+end
+return 1
+"#;
+
+/// An entry [`RECLAIM`] returned: `[id, deliveries, fields]`.
+pub(crate) fn claimed(v: &Value) -> Vec<(Entry, u32)> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(parts) = item else {
+                return None;
+            };
+            let [id, deliveries, fields] = parts.as_slice() else {
+                return None;
+            };
+            let deliveries = match deliveries {
+                Value::Int(n) => u32::try_from(*n).ok()?,
+                other => std::str::from_utf8(&bytes(other)?).ok()?.parse().ok()?,
+            };
+            let e = entry(&Value::Array(vec![id.clone(), fields.clone()]))?;
+            Some((e, deliveries))
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_config_round_trips_and_garbage_is_refused() {
+        let c = HostConfig {
+            lease: Duration::from_millis(1500),
+            max_deliveries: 3,
+            retries: 1,
+            task_timeout: Some(Duration::from_secs(2)),
+            init_timeout: None,
+            respawn_limit: 3,
+            max_frame: 1 << 20,
+            max_tasks: None,
+            exit_hook: Some(4),
+        };
+        assert_eq!(HostConfig::parse(&c.to_text()), Some(c.clone()));
+        for bad in ["", "2 1", "1 0 3 1 - - 3 1024 - -", &format!("{} 9", c.to_text())] {
+            assert_eq!(HostConfig::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stream_answers_are_read_and_garbage_ignored() {
+        let e = Value::Array(vec![
+            Value::BulkString(b"1-0".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"t".to_vec()),
+                Value::BulkString(b"7".to_vec()),
+            ]),
+        ]);
+        let answer = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"k".to_vec()),
+            Value::Array(vec![e, Value::Nil, Value::Int(3)]),
+        ])]);
+        let got = read_reply(&answer);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, "1-0");
+        assert_eq!(got[0].number::<u64>("t"), Some(7));
+        assert!(read_reply(&Value::Nil).is_empty());
+        assert!(claimed(&Value::Array(vec![Value::Int(1)])).is_empty());
+    }
+}

@@ -1,0 +1,642 @@
+//! The Redis Streams backend against a real `redis-server` each test starts
+//! (`redis_support`), with hosts that are this test binary in host mode.
+//! Every wait is bounded.
+
+mod common;
+mod redis_support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pool_runtime::{worker_exit, worker_init, worker_task, ErrorKind, Pool};
+use redis_support::{Host, Server};
+
+pool_runtime::worker_mode_before_main!();
+
+struct State {
+    base: u64,
+    host: u32,
+    ran: u64,
+}
+
+/// The host of a worker: its fork server's parent.
+fn host_pid() -> u32 {
+    let zygote = std::os::unix::process::parent_id();
+    common::parent_of(zygote).unwrap_or(0)
+}
+
+#[worker_init]
+fn start(base: &u64) -> State {
+    State {
+        base: *base,
+        host: host_pid(),
+        ran: 0,
+    }
+}
+
+#[worker_init]
+fn refuse(_: &u64) -> Result<State, String> {
+    Err("no database here".into())
+}
+
+#[worker_task]
+fn square(s: &mut State, x: u64) -> u64 {
+    s.ran += 1;
+    x * x + s.base
+}
+
+/// Sleeps `ms`, then says which host ran it.
+#[worker_task]
+fn nap(s: &mut State, ms: u64) -> u32 {
+    s.ran += 1;
+    std::thread::sleep(Duration::from_millis(ms));
+    s.host
+}
+
+/// Sleeps `ms`, appends a line to `path` (one per run), returns `x`.
+#[worker_task]
+fn nap_logged(s: &mut State, x: u64, ms: u64, path: String) -> u64 {
+    s.ran += 1;
+    std::thread::sleep(Duration::from_millis(ms));
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{x}").unwrap();
+    x
+}
+
+#[worker_task]
+fn boom(x: u64) -> u64 {
+    assert!(x != 3, "three is not allowed");
+    x
+}
+
+#[worker_task]
+fn die_on_three(x: u64) -> u64 {
+    if x == 3 {
+        std::process::abort();
+    }
+    x
+}
+
+/// Kills its whole host on input 7.
+#[worker_task]
+fn kill_host_on_seven(s: &mut State, x: u64) -> u64 {
+    if x == 7 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.host as i32), Signal::SIGKILL);
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    x
+}
+
+#[worker_exit]
+fn tally(s: State) -> u64 {
+    s.ran
+}
+
+fn builder(url: &str) -> pool_runtime::PoolBuilder<pool_runtime::redis::Redis> {
+    Pool::builder()
+        .redis(url)
+        .host_wait(Duration::from_secs(20))
+        .lease(Duration::from_millis(600))
+        .key_ttl(Duration::from_secs(3))
+}
+
+fn temp_file(name: &str) -> String {
+    let p = std::env::temp_dir().join(format!("pool-redis-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p.display().to_string()
+}
+
+fn lines(path: &str) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+/// What this test's hosts left in Redis once the pool ended: nothing.
+fn assert_clean(server: &Server) {
+    let clean = server.wait_for(Duration::from_secs(3), |s| s.keys().is_empty());
+    assert!(clean, "keys left behind: {:?}", server.keys());
+}
+
+#[test]
+fn redis_the_local_contract_holds_on_two_hosts() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
+    let pool = builder(&server.url()).hosts(2).build(start, 5u64).unwrap();
+    let want: Vec<u64> = (0..20_000u64).map(|x| x * x + 5).collect();
+    assert_eq!(pool.map(square, 0..20_000u64).unwrap(), want);
+    let ordered: Vec<u64> = pool.imap(square, 0..500u64).map(Result::unwrap).collect();
+    assert_eq!(ordered, want[..500]);
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(square, 0..500u64)
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort();
+    assert_eq!(unordered, want[..500]);
+    assert_eq!(pool.apply(square, 9).unwrap(), 86);
+    let handles: Vec<_> = (0..10u64).map(|x| pool.submit(square, x)).collect();
+    let got: Vec<u64> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(got, want[..10]);
+    let piped = pool.pipeline(square).then(square).map(0..100u64).unwrap();
+    let twice: Vec<u64> = (0..100u64).map(|x| (x * x + 5).pow(2) + 5).collect();
+    assert_eq!(piped, twice);
+    // Both hosts took part.
+    let hosts: std::collections::HashSet<u32> = pool
+        .map(nap, vec![20u64; 40])
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    pool.join().unwrap();
+    assert_clean(&server);
+}
+
+#[test]
+fn redis_panics_and_worker_deaths_are_outcomes_as_locally() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 2);
+    let pool = builder(&server.url()).build(start, 0u64).unwrap();
+    let out: Vec<_> = pool.imap(boom, 0..6u64).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, x as u64),
+            Err(e) => {
+                assert_eq!(x, 3);
+                let ErrorKind::Panicked(p) = e.kind() else {
+                    panic!("{e}")
+                };
+                assert!(p.message.contains("three is not allowed"), "{e}");
+                assert!(p.location.is_some(), "{e}");
+            }
+        }
+    }
+    assert_eq!(out.iter().filter(|r| r.is_err()).count(), 1);
+    let out: Vec<_> = pool.imap(die_on_three, 0..6u64).collect();
+    for (x, r) in out.iter().enumerate() {
+        if x == 3 {
+            let e = r.as_ref().unwrap_err();
+            let ErrorKind::WorkerDied(d) = e.kind() else {
+                panic!("{e}")
+            };
+            assert_eq!(d.signal(), Some(libc::SIGABRT), "{e}");
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), x as u64);
+        }
+    }
+    // The host replaced its worker; the pool goes on.
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
+}
+
+#[test]
+fn redis_a_host_killed_mid_task_loses_no_input() {
+    let server = Server::start();
+    let victim = Host::start(&server.url(), 2);
+    let _other = Host::start(&server.url(), 2);
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    let victim_pid = victim.pid();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(nap, vec![100u64; 40]));
+        std::thread::sleep(Duration::from_millis(300));
+        victim.signal(Signal::SIGKILL);
+        let hosts = map.join().unwrap().unwrap();
+        assert_eq!(hosts.len(), 40);
+        assert!(
+            hosts.contains(&victim_pid),
+            "the victim ran some before it died"
+        );
+    });
+    // 40 × 100 ms on 4 workers, then 2, plus the lease: well under 10 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(victim);
+}
+
+#[test]
+fn redis_a_dead_hosts_input_is_rerun_within_lease_and_a_second() {
+    let server = Server::start();
+    let victim = Host::start(&server.url(), 1);
+    let pool = builder(&server.url())
+        .lease(Duration::from_millis(500))
+        .build(start, 0u64)
+        .unwrap();
+    let other = Host::start(&server.url(), 1);
+    // Wait for the second host to join before the victim takes the input.
+    assert!(server.wait_for(Duration::from_secs(10), |s| {
+        s.cli(&["--scan", "--pattern", "*:lease:*"]).len() == 2
+    }));
+    std::thread::scope(|s| {
+        let h = s.spawn(|| pool.apply(nap, 1500));
+        // Let one host take it; kill that one.
+        std::thread::sleep(Duration::from_millis(200));
+        let owner = server.cli(&["--scan", "--pattern", "*:lease:*"]);
+        let _ = owner;
+        victim.signal(Signal::SIGKILL);
+        let killed_at = Instant::now();
+        let ran_on = h.join().unwrap().unwrap();
+        if ran_on == other.pid() {
+            // Re-run at once on the other host: 1.5 s of work after at most
+            // lease + 1 s of waiting.
+            let took = killed_at.elapsed();
+            assert!(
+                took < Duration::from_millis(500 + 1000 + 1500 + 300),
+                "{took:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn redis_a_stopped_host_past_its_lease_gives_no_second_outcome() {
+    let server = Server::start();
+    let log = temp_file("sigstop");
+    let stopped = Host::start(&server.url(), 2);
+    let _other = Host::start(&server.url(), 2);
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    std::thread::scope(|s| {
+        let inputs: Vec<(u64, u64, String)> = (0..16).map(|x| (x, 300, log.clone())).collect();
+        let map = s.spawn(|| pool.map(nap_logged, inputs));
+        std::thread::sleep(Duration::from_millis(150));
+        stopped.signal(Signal::SIGSTOP);
+        // Past the lease: its entries go to the other host.
+        std::thread::sleep(Duration::from_millis(1500));
+        stopped.signal(Signal::SIGCONT);
+        let got = map.join().unwrap().unwrap();
+        assert_eq!(got, (0..16).collect::<Vec<u64>>());
+    });
+    // Each input has its one outcome; some ran twice (the stopped host's
+    // late runs), and those late results were dropped.
+    let runs = lines(&log);
+    for x in 0..16 {
+        assert!(runs.contains(&x), "{x} never ran");
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn redis_a_task_ten_times_the_lease_runs_once() {
+    let server = Server::start();
+    let log = temp_file("long");
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .lease(Duration::from_millis(300))
+        .build(start, 0u64)
+        .unwrap();
+    assert_eq!(pool.apply(nap_logged, (42, 3000, log.clone())).unwrap(), 42);
+    // Let any second run show itself.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(&log), vec![42], "ran more than once");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn redis_a_host_joining_mid_map_takes_work() {
+    let server = Server::start();
+    let _first = Host::start(&server.url(), 1);
+    let pool = builder(&server.url())
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    let mut late = None;
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(nap, vec![50u64; 60]));
+        std::thread::sleep(Duration::from_millis(300));
+        late = Some(Host::start(&server.url(), 1));
+        let hosts = map.join().unwrap().unwrap();
+        let late_pid = late.as_ref().unwrap().pid();
+        assert!(
+            hosts.contains(&late_pid),
+            "the late host ran nothing: {hosts:?}"
+        );
+    });
+}
+
+#[test]
+fn redis_a_host_leaving_by_sigterm_finishes_and_runs_its_exit_hooks() {
+    let server = Server::start();
+    let mut leaving = Host::start(&server.url(), 2);
+    let _stays = Host::start(&server.url(), 2);
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .exit_hook(tally)
+        .build(start, 0u64)
+        .unwrap();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(nap, vec![50u64; 80]));
+        std::thread::sleep(Duration::from_millis(300));
+        leaving.signal(Signal::SIGTERM);
+        assert_eq!(map.join().unwrap().unwrap().len(), 80);
+    });
+    let status = leaving
+        .wait_exit(Duration::from_secs(10))
+        .expect("the host left");
+    assert!(status.success(), "{status:?}");
+    // Its two workers' exit hooks and the other host's two reach join_with.
+    let tallies = pool.join_with(tally).unwrap();
+    assert_eq!(tallies.len(), 4, "{tallies:?}");
+    assert_eq!(tallies.iter().sum::<u64>(), 80, "{tallies:?}");
+    assert_clean(&server);
+}
+
+#[test]
+fn redis_join_with_reaches_every_worker_of_every_host() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
+    pool.map(square, 0..1000u64).unwrap();
+    let tallies = pool.join_with(tally).unwrap();
+    assert_eq!(tallies.len(), 3, "{tallies:?}");
+    assert_eq!(tallies.iter().sum::<u64>(), 1000);
+    assert_clean(&server);
+}
+
+fn restart_mid_map(aof: bool) {
+    let mut server = Server::start_with(aof, None);
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.imap(nap, vec![40u64; 60]).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(300));
+        server.restart();
+        let got = map.join().unwrap();
+        assert_eq!(got.len(), 60);
+        for r in &got {
+            if let Err(e) = r {
+                panic!("after a restart: {e}");
+            }
+        }
+    });
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The pool still works.
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
+}
+
+#[test]
+fn redis_restarted_without_persistence_the_driver_resubmits() {
+    restart_mid_map(false);
+}
+
+#[test]
+fn redis_restarted_with_aof_the_map_completes_once() {
+    restart_mid_map(true);
+}
+
+#[test]
+fn redis_connections_cut_mid_map_come_back() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(nap, vec![30u64; 60]));
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(200));
+            server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        }
+        assert_eq!(map.join().unwrap().unwrap().len(), 60);
+    });
+}
+
+#[test]
+fn redis_an_input_that_kills_its_workers_is_quarantined_and_dead_lettered() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 2);
+    let pool = builder(&server.url())
+        .retries(1)
+        .build(start, 0u64)
+        .unwrap();
+    let out: Vec<_> = pool.imap(die_on_three, 0..6u64).collect();
+    let e = out[3].as_ref().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Quarantined(_)), "{e}");
+    assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 5);
+    let dead = server.cli(&["--scan", "--pattern", "*:dead"]);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(server.cli(&["XLEN", &dead[0]]), vec!["1"]);
+}
+
+#[test]
+fn redis_an_input_that_kills_hosts_is_quarantined_after_its_deliveries() {
+    let server = Server::start();
+    let _victim = Host::start(&server.url(), 1);
+    let _other = Host::start(&server.url(), 1);
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .max_deliveries(1)
+        .lease(Duration::from_millis(400))
+        .build(start, 0u64)
+        .unwrap();
+    let out: Vec<_> = pool.imap(kill_host_on_seven, 0..10u64).collect();
+    for (x, r) in out.iter().enumerate() {
+        if x == 7 {
+            let e = r.as_ref().unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Quarantined(_)), "{e}");
+            assert!(e.to_string().contains("dead-letter"), "{e}");
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), x as u64, "{x}");
+        }
+    }
+}
+
+#[test]
+fn redis_two_drivers_share_hosts_without_crosstalk() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
+    std::thread::scope(|s| {
+        let runs: Vec<_> = [1u64, 1000]
+            .into_iter()
+            .map(|base| {
+                let url = server.url();
+                s.spawn(move || {
+                    let pool = builder(&url).hosts(2).build(start, base).unwrap();
+                    let got = pool.map(square, 0..5000u64).unwrap();
+                    let want: Vec<u64> = (0..5000u64).map(|x| x * x + base).collect();
+                    assert_eq!(got, want);
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join().unwrap();
+        }
+    });
+    assert_clean(&server);
+}
+
+const DRIVER_ROLE: &str = "POOL_REDIS_TEST_DRIVER";
+
+/// Run by `redis_a_killed_drivers_keys_expire_and_its_hosts_stop`: a driver
+/// that maps forever.
+#[test]
+#[ignore]
+fn redis_role_driver() {
+    let Ok(url) = std::env::var(DRIVER_ROLE) else {
+        return;
+    };
+    let pool = builder(&url).chunk_size(1).build(start, 0u64).unwrap();
+    println!("READY");
+    loop {
+        let _ = pool.map(nap, vec![50u64; 20]);
+    }
+}
+
+#[test]
+fn redis_a_killed_drivers_keys_expire_and_its_hosts_stop() {
+    let server = Server::start();
+    let host = Host::start(&server.url(), 2);
+    let mut driver = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "redis_role_driver", "--nocapture"])
+        .env(DRIVER_ROLE, server.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    redis_support::line_starting(&mut driver, "READY");
+    std::thread::sleep(Duration::from_millis(300));
+    let workers = common::children_of(host.pid());
+    assert!(!workers.is_empty());
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    // The keys expire (key_ttl 3 s), and the host ends its session: its
+    // local pool's processes go.
+    let gone = server.wait_for(Duration::from_secs(8), |s| s.keys().is_empty());
+    assert!(gone, "left: {:?}", server.keys());
+    let until = Instant::now() + Duration::from_secs(5);
+    while !common::children_of(host.pid()).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        common::children_of(host.pid()).is_empty(),
+        "the host still runs the dead driver's pool"
+    );
+}
+
+#[test]
+fn redis_a_wrong_password_fails_build_fast_in_redis_words() {
+    let server = Server::start_with(false, Some("right-password"));
+    let url = format!("redis+unix://{}?pass=wrong", server.socket().display());
+    let started = Instant::now();
+    let e = builder(&url).build(start, 0u64).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e.kind(), ErrorKind::Init(_)), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(!text.contains("pass=wrong"), "the password leaked: {text}");
+    // The right one works.
+    let _host = Host::start(&server.url(), 1);
+    let pool = builder(&server.url()).build(start, 0u64).unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+#[test]
+fn redis_a_host_running_other_code_is_refused_by_name() {
+    let server = Server::start();
+    let other = std::path::Path::new(env!("CARGO_BIN_EXE_spawn_other_code"));
+    let _host = Host::start_program(other, &server.url(), 1);
+    let started = Instant::now();
+    let e = builder(&server.url()).build(start, 0u64).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = e.to_string();
+    assert!(text.contains("different code"), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    assert_clean(&server);
+}
+
+#[test]
+fn redis_a_failing_init_on_the_hosts_fails_build() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 1);
+    let e = builder(&server.url())
+        .build::<_, State, _, _>(refuse, 0u64)
+        .unwrap_err();
+    assert!(e.to_string().contains("no database here"), "{e}");
+}
+
+#[test]
+fn redis_a_lazy_input_stays_bounded_in_redis() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
+    let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
+    let before = server.used_memory();
+    let mut peak = 0;
+    let mut n = 0u64;
+    for (i, r) in pool.imap(square, 0..400_000u64).enumerate() {
+        assert_eq!(r.unwrap(), (i as u64).pow(2));
+        n += 1;
+        if i % 50_000 == 0 {
+            peak = peak.max(server.used_memory());
+        }
+    }
+    assert_eq!(n, 400_000);
+    let grew = peak.saturating_sub(before);
+    // The window, not the input: a few MiB at most.
+    assert!(grew < 16 << 20, "Redis grew by {grew} bytes");
+}
+
+#[test]
+fn redis_after_join_no_keys_consumers_or_pending_entries_are_left() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
+    // While it lives: one group, two consumers.
+    let tasks = server.cli(&["--scan", "--pattern", "*:tasks"]);
+    assert_eq!(tasks.len(), 1);
+    pool.map(square, 0..10_000u64).unwrap();
+    let info = server.cli(&["XINFO", "CONSUMERS", &tasks[0], "hosts"]);
+    assert!(!info.is_empty());
+    let pending = server.cli(&["XPENDING", &tasks[0], "hosts"]);
+    assert_eq!(
+        pending.first().map(String::as_str),
+        Some("0"),
+        "{pending:?}"
+    );
+    pool.join().unwrap();
+    assert!(
+        server.keys().is_empty(),
+        "left at once: {:?}",
+        server.keys()
+    );
+}
+
+#[test]
+fn redis_broadcast_says_it_is_not_available() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 1);
+    let pool = builder(&server.url()).build(start, 0u64).unwrap();
+    let e = pool.broadcast(square, 1).unwrap_err();
+    assert!(e.to_string().contains("broadcast"), "{e}");
+}

@@ -1,0 +1,217 @@
+//! A real `redis-server` for the Redis tests, and hosts: this same test
+//! binary started in host mode. Both are killed on drop. A missing
+//! `redis-server` fails the test that needs it (never skips it).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` on a unix socket in its own temp dir.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    aof: bool,
+    password: Option<String>,
+}
+
+impl Server {
+    /// No persistence.
+    pub fn start() -> Server {
+        Server::start_with(false, None)
+    }
+
+    pub fn start_with(aof: bool, password: Option<&str>) -> Server {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pool-redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            aof,
+            password: password.map(str::to_string),
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        let sock = self.socket();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("redis-server could not be started ({e}): install it (Debian: apt-get install -y redis-server)")
+        });
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.ping().is_none() {
+            assert!(Instant::now() < until, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis+unix://{}?pass={p}", self.socket().display()),
+            None => format!("redis+unix://{}", self.socket().display()),
+        }
+    }
+
+    /// Kills it (SIGKILL: its data goes unless the AOF has it) and starts it again.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+        self.launch();
+    }
+
+    fn ping(&self) -> Option<()> {
+        let mut s = UnixStream::connect(self.socket()).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        if let Some(p) = &self.password {
+            s.write_all(format!("AUTH {p}\r\n").as_bytes()).ok()?;
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).ok()?;
+        }
+        s.write_all(b"PING\r\n").ok()?;
+        let mut b = [0u8; 7];
+        s.read_exact(&mut b).ok()?;
+        (&b == b"+PONG\r\n").then_some(())
+    }
+
+    /// Runs one command with `redis-cli`, returns its output lines.
+    pub fn cli(&self, args: &[&str]) -> Vec<String> {
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("-s").arg(self.socket());
+        if let Some(p) = &self.password {
+            cmd.args(["-a", p, "--no-auth-warning"]);
+        }
+        let out = cmd.args(args).output().expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Every key in the server.
+    pub fn keys(&self) -> Vec<String> {
+        self.cli(&["--scan"])
+    }
+
+    /// Waits up to `limit` for `cond` on the server.
+    pub fn wait_for(&self, limit: Duration, mut cond: impl FnMut(&Server) -> bool) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Redis's `used_memory`, in bytes.
+    pub fn used_memory(&self) -> u64 {
+        self.cli(&["INFO", "memory"])
+            .iter()
+            .find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A host: this test binary (or `program`) in host mode, `workers` workers.
+pub struct Host {
+    pub child: Child,
+}
+
+impl Host {
+    pub fn start(url: &str, workers: usize) -> Host {
+        Host::start_program(&std::env::current_exe().unwrap(), url, workers)
+    }
+
+    pub fn start_program(program: &std::path::Path, url: &str, workers: usize) -> Host {
+        let child = Command::new(program)
+            .env(pool_runtime::redis::HOST_ENV, url)
+            .env(pool_runtime::redis::HOST_WORKERS_ENV, workers.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the host starts");
+        Host { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Waits up to `limit` for the host to exit; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines of a child's stdout until one starts with `prefix`.
+pub fn line_starting(child: &mut Child, prefix: &str) -> String {
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        let line = lines.next().expect("the child printed it").unwrap();
+        if let Some((_, rest)) = line.split_once(prefix) {
+            return rest.to_string();
+        }
+    }
+}
