@@ -3,7 +3,7 @@
 //!
 //! The fork server forks, and the child execs the worker program with its
 //! channel and the step cells' memfd left open, and [`WORKER_ENV`] saying
-//! where they are. The program's first line, [`worker_mode`], sees it and
+//! where they are. The program's first line, [`worker_mode`](crate::worker_mode), sees it and
 //! becomes the worker: it reads the driver's `Hello` (the driver's code
 //! and the init to run, with its encoded arguments), refuses to serve
 //! other code than its own, builds the state, and serves batches like a
@@ -110,32 +110,9 @@ impl Spec {
     }
 }
 
-/// Makes this process a pool's worker if it was started as one, and never
-/// returns then; otherwise returns at once and does nothing.
-///
-/// A program that builds pools with [`PoolBuilder::spawn`](crate::PoolBuilder::spawn)
-/// calls it first thing in `main`: each worker is the same program, run
-/// again, and this is where it leaves `main`'s path to serve the driver.
-///
-/// ```no_run
-/// # use pool_runtime::{worker_init, worker_task, Pool};
-/// # #[worker_init] fn open(path: &String) -> String { path.clone() }
-/// # #[worker_task] fn size(s: &mut String) -> usize { s.len() }
-/// fn main() {
-///     pool_runtime::worker_mode();
-///     let pool = Pool::builder().spawn().workers(2).build(open, "db.sqlite".to_string()).unwrap();
-///     println!("{:?}", pool.broadcast(size, ()).unwrap());
-/// }
-/// ```
-///
-/// In an integration test under the `cargo test` harness, whose `main` is
-/// not yours, write [`worker_mode_before_main!()`](crate::worker_mode_before_main)
-/// once in the test file instead.
-pub fn worker_mode() {
-    #[cfg(feature = "redis")]
-    if let Some(code) = enter_host_mode() {
-        sys::exit_now(code)
-    }
+/// Serves as a worker started fresh if [`WORKER_ENV`] says so, and never
+/// returns then (see [`crate::worker_mode`]).
+pub(crate) fn enter() {
     let Some(spec) = std::env::var_os(WORKER_ENV) else {
         return;
     };
@@ -153,18 +130,18 @@ pub fn worker_mode() {
     sys::exit_now(code)
 }
 
-/// A Redis host ([`crate::redis::HOST_ENV`] is set): serves as one, once.
+/// Claims this process for another worker mode (a Redis host): `false`
+/// if it was claimed already.
 #[cfg(feature = "redis")]
-fn enter_host_mode() -> Option<i32> {
-    std::env::var_os(crate::redis::HOST_ENV)?;
+pub(crate) fn claim() -> bool {
     if CLAIMED.swap(true, Ordering::AcqRel) {
-        return None;
+        return false;
     }
     IN_WORKER_MODE.store(true, Ordering::Release);
-    crate::redis::host::enter_if_asked()
+    true
 }
 
-/// Enters [`worker_mode`] before `main` runs: for test binaries (the
+/// Enters [`worker_mode`](crate::worker_mode) before `main` runs: for test binaries (the
 /// `cargo test` harness owns their `main`), or a program that would rather
 /// not touch its `main`. Write it once, at the top level of the binary's
 /// crate (one integration test file, say).
@@ -239,7 +216,7 @@ fn serve(spec: Spec) -> i32 {
 }
 
 /// At `build`: a process started as a worker that did not call
-/// [`worker_mode`] must not build pools of its own (each of its workers
+/// [`worker_mode`](crate::worker_mode) must not build pools of its own (each of its workers
 /// would do the same: a fork bomb). It tells its driver why, and `build`
 /// fails.
 pub(crate) fn check_not_a_forgotten_worker() -> Result<(), String> {

@@ -110,6 +110,7 @@ mod driver;
 mod error;
 mod fresh;
 mod insights;
+mod mode;
 mod pipeline;
 mod pool;
 #[cfg(feature = "redis")]
@@ -122,7 +123,7 @@ mod unwind;
 mod worker;
 
 pub use builder::{Fork, PoolBuilder, Spawn, SpawnArgs};
-pub use fresh::worker_mode;
+pub use mode::worker_mode;
 pub use error::{Error, ErrorKind, Location, Panic, WorkerDeath, WorkerExit};
 pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};

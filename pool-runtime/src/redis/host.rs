@@ -36,14 +36,13 @@ pub const HOST_WORKERS_ENV: &str = "POOL_RUNTIME_HOST_WORKERS";
 /// How often a host looks for new pools.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
 
-/// If this process was started as a host, serves as one and returns its
-/// exit code; `None` otherwise.
-pub(crate) fn enter_if_asked() -> Option<i32> {
-    let url = std::env::var(HOST_ENV).ok()?;
-    Some(main(&url))
-}
-
-fn main(url: &str) -> i32 {
+/// Serves as a host of the Redis at [`HOST_ENV`]; returns the exit code.
+pub(crate) fn main() -> i32 {
+    let Ok(url) = std::env::var(HOST_ENV) else {
+        eprintln!("pool-runtime host: {HOST_ENV} is not valid UTF-8");
+        return 2;
+    };
+    let url = url.as_str();
     crate::unwind::install_panic_hook();
     crate::registry::prepare();
     sys::flag_leave_signals();
