@@ -113,6 +113,7 @@ mod insights;
 mod pipeline;
 mod pool;
 pub mod registry;
+pub mod shared;
 mod sys;
 mod task;
 mod transport;
