@@ -53,7 +53,21 @@
 //!   [`spawn()`](crate::PoolBuilder::spawn) exec a fresh program, which maps
 //!   none of this. The handles are not `Serialize`, so passing one to a
 //!   spawn pool's `build` is a compile error (`SpawnArgs` is not
-//!   implemented), never memory silently not shared.
+//!   implemented), never memory silently not shared:
+//!
+//!   ```compile_fail,E0277
+//!   use pool_runtime::shared::SharedMutex;
+//!   use pool_runtime::{worker_init, Pool};
+//!
+//!   #[worker_init]
+//!   fn keep(total: &SharedMutex<u64>) -> SharedMutex<u64> { total.clone() }
+//!
+//!   fn main() {
+//!       let total = SharedMutex::new(0u64).unwrap();
+//!       // error[E0277]: `SharedMutex<u64>` cannot cross to a worker started fresh
+//!       let _pool = Pool::builder().spawn().build(keep, total);
+//!   }
+//!   ```
 //! * **Lifetime.** The memory goes when the last process holding a handle
 //!   drops it (or ends); nothing in it is dropped, which is why only
 //!   `Copy` data and atomics go there.
