@@ -40,6 +40,9 @@
 //! * Feature `async`: [`Submitted`] is a `Future`, and `Imap::into_stream`
 //!   a `Stream`, on any executor.
 //! * [`Pool::insights`] and `tracing` spans, below.
+//! * [`shared`]: state every worker maps, made before `build`: atomics,
+//!   plain data behind a cross-process lock that a holder's death poisons
+//!   instead of deadlocking, an event and a barrier.
 //!
 //! # Insights and tracing
 //!
@@ -116,6 +119,7 @@ mod pool;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;
+pub mod shared;
 mod sys;
 mod task;
 mod transport;
