@@ -31,7 +31,6 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 
 use super::{Core, Driver, JobId};
-use crate::sys;
 
 /// Async waiters, in `Core` (under the driver's lock).
 #[derive(Debug, Default)]
@@ -80,6 +79,12 @@ impl Core {
         });
     }
 
+    /// Every registered waker, at shutdown: the pump is gone, so whoever
+    /// still waits must look again.
+    pub(crate) fn take_all_wakers(&mut self) -> Vec<Waker> {
+        self.waiters.wakers.drain().map(|(_, w)| w).collect()
+    }
+
     /// `job`'s future or stream no longer waits (it got its outcome, or is dropped).
     pub(crate) fn forget_waker(&mut self, job: JobId) {
         self.waiters.wakers.remove(&job);
@@ -114,25 +119,16 @@ impl Core {
 }
 
 impl Driver {
-    /// One step of the driver that never blocks: if no thread polls, polls
-    /// every channel with a zero timeout and handles what came (the same
-    /// sequence as a `wait_until` round). Wakers of jobs that now have
-    /// completions go to `after`.
+    /// One step of the driver that never blocks ([`Driver::step`]); wakers
+    /// of jobs that now have completions go to `after`.
     pub(crate) fn try_progress<'a>(
         &'a self,
-        mut core: MutexGuard<'a, Core>,
+        core: MutexGuard<'a, Core>,
         after: &mut AfterUnlock,
     ) -> MutexGuard<'a, Core> {
-        if core.roles.polling() {
-            // The poller handles the events, and wakes us through the pump.
-            return core;
-        }
-        let mut fds = std::mem::take(&mut core.pollfds);
-        core.fill_pollfds(&mut fds, self.sleep.fd());
-        // Under the lock with no thread polling: no descriptor can be closed
-        // meanwhile, and a zero timeout never blocks.
-        let polled = sys::poll_raw(&mut fds, 0);
-        self.after_poll(&mut core, fds, polled);
+        // If another thread polls, it handles the events and wakes us
+        // through the pump.
+        let mut core = self.step(core);
         core.take_ready_wakers(&mut after.wake);
         core
     }
