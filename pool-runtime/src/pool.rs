@@ -22,6 +22,8 @@ use chunker::Chunker;
 mod as_completed;
 #[cfg(feature = "async")]
 mod asynch;
+#[cfg(feature = "async")]
+mod callback;
 mod chunker;
 mod handle;
 #[cfg(feature = "progress")]
@@ -287,7 +289,7 @@ impl<S: 'static> Pool<S> {
         let (asked, recycled) = {
             let mut core = self
                 .driver
-                .wait_until(|core| core.owned_settled() && core.all_settled());
+                .wait_until(|core| core.handles_settled() && core.all_settled());
             (core.begin_exit(Some(hook)), core.take_recycled())
         };
         if !recycled.is_empty() && recycle_hook != Some(hook) {
@@ -366,14 +368,14 @@ impl<S: 'static> Pool<S> {
 
     /// Waits for the calls of owned handles, then shuts the driver down.
     fn end(&self, grace: Option<std::time::Duration>) {
-        drop(self.driver.wait_until(|core| core.owned_settled()));
+        drop(self.driver.wait_until(|core| core.handles_settled()));
         self.driver.shutdown(grace);
     }
 }
 
 impl<S> Drop for Pool<S> {
     fn drop(&mut self) {
-        drop(self.driver.wait_until(|core| core.owned_settled()));
+        drop(self.driver.wait_until(|core| core.handles_settled()));
         self.driver.shutdown(None);
     }
 }

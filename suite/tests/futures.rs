@@ -325,3 +325,130 @@ fn as_completed_wakes_on_terminate() {
         assert!(got.iter().all(|(_, r)| r.is_err()), "{got:?}");
     });
 }
+
+#[worker_task]
+fn boom(_: &mut Idle, x: u64) -> u64 {
+    assert!(x != 3, "three");
+    x
+}
+
+const BOUND: Duration = Duration::from_secs(20);
+
+#[test]
+fn then_runs_on_the_pump_thread_with_no_one_waiting() {
+    let pool = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = std::thread::current().id();
+    pool.submit(nap, 50).then(move |r| {
+        let me = std::thread::current();
+        tx.send((r.unwrap(), me.name().map(String::from), me.id()))
+            .unwrap();
+    });
+    // Nothing here drives the pool: the pump does, and runs the callback.
+    let (ms, name, id) = rx.recv_timeout(BOUND).unwrap();
+    assert_eq!(ms, 50);
+    assert_eq!(name.as_deref(), Some("pool-async-pump"));
+    assert_ne!(id, caller);
+}
+
+#[test]
+fn apply_async_calls_one_callback_or_the_other() {
+    let pool = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for x in [1, 3, 5] {
+        let (ok, err) = (tx.clone(), tx.clone());
+        pool.apply_async(
+            boom,
+            x,
+            move |v| ok.send(Ok(v)).unwrap(),
+            move |e| err.send(Err(e.to_string())).unwrap(),
+        );
+    }
+    drop(tx);
+    let mut got: Vec<Result<u64, String>> =
+        (0..3).map(|_| rx.recv_timeout(BOUND).unwrap()).collect();
+    got.sort();
+    assert_eq!(got[0], Ok(1));
+    assert_eq!(got[1], Ok(5));
+    let e = got[2].as_ref().unwrap_err();
+    assert!(e.contains("three"), "{e}");
+    // Each callback ran once: the senders are all gone now.
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+}
+
+#[test]
+fn map_async_hands_the_whole_vec_or_the_first_failure() {
+    let pool = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t2 = tx.clone();
+    pool.map_async(boom, vec![0, 1, 2, 4, 5], move |all| tx.send(all).unwrap());
+    pool.map_async(boom, 0..10u64, move |all| t2.send(all).unwrap());
+    let mut got = [
+        rx.recv_timeout(BOUND).unwrap(),
+        rx.recv_timeout(BOUND).unwrap(),
+    ];
+    got.sort_by_key(|r| r.is_err());
+    assert_eq!(got[0].as_ref().unwrap(), &vec![0, 1, 2, 4, 5]);
+    let e = got[1].as_ref().unwrap_err();
+    assert!(e.to_string().contains("three"), "{e}");
+    // Many inputs, more than the stream's window.
+    let (tx, rx) = std::sync::mpsc::channel();
+    pool.map_async(nap, (0..5000).map(|i| i % 2), move |all| {
+        tx.send(all).unwrap()
+    });
+    let all = rx.recv_timeout(BOUND).unwrap().unwrap();
+    assert_eq!(all, (0..5000).map(|i| i % 2).collect::<Vec<u64>>());
+}
+
+#[test]
+fn dropping_the_pool_waits_for_every_callback() {
+    let pool = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for ms in [200, 10, 100] {
+        let tx = tx.clone();
+        pool.submit(nap, ms)
+            .then(move |r| tx.send(r.unwrap()).unwrap());
+    }
+    let tx2 = tx.clone();
+    pool.map_async(nap, [30, 40], move |all| {
+        tx2.send(all.unwrap().iter().sum()).unwrap()
+    });
+    drop(tx);
+    drop(pool);
+    let mut got: Vec<u64> = rx.try_iter().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![10, 70, 100, 200],
+        "every callback ran before the drop returned"
+    );
+}
+
+#[test]
+fn a_callback_may_use_the_pool() {
+    let pool = std::sync::Arc::new(pool(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = std::sync::Arc::clone(&pool);
+    pool.submit(nap, 1).then(move |r| {
+        let again = inner.apply(nap, r.unwrap() + 1);
+        tx.send(again).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(BOUND).unwrap().unwrap(), 2);
+}
+
+#[test]
+fn callbacks_after_terminate_get_their_error() {
+    let pool = pool(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..3 {
+        let tx = tx.clone();
+        pool.submit(nap, 60_000).then(move |r| tx.send(r).unwrap());
+    }
+    drop(tx);
+    std::thread::sleep(Duration::from_millis(50));
+    pool.terminate();
+    for _ in 0..3 {
+        let r = rx.recv_timeout(BOUND).unwrap();
+        assert_eq!(r.unwrap_err().kind(), &pool_runtime::ErrorKind::Terminated);
+    }
+}

@@ -67,9 +67,15 @@ impl Core {
         j.owned = true;
     }
 
-    /// No owned handle waits for work still to run, or nothing can run.
-    pub(crate) fn owned_settled(&self) -> bool {
-        self.handles.owned_running == 0 || self.unusable().is_some()
+    /// No owned handle waits for work still to run, and no callback is
+    /// still to run; or nothing can run (shutdown then gives each its
+    /// outcome). What `join` and drop wait for.
+    pub(crate) fn handles_settled(&self) -> bool {
+        #[cfg(feature = "async")]
+        let callbacks = self.callbacks_done();
+        #[cfg(not(feature = "async"))]
+        let callbacks = true;
+        (self.handles.owned_running == 0 && callbacks) || self.unusable().is_some()
     }
 
     /// The task timeout of the batch `tag`: its job's, or the pool's.

@@ -8,6 +8,8 @@
 //! ping-pong with its worker; several callers share one poller. See
 //! `README.md` beside this file for the invariants.
 
+#[cfg(feature = "async")]
+mod callback;
 mod handles;
 mod policy;
 #[cfg(feature = "async")]
@@ -393,11 +395,15 @@ impl Driver {
         let grace = grace.unwrap_or(core.config.shutdown_grace);
         let mut transport = std::mem::replace(&mut core.transport, Box::new(transport::Ended));
         #[cfg(feature = "async")]
-        let wakers = core.take_all_wakers();
+        let (wakers, tasks) = (core.take_all_wakers(), core.take_runnable());
         drop(core);
-        // Owned futures still registered look again, and find their outcome.
+        // Owned futures and callbacks still waiting look again, and find
+        // their outcome; the callbacks run on this thread.
         #[cfg(feature = "async")]
-        wakers.into_iter().for_each(std::task::Waker::wake);
+        {
+            wakers.into_iter().for_each(std::task::Waker::wake);
+            tasks.iter().for_each(callback::Task::run);
+        }
         transport.shutdown(grace);
     }
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use std::thread::JoinHandle;
 
+use super::callback::Task;
 use super::{Core, Driver, JobId};
 
 /// Async waiters, in `Core` (under the driver's lock).
@@ -38,10 +39,14 @@ pub(crate) struct Waiters {
     /// The waker of each job whose future or stream waits for completions.
     wakers: HashMap<JobId, Waker>,
     /// A pump thread exists (or is being started).
-    running: bool,
+    pub(super) running: bool,
     /// The pool is shutting down: the pump leaves, none is started again.
-    stop: bool,
+    pub(super) stop: bool,
     handle: Option<JoinHandle<()>>,
+    /// Callback tasks woken, for the pump to run (`callback.rs`).
+    pub(super) runnable: Vec<Arc<Task>>,
+    /// Callback tasks not done yet: `join` and drop wait for them.
+    pub(super) callbacks: usize,
 }
 
 /// The pump's link to its driver, in `Driver`.
@@ -83,6 +88,16 @@ impl Core {
     /// still waits must look again.
     pub(crate) fn take_all_wakers(&mut self) -> Vec<Waker> {
         self.waiters.wakers.drain().map(|(_, w)| w).collect()
+    }
+
+    /// Callback tasks queued for the pump, at shutdown: the pump is gone.
+    pub(crate) fn take_runnable(&mut self) -> Vec<Arc<Task>> {
+        std::mem::take(&mut self.waiters.runnable)
+    }
+
+    /// No callback is still to run: what `join` and drop wait for.
+    pub(crate) fn callbacks_done(&self) -> bool {
+        self.waiters.callbacks == 0
     }
 
     /// `job`'s future or stream no longer waits (it got its outcome, or is dropped).
@@ -144,7 +159,7 @@ impl Driver {
         }
     }
 
-    fn start_pump(&self) {
+    pub(super) fn start_pump(&self) {
         let spawned = match self.pump.me.get().and_then(Weak::upgrade) {
             Some(me) => std::thread::Builder::new()
                 .name("pool-async-pump".into())
@@ -190,7 +205,10 @@ fn pump(driver: Arc<Driver>) {
     let mut wake = Vec::new();
     loop {
         let mut core = driver.lock();
-        while core.waiters.wakers.is_empty() && !core.waiters.stop {
+        while core.waiters.wakers.is_empty()
+            && core.waiters.runnable.is_empty()
+            && !core.waiters.stop
+        {
             core = driver.sleep.park_pump(core);
         }
         if core.waiters.stop {
@@ -198,13 +216,25 @@ fn pump(driver: Arc<Driver>) {
             return;
         }
         drop(core);
-        let core = driver.wait_until(|core| {
+        let mut core = driver.wait_until(|core| {
             core.take_ready_wakers(&mut wake);
-            !wake.is_empty() || core.waiters.wakers.is_empty() || core.waiters.stop
+            !wake.is_empty()
+                || !core.waiters.runnable.is_empty()
+                || core.waiters.wakers.is_empty()
+                || core.waiters.stop
         });
+        let mut run = std::mem::take(&mut core.waiters.runnable);
         drop(core);
+        // A callback task's waker queues it again for this thread; the
+        // tasks queued run here, now (`callback.rs`).
         for w in wake.drain(..) {
             w.wake();
+        }
+        let mut core = driver.lock();
+        run.append(&mut core.waiters.runnable);
+        drop(core);
+        for task in run {
+            task.run();
         }
     }
 }
