@@ -24,6 +24,7 @@ mod as_completed;
 mod asynch;
 #[cfg(feature = "async")]
 mod callback;
+mod call;
 mod chunker;
 mod handle;
 #[cfg(feature = "progress")]
@@ -31,6 +32,7 @@ pub(crate) mod progress;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
 pub use as_completed::{as_completed, AsCompleted};
+pub use call::Call;
 pub use handle::Submitted;
 
 /// A pool of worker processes, each holding its own state `S`.
@@ -192,11 +194,29 @@ impl<S: 'static> Pool<S> {
 
     /// Starts `task` on one input now; the handle gives the output later.
     /// Dropping the handle discards the output.
-    pub fn submit<T, M>(&self, _task: T, input: T::Input) -> Submitted<'_, T::Output>
+    pub fn submit<T, M>(&self, task: T, input: T::Input) -> Submitted<'_, T::Output>
     where
         T: Task<S, M>,
     {
-        let job = self.driver.lock().new_job();
+        self.submit_with(task, input, None)
+    }
+
+    /// [`submit`](Pool::submit), with this call's own task timeout.
+    pub(crate) fn submit_with<T, M>(
+        &self,
+        _task: T,
+        input: T::Input,
+        task_timeout: Option<std::time::Duration>,
+    ) -> Submitted<'_, T::Output>
+    where
+        T: Task<S, M>,
+    {
+        let job = {
+            let mut core = self.driver.lock();
+            let job = core.new_job();
+            core.set_task_timeout(job, task_timeout);
+            job
+        };
         let stream =
             match task_index::<T>().and_then(|task| self.send_one(job, task, &input, &[None])) {
                 Ok(count) => Imap::attached(&self.driver, job, count, true),
@@ -363,6 +383,34 @@ impl<S: 'static> Pool<S> {
     /// their end first; their handles then hold the outcome.
     pub fn join(self) -> Result<(), Error> {
         self.end(None);
+        Ok(())
+    }
+
+    /// [`join`](Pool::join), with workers still busy after `grace` killed
+    /// (the pool's [`shutdown_grace`](crate::PoolBuilder::shutdown_grace),
+    /// 2 s by default, otherwise): `Duration::ZERO` ends them at once.
+    /// Calls of owned handles and callbacks still run to their end first.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pool_runtime::{worker_init, worker_task, Pool};
+    ///
+    /// #[worker_init]
+    /// fn none(_: &()) -> u8 { 0 }
+    ///
+    /// #[worker_task]
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool: Pool<u8> = Pool::builder().workers(1).build(none, ())?;
+    /// drop(pool.submit(nap, 60_000)); // runs on, no one waits for it
+    /// let t = Instant::now();
+    /// pool.join_timeout(Duration::from_millis(50))?;
+    /// assert!(t.elapsed() < Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn join_timeout(self, grace: std::time::Duration) -> Result<(), Error> {
+        self.end(Some(grace));
         Ok(())
     }
 

@@ -452,3 +452,68 @@ fn callbacks_after_terminate_get_their_error() {
         assert_eq!(r.unwrap_err().kind(), &pool_runtime::ErrorKind::Terminated);
     }
 }
+
+#[worker_task]
+fn pid_after(_: &mut Idle, ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn a_task_timeout_for_one_call_only() {
+    let pool = pool(2);
+    let quick = pool.call().task_timeout(Duration::from_millis(150));
+    let t = Instant::now();
+    let e = quick.apply(nap, 20_000).unwrap_err();
+    assert!(
+        matches!(e.kind(), pool_runtime::ErrorKind::TimedOut(_)),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("150ms"),
+        "names this call's limit: {e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let outcomes: Vec<_> = quick.imap(nap, [10, 20_000, 10]).collect();
+    assert_eq!(outcomes[0].as_ref().unwrap(), &10);
+    assert!(outcomes[1].is_err());
+    assert_eq!(outcomes[2].as_ref().unwrap(), &10);
+    // Other calls keep the pool's (none): this one outlives 150 ms.
+    assert_eq!(pool.apply(nap, 400).unwrap(), 400);
+    assert_eq!(pool.map(nap, [300, 300]).unwrap(), vec![300, 300]);
+}
+
+#[test]
+fn a_chunk_size_for_one_call_only() {
+    let pool = pool(2);
+    // With 10 inputs a frame, each block of 10 runs in one worker.
+    let pids = pool
+        .call()
+        .chunk_size(10)
+        .map(pid_after, vec![3; 60])
+        .unwrap();
+    for block in pids.chunks(10) {
+        assert!(block.iter().all(|p| *p == block[0]), "{pids:?}");
+    }
+    let workers: std::collections::HashSet<_> = pids.iter().collect();
+    assert_eq!(workers.len(), 2, "both workers took blocks: {pids:?}");
+}
+
+#[test]
+fn join_timeout_kills_busy_workers_after_its_grace() {
+    let pool = pool(2);
+    let pids = pool.broadcast(pid_after, 0).unwrap();
+    // Running in both workers, with no one waiting for them.
+    drop(pool.submit(nap, 60_000));
+    drop(pool.submit(nap, 60_000));
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    pool.join_timeout(Duration::from_millis(100)).unwrap();
+    // The pool's default grace is 2 s: this one was 100 ms.
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(common::wait_gone(&pids, Duration::from_secs(1)).is_empty());
+}

@@ -78,6 +78,13 @@ impl Core {
         (self.handles.owned_running == 0 && callbacks) || self.unusable().is_some()
     }
 
+    /// `job`'s own task timeout, over the pool's.
+    pub(crate) fn set_task_timeout(&mut self, job: JobId, timeout: Option<Duration>) {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.task_timeout = timeout;
+        }
+    }
+
     /// The task timeout of the batch `tag`: its job's, or the pool's.
     pub(super) fn task_timeout_of(&self, tag: u64) -> Option<Duration> {
         let job = self.batches.get(&tag).map(|b| b.job);
