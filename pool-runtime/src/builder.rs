@@ -429,7 +429,7 @@ impl<Start> PoolBuilder<Start> {
             }
             Err(why) => {
                 tracing::warn!(error = %why, "build failed");
-                driver.shutdown();
+                driver.shutdown(None);
                 Err(Error::new(ErrorKind::Init(why)))
             }
         }

@@ -19,13 +19,21 @@ use crate::registry;
 use crate::task::{Exit, Task};
 use chunker::Chunker;
 
+mod as_completed;
 #[cfg(feature = "async")]
 mod asynch;
+#[cfg(feature = "async")]
+mod callback;
+mod call;
 mod chunker;
+mod handle;
 #[cfg(feature = "progress")]
 pub(crate) mod progress;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
+pub use as_completed::{as_completed, AsCompleted};
+pub use call::Call;
+pub use handle::Submitted;
 
 /// A pool of worker processes, each holding its own state `S`.
 ///
@@ -186,17 +194,35 @@ impl<S: 'static> Pool<S> {
 
     /// Starts `task` on one input now; the handle gives the output later.
     /// Dropping the handle discards the output.
-    pub fn submit<T, M>(&self, _task: T, input: T::Input) -> Submitted<'_, T::Output>
+    pub fn submit<T, M>(&self, task: T, input: T::Input) -> Submitted<'_, T::Output>
     where
         T: Task<S, M>,
     {
-        let job = self.driver.lock().new_job();
+        self.submit_with(task, input, None)
+    }
+
+    /// [`submit`](Pool::submit), with this call's own task timeout.
+    pub(crate) fn submit_with<T, M>(
+        &self,
+        _task: T,
+        input: T::Input,
+        task_timeout: Option<std::time::Duration>,
+    ) -> Submitted<'_, T::Output>
+    where
+        T: Task<S, M>,
+    {
+        let job = {
+            let mut core = self.driver.lock();
+            let job = core.new_job();
+            core.set_task_timeout(job, task_timeout);
+            job
+        };
         let stream =
             match task_index::<T>().and_then(|task| self.send_one(job, task, &input, &[None])) {
                 Ok(count) => Imap::attached(&self.driver, job, count, true),
                 Err(e) => Imap::failed(&self.driver, job, e),
             };
-        Submitted { stream }
+        Submitted::new(stream)
     }
 
     /// Runs `task` once on every worker, with the same input; returns the
@@ -292,11 +318,13 @@ impl<S: 'static> Pool<S> {
         // A slot between two workers (one recycled, the next starting) gets
         // its new worker first, so that every slot ends through the hook.
         let (asked, recycled) = {
-            let mut core = self.driver.wait_until(|core| core.all_settled());
+            let mut core = self
+                .driver
+                .wait_until(|core| core.handles_settled() && core.all_settled());
             (core.begin_exit(Some(hook)), core.take_recycled())
         };
         if !recycled.is_empty() && recycle_hook != Some(hook) {
-            self.driver.shutdown();
+            self.driver.shutdown(None);
             let msg =
                 "workers were recycled with another exit hook than the one given to join_with";
             return Err(Error::new(ErrorKind::Init(msg.into())));
@@ -311,7 +339,7 @@ impl<S: 'static> Pool<S> {
             }
             outcomes.iter().all(Option::is_some)
         }));
-        self.driver.shutdown();
+        self.driver.shutdown(None);
         // Recycled workers first (their slot, then their generation), then
         // the last workers, in slot order.
         let mut recycled = recycled;
@@ -361,15 +389,53 @@ impl<S: 'static> Pool<S> {
 
     /// Ends the workers without running an exit hook, and waits until every
     /// worker process is gone. Dropping the pool does the same.
+    ///
+    /// Calls of [owned handles](Submitted::into_owned) still alive run to
+    /// their end first; their handles then hold the outcome.
     pub fn join(self) -> Result<(), Error> {
-        self.driver.shutdown();
+        self.end(None);
         Ok(())
+    }
+
+    /// [`join`](Pool::join), with workers still busy after `grace` killed
+    /// (the pool's [`shutdown_grace`](crate::PoolBuilder::shutdown_grace),
+    /// 2 s by default, otherwise): `Duration::ZERO` ends them at once.
+    /// Calls of owned handles and callbacks still run to their end first.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pool_runtime::{worker_init, worker_task, Pool};
+    ///
+    /// #[worker_init]
+    /// fn none(_: &()) -> u8 { 0 }
+    ///
+    /// #[worker_task]
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool: Pool<u8> = Pool::builder().workers(1).build(none, ())?;
+    /// drop(pool.submit(nap, 60_000)); // runs on, no one waits for it
+    /// let t = Instant::now();
+    /// pool.join_timeout(Duration::from_millis(50))?;
+    /// assert!(t.elapsed() < Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn join_timeout(self, grace: std::time::Duration) -> Result<(), Error> {
+        self.end(Some(grace));
+        Ok(())
+    }
+
+    /// Waits for the calls of owned handles, then shuts the driver down.
+    fn end(&self, grace: Option<std::time::Duration>) {
+        drop(self.driver.wait_until(|core| core.handles_settled()));
+        self.driver.shutdown(grace);
     }
 }
 
 impl<S> Drop for Pool<S> {
     fn drop(&mut self) {
-        self.driver.shutdown();
+        drop(self.driver.wait_until(|core| core.handles_settled()));
+        self.driver.shutdown(None);
     }
 }
 
@@ -453,27 +519,6 @@ fn encode_inputs<A: Serialize>(
     })
 }
 
-/// The handle of one [`Pool::submit`]ted call.
-///
-/// With the `async` feature, it is also a `Future` of the outcome: `.await`
-/// it instead of calling [`wait`](Submitted::wait).
-#[derive(Debug)]
-pub struct Submitted<'p, R> {
-    stream: Imap<'p, std::iter::Empty<()>, R>,
-}
-
-// `Submitted` erases its input type: the one input was encoded at submit.
-impl<'p, R: DeserializeOwned> Submitted<'p, R> {
-    /// Waits for the output.
-    pub fn wait(mut self) -> Result<R, Error> {
-        self.stream.next().unwrap_or_else(|| {
-            Err(Error::new(ErrorKind::PoolBroken(
-                "the call produced no outcome".into(),
-            )))
-        })
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 /// A frame stops taking inputs past this size.
@@ -495,7 +540,10 @@ struct Cursor {
 /// (a bounded window). Dropping the stream early stops pulling and discards
 /// outcomes still in flight; the pool stays usable.
 pub struct Imap<'p, I: Iterator, R> {
-    driver: &'p Driver,
+    // Held, not borrowed, so that an owned handle can keep it (`handle.rs`);
+    // `'p` still ties a stream from the pool's methods to the pool.
+    driver: Arc<Driver>,
+    _pool: PhantomData<&'p Driver>,
     job: JobId,
     route: Route,
     inputs: Option<I>,
@@ -533,7 +581,7 @@ where
     R: DeserializeOwned,
 {
     pub(crate) fn new(
-        driver: &'p Driver,
+        driver: &Arc<Driver>,
         route: Result<Route, Error>,
         inputs: I,
         ordered: bool,
@@ -552,7 +600,7 @@ where
     }
 
     fn with_job(
-        driver: &'p Driver,
+        driver: &Arc<Driver>,
         job: JobId,
         inputs: Option<I>,
         pulled: u64,
@@ -560,7 +608,8 @@ where
         hint: Option<usize>,
     ) -> Self {
         Imap {
-            driver,
+            driver: Arc::clone(driver),
+            _pool: PhantomData,
             job,
             route: Route::Task(0),
             inputs,
@@ -581,12 +630,12 @@ where
     }
 
     /// A stream over a job whose `count` items were queued elsewhere.
-    fn attached(driver: &'p Driver, job: JobId, count: u64, ordered: bool) -> Self {
+    pub(crate) fn attached(driver: &Arc<Driver>, job: JobId, count: u64, ordered: bool) -> Self {
         Self::with_job(driver, job, None, count, ordered, None)
     }
 
     /// A stream whose only outcome is `error`.
-    fn failed(driver: &'p Driver, job: JobId, error: Error) -> Self {
+    pub(crate) fn failed(driver: &Arc<Driver>, job: JobId, error: Error) -> Self {
         let mut s = Self::with_job(driver, job, None, 0, true, None);
         s.setup_error = Some(error);
         s
@@ -815,13 +864,18 @@ where
     fn receive(&mut self) {
         let job = self.job;
         let core = self.driver.wait_until(|core| core.has_completions(job));
-        self.absorb(core);
+        Self::absorb(core, job, &mut self.arrived);
+        self.sort_arrived();
     }
 
-    /// Takes the completions of this job that `core` holds, and releases it.
-    fn absorb(&mut self, mut core: MutexGuard<'_, Core>) {
-        core.take_completions(self.job, &mut self.arrived);
-        drop(core);
+    /// Takes the completions of `job` that `core` holds into `arrived`, and
+    /// releases the lock (then [`sort_arrived`](Imap::sort_arrived)).
+    fn absorb(mut core: MutexGuard<'_, Core>, job: JobId, arrived: &mut VecDeque<Completion>) {
+        core.take_completions(job, arrived);
+    }
+
+    /// Files what [`absorb`](Imap::absorb) took, by first index.
+    fn sort_arrived(&mut self) {
         for c in self.arrived.drain(..) {
             if let Completion::Items { count, nanos, .. } = &c {
                 self.chunker.observe(*count, *nanos as f64);
@@ -878,6 +932,9 @@ where
 
 impl<I: Iterator, R> Drop for Imap<'_, I, R> {
     fn drop(&mut self) {
-        self.driver.lock().abandon(self.job);
+        let mut core = self.driver.lock();
+        #[cfg(feature = "async")]
+        core.forget_waker(self.job);
+        core.abandon(self.job);
     }
 }

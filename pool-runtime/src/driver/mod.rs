@@ -8,6 +8,9 @@
 //! ping-pong with its worker; several callers share one poller. See
 //! `README.md` beside this file for the invariants.
 
+#[cfg(feature = "async")]
+mod callback;
+mod handles;
 mod policy;
 #[cfg(feature = "async")]
 pub(crate) mod pump;
@@ -20,7 +23,7 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{send, MsgFlags};
 
@@ -73,6 +76,14 @@ struct JobRec {
     /// Live batches of this job.
     outstanding: usize,
     abandoned: bool,
+    /// Its latest batch (the only one of a `submit`): what `cancel` looks at.
+    tag: Option<u64>,
+    /// Its handle does not borrow the pool: shutdown waits for its batches.
+    owned: bool,
+    /// The `as_completed` set told of each completion (`handles.rs`).
+    watch: Option<u64>,
+    /// This call's own task timeout, over the pool's (`CallOptions`).
+    task_timeout: Option<Duration>,
 }
 
 /// A batch on its way in: job items `first .. first + count` of `job`, as a
@@ -155,6 +166,8 @@ pub(crate) struct Core {
     /// Futures and streams waiting for their job (the `async` feature).
     #[cfg(feature = "async")]
     waiters: pump::Waiters,
+    /// Owned handles, `as_completed` sets, shutdown (`handles.rs`).
+    handles: handles::Handles,
 }
 
 impl std::fmt::Debug for Core {
@@ -200,6 +213,7 @@ impl Driver {
             config: config.clone(),
             #[cfg(feature = "async")]
             waiters: Default::default(),
+            handles: Default::default(),
         };
         Driver {
             core: Mutex::new(core),
@@ -240,19 +254,41 @@ impl Driver {
     }
 
     /// Drives the pool until `done` holds, and returns with the lock held.
-    pub(crate) fn wait_until(
+    pub(crate) fn wait_until(&self, done: impl FnMut(&mut Core) -> bool) -> MutexGuard<'_, Core> {
+        self.wait_until_deadline(done, None)
+    }
+
+    /// Drives the pool until `done` holds or `deadline` passes, and returns
+    /// with the lock held (the caller looks again at what it waits for).
+    pub(crate) fn wait_until_deadline(
         &self,
         mut done: impl FnMut(&mut Core) -> bool,
+        deadline: Option<Instant>,
     ) -> MutexGuard<'_, Core> {
         let mut core = self.lock();
         // Once per call: after a poll, the channels hold nothing it missed.
         let mut read_first = true;
+        let mut polled_once = false;
         loop {
             if done(&mut core) {
                 return core;
             }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    // Out of time: still take what has come (a zero
+                    // timeout reads the channels once).
+                    _ if !polled_once => {
+                        polled_once = true;
+                        core = self.step(core);
+                        continue;
+                    }
+                    _ => return core,
+                },
+            };
             if core.roles.polling() {
-                core = self.sleep.follow(core);
+                core = self.sleep.follow(core, left);
                 continue;
             }
             if std::mem::take(&mut read_first) && core.read_lone_worker() {
@@ -266,7 +302,12 @@ impl Driver {
             debug_assert!(took, "no other thread polls: checked above, under the lock");
             let mut fds = std::mem::take(&mut core.pollfds);
             core.fill_pollfds(&mut fds, self.sleep.fd());
-            let timeout = core.poll_timeout_ms();
+            let mut timeout = core.poll_timeout_ms();
+            if let Some(left) = left {
+                // Rounded up: waking a little late beats spinning until then.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                timeout = timeout.min(ms.max(1));
+            }
             drop(core);
             // The descriptors stay open: only a thread holding the lock while
             // no thread polls closes one, and we poll.
@@ -274,7 +315,24 @@ impl Driver {
             core = self.lock();
             core.roles.end_polling();
             self.after_poll(&mut core, fds, polled);
+            polled_once = true;
         }
+    }
+
+    /// One step that never blocks: if no thread polls, polls every channel
+    /// with a zero timeout and handles what came (a `wait_until` round).
+    pub(crate) fn step<'a>(&'a self, mut core: MutexGuard<'a, Core>) -> MutexGuard<'a, Core> {
+        if core.roles.polling() {
+            // The poller handles the events.
+            return core;
+        }
+        let mut fds = std::mem::take(&mut core.pollfds);
+        core.fill_pollfds(&mut fds, self.sleep.fd());
+        // Under the lock with no thread polling: no descriptor can be closed
+        // meanwhile, and a zero timeout never blocks.
+        let polled = sys::poll_raw(&mut fds, 0);
+        self.after_poll(&mut core, fds, polled);
+        core
     }
 
     /// What follows every poll: handle what it reported, hand the
@@ -327,23 +385,38 @@ impl Driver {
         self.nudge(&core);
     }
 
-    /// Ends the pool: closes every channel, and has the transport end its
-    /// workers (SIGKILL after the grace period) outside the lock. Idempotent.
-    pub(crate) fn shutdown(&self) {
+    /// Ends the pool: fails what still waits for an outcome, closes every
+    /// channel, and has the transport end its workers (SIGKILL after
+    /// `grace`, the pool's `shutdown_grace` if `None`) outside the lock.
+    /// Idempotent.
+    pub(crate) fn shutdown(&self, grace: Option<Duration>) {
         // The pump thread first: it may be the one polling.
         #[cfg(feature = "async")]
         self.stop_pump();
         let mut core = self.lock();
-        debug_assert!(
-            !core.roles.polling(),
-            "shutdown needs exclusive use of the pool"
-        );
+        // Waiters on owned handles may still be here: each gets its outcome
+        // now, and the poller among them leaves `poll` before a channel closes.
+        core.close_jobs();
+        self.sleep.wake_followers(&core.roles);
+        while core.roles.polling() {
+            self.nudge(&core);
+            core = self.sleep.follow(core, Some(Duration::from_millis(10)));
+        }
         for slot in &mut core.slots {
             slot.close();
         }
-        let grace = core.config.shutdown_grace;
+        let grace = grace.unwrap_or(core.config.shutdown_grace);
         let mut transport = std::mem::replace(&mut core.transport, Box::new(transport::Ended));
+        #[cfg(feature = "async")]
+        let (wakers, tasks) = (core.take_all_wakers(), core.take_runnable());
         drop(core);
+        // Owned futures and callbacks still waiting look again, and find
+        // their outcome; the callbacks run on this thread.
+        #[cfg(feature = "async")]
+        {
+            wakers.into_iter().for_each(std::task::Waker::wake);
+            tasks.iter().for_each(callback::Task::run);
+        }
         transport.shutdown(grace);
     }
 }
@@ -376,6 +449,10 @@ impl Core {
         message::write::patch_run_tag(&mut frame, 0, tag);
         if let Some(j) = self.jobs.get_mut(&job) {
             j.outstanding += 1;
+            j.tag = Some(tag);
+            if j.owned && !j.abandoned && j.outstanding == 1 {
+                self.handles.owned_running += 1;
+            }
         }
         self.batches.insert(
             tag,
@@ -427,6 +504,9 @@ impl Core {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
+        if j.owned && !j.abandoned && j.outstanding > 0 {
+            self.handles.owned_running -= 1;
+        }
         j.abandoned = true;
         j.completions.clear();
         if j.outstanding == 0 {
@@ -659,16 +739,15 @@ impl Core {
         b.done += count;
         let job_first = b.first + first as u64;
         let (job, finished) = (b.job, b.done == b.count);
-        if let Some(j) = self.jobs.get_mut(&job) {
-            if !j.abandoned && count > 0 {
-                j.completions.push_back(Completion::Items {
-                    first: job_first,
-                    count,
-                    nanos,
-                    frame,
-                    body,
-                });
-            }
+        if count > 0 {
+            let c = Completion::Items {
+                first: job_first,
+                count,
+                nanos,
+                frame,
+                body,
+            };
+            self.push_completion(job, c);
         }
         if finished {
             self.batches.remove(&tag);
@@ -717,6 +796,9 @@ impl Core {
     fn batch_gone(&mut self, job: JobId) {
         if let Some(j) = self.jobs.get_mut(&job) {
             j.outstanding -= 1;
+            if j.owned && !j.abandoned && j.outstanding == 0 {
+                self.handles.owned_running -= 1;
+            }
             if j.abandoned && j.outstanding == 0 {
                 self.jobs.remove(&job);
             }

@@ -30,8 +30,8 @@ use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use std::thread::JoinHandle;
 
+use super::callback::Task;
 use super::{Core, Driver, JobId};
-use crate::sys;
 
 /// Async waiters, in `Core` (under the driver's lock).
 #[derive(Debug, Default)]
@@ -39,10 +39,14 @@ pub(crate) struct Waiters {
     /// The waker of each job whose future or stream waits for completions.
     wakers: HashMap<JobId, Waker>,
     /// A pump thread exists (or is being started).
-    running: bool,
+    pub(super) running: bool,
     /// The pool is shutting down: the pump leaves, none is started again.
-    stop: bool,
+    pub(super) stop: bool,
     handle: Option<JoinHandle<()>>,
+    /// Callback tasks woken, for the pump to run (`callback.rs`).
+    pub(super) runnable: Vec<Arc<Task>>,
+    /// Callback tasks not done yet: `join` and drop wait for them.
+    pub(super) callbacks: usize,
 }
 
 /// The pump's link to its driver, in `Driver`.
@@ -80,6 +84,22 @@ impl Core {
         });
     }
 
+    /// Every registered waker, at shutdown: the pump is gone, so whoever
+    /// still waits must look again.
+    pub(crate) fn take_all_wakers(&mut self) -> Vec<Waker> {
+        self.waiters.wakers.drain().map(|(_, w)| w).collect()
+    }
+
+    /// Callback tasks queued for the pump, at shutdown: the pump is gone.
+    pub(crate) fn take_runnable(&mut self) -> Vec<Arc<Task>> {
+        std::mem::take(&mut self.waiters.runnable)
+    }
+
+    /// No callback is still to run: what `join` and drop wait for.
+    pub(crate) fn callbacks_done(&self) -> bool {
+        self.waiters.callbacks == 0
+    }
+
     /// `job`'s future or stream no longer waits (it got its outcome, or is dropped).
     pub(crate) fn forget_waker(&mut self, job: JobId) {
         self.waiters.wakers.remove(&job);
@@ -114,25 +134,16 @@ impl Core {
 }
 
 impl Driver {
-    /// One step of the driver that never blocks: if no thread polls, polls
-    /// every channel with a zero timeout and handles what came (the same
-    /// sequence as a `wait_until` round). Wakers of jobs that now have
-    /// completions go to `after`.
+    /// One step of the driver that never blocks ([`Driver::step`]); wakers
+    /// of jobs that now have completions go to `after`.
     pub(crate) fn try_progress<'a>(
         &'a self,
-        mut core: MutexGuard<'a, Core>,
+        core: MutexGuard<'a, Core>,
         after: &mut AfterUnlock,
     ) -> MutexGuard<'a, Core> {
-        if core.roles.polling() {
-            // The poller handles the events, and wakes us through the pump.
-            return core;
-        }
-        let mut fds = std::mem::take(&mut core.pollfds);
-        core.fill_pollfds(&mut fds, self.sleep.fd());
-        // Under the lock with no thread polling: no descriptor can be closed
-        // meanwhile, and a zero timeout never blocks.
-        let polled = sys::poll_raw(&mut fds, 0);
-        self.after_poll(&mut core, fds, polled);
+        // If another thread polls, it handles the events and wakes us
+        // through the pump.
+        let mut core = self.step(core);
         core.take_ready_wakers(&mut after.wake);
         core
     }
@@ -148,7 +159,7 @@ impl Driver {
         }
     }
 
-    fn start_pump(&self) {
+    pub(super) fn start_pump(&self) {
         let spawned = match self.pump.me.get().and_then(Weak::upgrade) {
             Some(me) => std::thread::Builder::new()
                 .name("pool-async-pump".into())
@@ -194,7 +205,10 @@ fn pump(driver: Arc<Driver>) {
     let mut wake = Vec::new();
     loop {
         let mut core = driver.lock();
-        while core.waiters.wakers.is_empty() && !core.waiters.stop {
+        while core.waiters.wakers.is_empty()
+            && core.waiters.runnable.is_empty()
+            && !core.waiters.stop
+        {
             core = driver.sleep.park_pump(core);
         }
         if core.waiters.stop {
@@ -202,13 +216,25 @@ fn pump(driver: Arc<Driver>) {
             return;
         }
         drop(core);
-        let core = driver.wait_until(|core| {
+        let mut core = driver.wait_until(|core| {
             core.take_ready_wakers(&mut wake);
-            !wake.is_empty() || core.waiters.wakers.is_empty() || core.waiters.stop
+            !wake.is_empty()
+                || !core.waiters.runnable.is_empty()
+                || core.waiters.wakers.is_empty()
+                || core.waiters.stop
         });
+        let mut run = std::mem::take(&mut core.waiters.runnable);
         drop(core);
+        // A callback task's waker queues it again for this thread; the
+        // tasks queued run here, now (`callback.rs`).
         for w in wake.drain(..) {
             w.wake();
+        }
+        let mut core = driver.lock();
+        run.append(&mut core.waiters.runnable);
+        drop(core);
+        for task in run {
+            task.run();
         }
     }
 }

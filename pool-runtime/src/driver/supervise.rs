@@ -297,12 +297,13 @@ impl Core {
     fn rehome_work(&mut self, i: usize, death: &Death<'_>) {
         let inflight: Vec<u64> = self.slots[i].inflight.drain(..).collect();
         let at = self.transport.take_position(i);
-        let rules = Rules {
-            retries: self.config.retries,
-            task_timeout: self.config.task_timeout,
-        };
         let mut requeue = Vec::new();
         for (k, tag) in inflight.into_iter().enumerate() {
+            // The call's own timeout, if it has one, is the one it ran past.
+            let rules = Rules {
+                retries: self.config.retries,
+                task_timeout: self.task_timeout_of(tag),
+            };
             let Some(b) = self.batches.remove(&tag) else {
                 continue;
             };
@@ -410,11 +411,7 @@ impl Core {
     }
 
     pub(super) fn fail_item(&mut self, job: JobId, index: u64, error: Error) {
-        if let Some(j) = self.jobs.get_mut(&job) {
-            if !j.abandoned {
-                j.completions.push_back(Completion::Failed { index, error });
-            }
-        }
+        self.push_completion(job, Completion::Failed { index, error });
     }
 
     /// If no slot can ever run anything again, the pool is broken.
@@ -467,7 +464,7 @@ impl Core {
     }
 
     /// Fails every item left of batch `tag` with `kind`.
-    fn fail_batch_as(&mut self, tag: u64, kind: impl Fn() -> ErrorKind) {
+    pub(super) fn fail_batch_as(&mut self, tag: u64, kind: impl Fn() -> ErrorKind) {
         if let Some(b) = self.batches.remove(&tag) {
             for k in b.done..b.count {
                 self.fail_item(b.job, b.first + k as u64, Error::new(kind()));
@@ -513,13 +510,14 @@ impl Core {
             match s.state {
                 SlotState::Empty if s.respawn_at.is_some_and(|t| t <= now) => self.spawn(i),
                 SlotState::Ready { pid } => {
-                    let Some(limit) = self.config.task_timeout else {
-                        continue;
-                    };
                     let Some((tag, at)) = self.transport.position(i) else {
                         s.watch = None;
                         continue;
                     };
+                    let Some(limit) = self.task_timeout_of(tag) else {
+                        continue;
+                    };
+                    let s = &mut self.slots[i];
                     // The same item in another phase is still the same item.
                     let item = at.map_or(u32::MAX, |(item, _)| item);
                     if s.inflight.is_empty() {
@@ -579,7 +577,8 @@ impl Core {
                     }
                 }
                 SlotState::Ready { .. } if !s.inflight.is_empty() => {
-                    if let Some(limit) = self.config.task_timeout {
+                    let limit = s.inflight.iter().filter_map(|&t| self.task_timeout_of(t)).min();
+                    if let Some(limit) = limit {
                         wait = wait.min(
                             (limit / 10)
                                 .clamp(Duration::from_millis(5), Duration::from_millis(250)),

@@ -94,7 +94,6 @@ where
         cx: &mut Context<'_>,
         registered: &mut bool,
     ) -> Poll<Option<Result<R, Error>>> {
-        let driver = self.driver;
         #[cfg(feature = "progress")]
         if self.progress.is_wanted() {
             self.progress.start(Iterator::size_hint(self));
@@ -109,18 +108,18 @@ where
             Poll::Pending => *registered = true,
             Poll::Ready(_) if *registered => {
                 *registered = false;
-                driver.lock().forget_waker(self.job);
+                self.driver.lock().forget_waker(self.job);
             }
             Poll::Ready(_) => {}
         }
-        driver.finish(after);
+        self.driver.finish(after);
         polled
     }
 
     /// Takes this job's completions, after a step of the driver that does
     /// not block if there were none; with none still, registers the waker.
     fn try_receive(&mut self, cx: &mut Context<'_>, after: &mut AfterUnlock) -> Poll<()> {
-        let driver = self.driver;
+        let driver = &*self.driver;
         let job = self.job;
         let mut core = driver.lock();
         // Not ours to wake below: this poll is already under way.
@@ -129,7 +128,8 @@ where
             core = driver.try_progress(core, after);
         }
         if core.has_completions(job) {
-            self.absorb(core);
+            Self::absorb(core, job, &mut self.arrived);
+            self.sort_arrived();
             return Poll::Ready(());
         }
         // Checked and registered under one hold of the lock: completions
@@ -194,14 +194,6 @@ where
     }
 }
 
-impl<I: Iterator, R> Drop for ImapStream<'_, I, R> {
-    fn drop(&mut self) {
-        if self.registered {
-            self.imap.driver.lock().forget_waker(self.imap.job);
-        }
-        // Then `Imap`'s drop abandons the job.
-    }
-}
 
 /// With the `async` feature, a [`Submitted`] handle is a future of the
 /// call's outcome: `.await` it instead of calling [`wait`](Submitted::wait).
@@ -251,12 +243,6 @@ impl<R: DeserializeOwned> FusedFuture for Submitted<'_, R> {
     }
 }
 
-impl<R> Drop for Submitted<'_, R> {
-    fn drop(&mut self) {
-        self.stream.driver.lock().forget_waker(self.stream.job);
-        // Then `Imap`'s drop abandons the job.
-    }
-}
 
 fn no_outcome() -> Error {
     Error::new(ErrorKind::PoolBroken("the call produced no outcome".into()))

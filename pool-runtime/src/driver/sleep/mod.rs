@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Condvar, MutexGuard};
+use std::time::Duration;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
@@ -74,13 +75,21 @@ impl Sleep {
         let _ = self.wake.read();
     }
 
-    /// Waits, as a follower, until the poller (or a shutdown) wakes it.
-    pub(crate) fn follow<'a>(&self, mut core: MutexGuard<'a, Core>) -> MutexGuard<'a, Core> {
+    /// Waits, as a follower, until the poller (or a shutdown) wakes it, or
+    /// for at most `limit`.
+    pub(crate) fn follow<'a>(
+        &self,
+        mut core: MutexGuard<'a, Core>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, Core> {
         core.roles.waiting += 1;
-        let mut core = self
-            .followers
-            .wait(core)
-            .unwrap_or_else(|p| p.into_inner());
+        let mut core = match limit {
+            None => self.followers.wait(core).unwrap_or_else(|p| p.into_inner()),
+            Some(limit) => {
+                let waited = self.followers.wait_timeout(core, limit);
+                waited.map_or_else(|p| p.into_inner().0, |(core, _)| core)
+            }
+        };
         core.roles.waiting -= 1;
         core
     }
