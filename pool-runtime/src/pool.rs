@@ -308,7 +308,7 @@ impl<S: 'static> Pool<S> {
             .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
         if let Some(bodies) = self.driver.leave_with(hook) {
             // A Redis pool: one outcome per worker of every host.
-            self.driver.shutdown();
+            self.driver.shutdown(None);
             return bodies
                 .iter()
                 .map(|body| crate::unwind::quietly(|| outcome::read::<E::Output>(body))?.0)

@@ -209,7 +209,7 @@ impl Session {
         // The first heartbeat registers this host: only then does it take work.
         let mut beat = Conn::lazy(&me.client, me.config.lease);
         if me.heartbeat(&mut beat, &live) == 0 {
-            driver.shutdown();
+            driver.shutdown(None);
             return;
         }
         // One entry held per worker: a host that dies held only what its
@@ -257,7 +257,7 @@ impl Session {
             &[&k.tasks(), &k.lease(&me.host), &k.hosts()],
             &[GROUP.as_bytes(), me.host.as_bytes()],
         );
-        driver.shutdown();
+        driver.shutdown(None);
     }
 
     /// The local pool: a fork server and `workers` workers, each building
@@ -294,7 +294,7 @@ impl Session {
         match driver.start_workers() {
             Ok(()) => Ok(driver),
             Err(why) => {
-                driver.shutdown();
+                driver.shutdown(None);
                 Err(why)
             }
         }
