@@ -225,7 +225,7 @@ pub(crate) struct Snapshot {
 
 /// Turns the slots' snapshots into the public report; runs the inputs'
 /// `Debug` (user code), so never under the driver's lock.
-pub(crate) fn report(snapshots: Vec<Snapshot>) -> Insights {
+pub(crate) fn report(snapshots: Vec<Snapshot>, duplicates: u64) -> Insights {
     let workers: Vec<WorkerInsights> = snapshots
         .into_iter()
         .map(|s| {
@@ -256,7 +256,11 @@ pub(crate) fn report(snapshots: Vec<Snapshot>) -> Insights {
     let mut slowest: Vec<SlowTask> = workers.iter().flat_map(|w| w.slowest.clone()).collect();
     slowest.sort_by_key(|s| std::cmp::Reverse(s.time));
     slowest.truncate(SLOWEST);
-    Insights { workers, slowest }
+    Insights {
+        workers,
+        slowest,
+        duplicates,
+    }
 }
 
 fn slow_task(slot: usize, r: SlowRec) -> SlowTask {
@@ -316,6 +320,10 @@ pub struct Insights {
     pub workers: Vec<WorkerInsights>,
     /// The slowest items of the whole pool, slowest first (at most five).
     pub slowest: Vec<SlowTask>,
+    /// Outcomes dropped because their input had one already: a Redis
+    /// pool runs an input again when its host is taken for dead, and keeps
+    /// the first outcome (always 0 for a local pool).
+    pub duplicates: u64,
 }
 
 impl Insights {
@@ -520,6 +528,9 @@ impl fmt::Display for Insights {
                 Bytes(bytes(|w| w.bytes_out)),
             )?;
         }
+        if self.duplicates > 0 {
+            writeln!(f, "duplicates dropped: {}", self.duplicates)?;
+        }
         if !self.slowest.is_empty() {
             writeln!(f, "slowest:")?;
             for s in &self.slowest {
@@ -566,7 +577,7 @@ mod tests {
         }
         let times: Vec<u64> = s.slowest.iter().map(|r| r.nanos).collect();
         assert_eq!(times, vec![9, 8, 7, 5, 3]);
-        let report = report(vec![s.snapshot(0, Some(1), 0)]);
+        let report = report(vec![s.snapshot(0, Some(1), 0)], 0);
         assert_eq!(report.slowest[0].input, SlowInput::Index(2));
         assert_eq!(report.slowest[0].task, "?");
     }

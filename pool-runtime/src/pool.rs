@@ -144,8 +144,11 @@ impl<S: 'static> Pool<S> {
     /// # Ok(()) }
     /// ```
     pub fn insights(&self) -> crate::Insights {
-        let snapshots = self.driver.lock().insights();
-        crate::insights::report(snapshots)
+        let (snapshots, duplicates) = {
+            let core = self.driver.lock();
+            (core.insights(), core.duplicates())
+        };
+        crate::insights::report(snapshots, duplicates)
     }
 
     /// Runs `task` on every input; returns the outputs in input order.

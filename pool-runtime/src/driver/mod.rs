@@ -541,6 +541,11 @@ impl Core {
             .collect()
     }
 
+    /// Outcomes the transport dropped as second ones (`Insights::duplicates`).
+    pub(crate) fn duplicates(&self) -> u64 {
+        self.transport.duplicates()
+    }
+
     /// Why the pool can run nothing more, if it cannot.
     pub(crate) fn unusable(&self) -> Option<Error> {
         use crate::error::ErrorKind;

@@ -449,6 +449,10 @@ impl Transport for RedisTransport {
         Some(exits.into_iter().map(|(_, body)| body).collect())
     }
 
+    fn duplicates(&self) -> u64 {
+        self.shared.duplicates.load(Ordering::Relaxed)
+    }
+
     fn no_broadcast(&self) -> Option<&'static str> {
         Some("broadcast is not available on a Redis pool yet: its workers are on hosts the driver does not address one by one")
     }
@@ -630,5 +634,99 @@ fn keep(shared: &Shared) {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn shared() -> Shared {
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        let times = (Duration::from_secs(1), Duration::from_secs(1), 1 << 20, Duration::from_secs(1));
+        Shared::new(Keys::new("t"), client, times, (Vec::new(), String::new()))
+    }
+
+    fn reply(tag: u64, first: u32, values: &[u64]) -> Entry {
+        let mut body = Vec::new();
+        for v in values {
+            outcome::write(&mut body, Status::Ok, v, &mut false);
+        }
+        Entry {
+            id: "1-0".into(),
+            fields: vec![
+                (b"t".to_vec(), tag.to_string().into_bytes()),
+                (b"o".to_vec(), first.to_string().into_bytes()),
+                (b"n".to_vec(), values.len().to_string().into_bytes()),
+                (b"b".to_vec(), body),
+            ],
+        }
+    }
+
+    #[test]
+    fn each_item_keeps_its_first_outcome_and_the_batch_goes_up_whole() {
+        let s = shared();
+        let (theirs, ours) = UnixStream::pair().unwrap();
+        s.state.lock().unwrap().writers.insert(0, Arc::new(ours));
+        s.state.lock().unwrap().pending.insert(
+            7,
+            Pending {
+                slot: 0,
+                outcomes: vec![None; 3],
+                filled: 0,
+                payload: Arc::new(Vec::new()),
+                sent: Instant::now(),
+            },
+        );
+        // Item 1 alone (a split batch), then the whole batch run again
+        // elsewhere: item 1 keeps its first outcome.
+        s.take_reply(&reply(7, 1, &[100]));
+        s.take_reply(&reply(7, 0, &[10, 11, 12]));
+        assert!(s.state.lock().unwrap().pending.is_empty());
+        // A third copy, late: dropped and counted.
+        s.take_reply(&reply(7, 0, &[20, 21, 22]));
+        assert_eq!(s.duplicates.load(Ordering::Relaxed), 1);
+        let mut frame = Vec::new();
+        theirs.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(frame::read_blocking(&mut &theirs, &mut frame, 1 << 20).unwrap());
+        let Ok(Message::Done { tag, first, count, body, .. }) = Message::parse(&frame) else {
+            panic!("not a Done")
+        };
+        assert_eq!((tag, first, count), (7, 0, 3));
+        let mut got = Vec::new();
+        outcome::read_each::<u64>(&frame[body], 3, |r| {
+            got.push(r.unwrap());
+            true
+        })
+        .unwrap();
+        assert_eq!(got, [10, 100, 12]);
+        // Nothing more was sent.
+        (&theirs).set_nonblocking(true).unwrap();
+        assert!((&theirs).read(&mut [0u8; 1]).is_err());
+    }
+
+    #[test]
+    fn a_malformed_reply_is_an_error_for_its_items_never_a_panic() {
+        let s = shared();
+        s.state.lock().unwrap().pending.insert(
+            1,
+            Pending {
+                slot: 9,
+                outcomes: vec![None; 2],
+                filled: 0,
+                payload: Arc::new(Vec::new()),
+                sent: Instant::now(),
+            },
+        );
+        let mut bad = reply(1, 0, &[1, 2]);
+        bad.fields[3].1.truncate(1);
+        s.take_reply(&bad);
+        // Out of range, or not ours: ignored.
+        s.take_reply(&reply(1, 1, &[5, 6]));
+        s.take_reply(&reply(99, 0, &[5]));
+        let state = s.state.lock().unwrap();
+        assert!(state.pending.is_empty(), "the two items got their errors");
     }
 }

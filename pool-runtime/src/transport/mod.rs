@@ -71,6 +71,12 @@ pub(crate) trait Transport: Send + fmt::Debug {
         None
     }
 
+    /// Outcomes dropped because their input had one already (a transport
+    /// whose workers may run an input twice).
+    fn duplicates(&self) -> u64 {
+        0
+    }
+
     /// Why a broadcast cannot reach every worker through the slots, if so.
     fn no_broadcast(&self) -> Option<&'static str> {
         None
