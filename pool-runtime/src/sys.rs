@@ -425,14 +425,17 @@ pub(crate) fn poll_raw(fds: &mut [libc::pollfd], timeout_ms: i32) -> nix::Result
 }
 
 /// Set by [`flag_leave_signals`]' handler: SIGTERM or SIGINT came.
+#[cfg(feature = "redis")]
 static LEAVE_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+#[cfg(feature = "redis")]
 extern "C" fn note_leave(_: libc::c_int) {
     LEAVE_ASKED.store(true, Ordering::Release);
 }
 
 /// Makes SIGTERM and SIGINT ask this process to leave ([`leave_asked`])
 /// rather than kill it: a Redis host finishes what it holds first.
+#[cfg(feature = "redis")]
 pub(crate) fn flag_leave_signals() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is
@@ -442,6 +445,7 @@ pub(crate) fn flag_leave_signals() {
 }
 
 /// Whether SIGTERM or SIGINT came since [`flag_leave_signals`].
+#[cfg(feature = "redis")]
 pub(crate) fn leave_asked() -> bool {
     LEAVE_ASKED.load(Ordering::Acquire)
 }

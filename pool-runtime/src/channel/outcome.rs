@@ -82,8 +82,9 @@ pub(crate) fn write_panic(out: &mut Vec<u8>, panic: &Panic, long: &mut bool) {
 /// pid and how it ended (`(0, code)` exited, `(1, signal)` killed).
 type ErrorWire = (u8, String, Option<u32>, Option<(u8, i32)>);
 
-/// Appends a `Remote` outcome: `error`, whole, as the pool that ran the
+/// Appends a `Remote` outcome (a Redis host's; tests): `error`, whole, as the pool that ran the
 /// input gave it (a panic or a codec error keeps its own status).
+#[cfg(any(test, feature = "redis"))]
 pub(crate) fn write_error(out: &mut Vec<u8>, error: &Error, long: &mut bool) {
     use crate::error::WorkerExit;
     let (kind, pid, exit) = match error.kind() {
@@ -108,6 +109,7 @@ pub(crate) fn write_error(out: &mut Vec<u8>, error: &Error, long: &mut bool) {
 }
 
 /// The text of an error without the words `Display` puts before it.
+#[cfg(any(test, feature = "redis"))]
 fn error_text(error: &Error) -> String {
     match error.kind() {
         ErrorKind::Init(m)
