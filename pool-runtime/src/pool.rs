@@ -239,8 +239,8 @@ impl<S: 'static> Pool<S> {
     where
         T: Task<S, M>,
     {
-        if let Some(why) = self.driver.no_broadcast() {
-            return Err(Error::new(ErrorKind::PoolBroken(why.into())));
+        if let Some(remote) = self.driver.broadcaster() {
+            return broadcast_remote::<T::Output>(&*remote, task_index::<T>()?, &input);
         }
         let job = self.driver.lock().new_job();
         // A slot between two workers (a respawn under way) gets its new
@@ -440,6 +440,27 @@ impl<S> Drop for Pool<S> {
         drop(self.driver.wait_until(|core| core.handles_settled()));
         self.driver.shutdown(None);
     }
+}
+
+/// A broadcast to workers the driver does not address by slot (a Redis
+/// pool's hosts): one `Run` of `input`, each worker's outcome back.
+fn broadcast_remote<R: DeserializeOwned>(
+    remote: &dyn crate::transport::Broadcast,
+    task: u32,
+    input: &impl Serialize,
+) -> Result<Vec<R>, Error> {
+    let mut bytes = Vec::new();
+    let start = write::run(&mut bytes, 0, task, 1);
+    encode_input(&mut bytes, input, &mut false)?;
+    frame::finish(&mut bytes, start, usize::MAX)
+        .map_err(|e| Error::new(ErrorKind::Codec(format!("input too large to send: {e}"))))?;
+    let outcomes = remote
+        .broadcast(&bytes[start + frame::PREFIX..])
+        .map_err(|why| Error::new(ErrorKind::PoolBroken(why)))?;
+    outcomes
+        .iter()
+        .map(|item| crate::unwind::quietly(|| outcome::read::<R>(item))?.0)
+        .collect()
 }
 
 pub(crate) fn task_index<T: 'static>() -> Result<u32, Error> {

@@ -632,11 +632,24 @@ fn redis_after_join_no_keys_consumers_or_pending_entries_are_left() {
     );
 }
 
+/// The pid of the worker that runs it.
+#[worker_task]
+fn whoami(_: &mut State) -> u32 {
+    std::process::id()
+}
+
 #[test]
-fn redis_broadcast_says_it_is_not_available() {
+fn redis_broadcast_reaches_every_worker_of_every_host() {
     let server = Server::start();
-    let _host = Host::start(&server.url(), 1);
-    let pool = builder(&server.url()).build(start, 0u64).unwrap();
-    let e = pool.broadcast(square, 1).unwrap_err();
-    assert!(e.to_string().contains("broadcast"), "{e}");
+    let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
+    let pids = pool.broadcast(whoami, ()).unwrap();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let distinct: std::collections::HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+    // And a failure on one worker is the broadcast's error.
+    let e = pool.broadcast(boom, 3).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Panicked(_)), "{e}");
+    pool.join().unwrap();
+    assert_clean(&server);
 }

@@ -371,9 +371,10 @@ impl Driver {
         core.transport.leave_with(hook, grace)
     }
 
-    /// Why a broadcast cannot reach every worker, if it cannot.
-    pub(crate) fn no_broadcast(&self) -> Option<&'static str> {
-        self.lock().transport.no_broadcast()
+    /// What broadcasts to the transport's own workers, if they are not the
+    /// slots' (see [`Transport::broadcaster`]).
+    pub(crate) fn broadcaster(&self) -> Option<Arc<dyn transport::Broadcast>> {
+        self.lock().transport.broadcaster()
     }
 
     /// Kills every worker now and fails every input still waiting with

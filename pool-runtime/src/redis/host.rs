@@ -223,6 +223,13 @@ impl Session {
                     .expect("a consumer thread")
             })
             .collect();
+        let inbox = {
+            let (me, live, driver) = (me.clone(), live.clone(), driver.clone());
+            std::thread::Builder::new()
+                .name("pool-redis-inbox".into())
+                .spawn(move || me.serve_inbox(&driver, &live))
+                .expect("an inbox thread")
+        };
         let reclaim = Script::new(wire::RECLAIM);
         let every = (me.config.lease / 4).max(Duration::from_millis(10));
         let mut closing = None;
@@ -243,7 +250,7 @@ impl Session {
                 me.reclaim(&mut beat, &reclaim, &live);
             }
         }
-        for t in consumers {
+        for t in consumers.into_iter().chain([inbox]) {
             let _ = t.join();
         }
         // What was claimed and not run goes back to the others.
@@ -340,6 +347,53 @@ impl Session {
         }
     }
 
+    /// Runs each broadcast sent to this host on every one of its workers,
+    /// and sends their outcomes, in worker order, as one reply.
+    fn serve_inbox(&self, driver: &Driver, live: &Live) {
+        let k = &self.keys;
+        let inbox = k.inbox(&self.host);
+        let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
+        while !live.leaving.load(Ordering::Acquire) {
+            let read: redis::RedisResult<Value> = conn.run(
+                cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(16)
+                    .arg("BLOCK")
+                    .arg(100)
+                    .arg("STREAMS")
+                    .arg(&inbox)
+                    .arg("0-0"),
+            );
+            let Ok(entries) = read.map(|v| wire::read_reply(&v)) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            for e in entries {
+                let _ = conn.run::<()>(cmd("XDEL").arg(&inbox).arg(&e.id));
+                let (Some(id), payload) = (e.number::<u64>("t"), e.field("f").unwrap_or_default()) else {
+                    continue;
+                };
+                let Ok(Message::Run { task, count: 1, body, .. }) = Message::parse(payload) else {
+                    continue;
+                };
+                let slots: Vec<Option<usize>> = {
+                    let core = driver.wait_until(|core| core.all_settled());
+                    core.ready_slots().into_iter().map(Some).collect()
+                };
+                let Some((outcomes, _)) = self.run_local(driver, payload, (task, 1, body), &slots) else {
+                    continue;
+                };
+                let n = slots.len().to_string();
+                let _ = conn.script::<i64>(
+                    &Script::new(BROADCAST_REPLY),
+                    &[&k.hello(), &k.replies()],
+                    &[id.to_string().as_bytes(), self.host.as_bytes(), n.as_bytes(), &outcomes],
+                );
+            }
+        }
+        let _ = conn.run::<()>(cmd("DEL").arg(&inbox));
+    }
+
     /// A consumer: takes entries (claimed ones first), runs each, replies.
     fn consume(&self, driver: &Driver, live: &Live) {
         let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
@@ -416,7 +470,7 @@ impl Session {
             self.split(conn, e, (tag, first, 0), payload);
             return;
         } else {
-            match self.run_local(driver, payload, (task, count, body)) {
+            match self.run_local(driver, payload, (task, count, body), &[None]) {
                 Some((out, quarantined)) => {
                     if quarantined {
                         self.dead_letter(conn, e, "an input of this batch killed its workers");
@@ -479,10 +533,17 @@ impl Session {
         let _ = conn.retrying_pipe(&pipe);
     }
 
-    /// Runs a batch on the local pool; its outcomes back to back, and
+    /// Runs a batch on the local pool, once per entry of `copies` (pinned
+    /// to that slot, or on any worker); its outcomes back to back, and
     /// whether one of them is a quarantine. `None`: the local pool broke
     /// before it could say.
-    fn run_local(&self, driver: &Driver, payload: &[u8], (task, count, body): (u32, u32, &[u8])) -> Option<(Vec<u8>, bool)> {
+    fn run_local(
+        &self,
+        driver: &Driver,
+        payload: &[u8],
+        (task, count, body): (u32, u32, &[u8]),
+        copies: &[Option<usize>],
+    ) -> Option<(Vec<u8>, bool)> {
         let mut framed = Vec::with_capacity(payload.len() + frame::PREFIX);
         let start = frame::begin(&mut framed);
         framed.extend_from_slice(payload);
@@ -502,29 +563,30 @@ impl Session {
             at += rest.len() - next.len();
             rest = next;
         }
-        let mut outcomes: Vec<Option<Vec<u8>>> = vec![None; count as usize];
+        let total = count as usize * copies.len();
+        let mut outcomes: Vec<Option<Vec<u8>>> = vec![None; total];
         let mut quarantined = false;
         let job = {
             let mut core = driver.lock();
             let job = core.new_job();
-            core.submit(
-                NewBatch {
+            for (i, &slot) in copies.iter().enumerate() {
+                let batch = NewBatch {
                     job,
                     task,
-                    first: 0,
+                    first: (i * count as usize) as u64,
                     count,
-                    frame: framed,
-                    offsets,
+                    frame: framed.clone(),
+                    offsets: offsets.clone(),
                     attempts: 0,
                     strays: 0,
-                },
-                None,
-            );
+                };
+                core.submit(batch, slot);
+            }
             core.dispatch();
             driver.nudge(&core);
             job
         };
-        let mut left = count as usize;
+        let mut left = total;
         let mut got = VecDeque::new();
         while left > 0 {
             let mut core = driver.wait_until(|core| core.has_completions(job));
@@ -598,6 +660,13 @@ impl Session {
 const EXIT_REPLY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'k', 'x', 'h', ARGV[1], 'b', ARGV[2])
+return 1
+"#;
+
+/// A broadcast's outcomes for the driver, while its pool lives.
+const BROADCAST_REPLY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'k', 'b', 't', ARGV[1], 'h', ARGV[2], 'n', ARGV[3], 'b', ARGV[4])
 return 1
 "#;
 

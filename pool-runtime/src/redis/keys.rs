@@ -57,6 +57,10 @@ impl Keys {
     pub(crate) fn dead(&self) -> String {
         format!("{}:dead", self.base)
     }
+    /// Host `host`'s inbox: the broadcasts it runs on each of its workers.
+    pub(crate) fn inbox(&self, host: &str) -> String {
+        format!("{}:inbox:{host}", self.base)
+    }
     /// What a host's lease key starts with; its id follows.
     pub(crate) fn lease_prefix(&self) -> String {
         format!("{}:lease:", self.base)
@@ -85,7 +89,7 @@ mod tests {
     #[test]
     fn every_key_of_a_pool_shares_one_hash_tag() {
         let k = Keys::new("ab12");
-        for key in k.owned().iter().chain([&k.dead(), &k.lease("h1")]) {
+        for key in k.owned().iter().chain([&k.dead(), &k.lease("h1"), &k.inbox("h1")]) {
             assert!(key.starts_with("pool-runtime:{ab12}:"), "{key}");
         }
     }

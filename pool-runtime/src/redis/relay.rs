@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub(crate) lease: Duration,
     /// Exit-hook outcomes of hosts' workers: (host, outcome).
     exits: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Broadcasts under way, by id: each host's reply, (host, outcomes).
+    broadcasts: Mutex<HashMap<u64, Vec<(String, Vec<Vec<u8>>)>>>,
+    next_broadcast: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -111,6 +114,8 @@ impl Shared {
             reads: AtomicU64::new(0),
             lease,
             exits: Mutex::new(Vec::new()),
+            broadcasts: Mutex::new(HashMap::new()),
+            next_broadcast: AtomicU64::new(1),
         }
     }
 
@@ -184,6 +189,25 @@ impl Shared {
     /// Takes one reply: fills in the outcomes it brings that were missing,
     /// and hands the relay its `Done` once its batch is whole.
     fn take_reply(&self, e: &Entry) {
+        if e.field("k") == Some(b"b") {
+            let (Some(id), Some(n)) = (e.number::<u64>("t"), e.number::<u32>("n")) else {
+                return;
+            };
+            let host = String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
+            let why = || {
+                let mut one = Vec::new();
+                let text = format!("a malformed broadcast reply from host {host}");
+                outcome::write_message(&mut one, Status::Codec, &text, &mut false);
+                vec![one]
+            };
+            let items = split_items(e.field("b").unwrap_or_default(), n).unwrap_or_else(why);
+            if let Some(replies) = self.broadcasts.lock().unwrap().get_mut(&id) {
+                if !replies.iter().any(|(h, _)| *h == host) {
+                    replies.push((host, items));
+                }
+            }
+            return;
+        }
         if e.field("k") == Some(b"x") {
             let host = String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
             let body = e.field("b").unwrap_or_default().to_vec();
@@ -301,6 +325,42 @@ impl Shared {
     /// Exit-hook outcomes that came so far.
     pub(crate) fn take_exits(&self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(&mut self.exits.lock().unwrap())
+    }
+}
+
+impl crate::transport::Broadcast for Shared {
+    fn broadcast(&self, payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let k = &self.keys;
+        let mut conn = Conn::lazy(&self.client, self.patience);
+        let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(k.hosts())).map_err(|e| e.to_string())?;
+        let id = self.next_broadcast.fetch_add(1, Ordering::Relaxed);
+        self.broadcasts.lock().unwrap().insert(id, Vec::new());
+        let mut pipe = redis::pipe();
+        for h in &hosts {
+            let inbox = k.inbox(h);
+            pipe.cmd("XADD").arg(&inbox).arg("*").arg("t").arg(id).arg("f").arg(payload).ignore();
+            pipe.cmd("PEXPIRE").arg(&inbox).arg(self.key_ttl.as_millis() as u64).ignore();
+        }
+        let sent = conn.retrying_pipe(&pipe);
+        // Every host that took it answers, or is found dead by its lease.
+        let mut waiting: Vec<String> = if sent.is_ok() { hosts } else { Vec::new() };
+        let mut checked = Instant::now();
+        while !waiting.is_empty() && !self.stopping() && self.lost.lock().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+            {
+                let got = self.broadcasts.lock().unwrap();
+                let replies = &got[&id];
+                waiting.retain(|h| !replies.iter().any(|(r, _)| r == h));
+            }
+            if checked.elapsed() > Duration::from_millis(100) {
+                checked = Instant::now();
+                waiting.retain(|h| conn.run::<bool>(cmd("EXISTS").arg(k.lease(h))).unwrap_or(false));
+            }
+        }
+        let mut replies = self.broadcasts.lock().unwrap().remove(&id).unwrap_or_default();
+        sent.map_err(|e| e.to_string())?;
+        replies.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(replies.into_iter().flat_map(|(_, items)| items).collect())
     }
 }
 
@@ -453,8 +513,8 @@ impl Transport for RedisTransport {
         self.shared.duplicates.load(Ordering::Relaxed)
     }
 
-    fn no_broadcast(&self) -> Option<&'static str> {
-        Some("broadcast is not available on a Redis pool yet: its workers are on hosts the driver does not address one by one")
+    fn broadcaster(&self) -> Option<Arc<dyn crate::transport::Broadcast>> {
+        Some(self.shared.clone())
     }
 
     fn kill(&self, pid: Pid) {

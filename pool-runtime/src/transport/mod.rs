@@ -77,8 +77,10 @@ pub(crate) trait Transport: Send + fmt::Debug {
         0
     }
 
-    /// Why a broadcast cannot reach every worker through the slots, if so.
-    fn no_broadcast(&self) -> Option<&'static str> {
+    /// For a transport whose workers are not the driver's slots: what
+    /// runs a broadcast on every one of them. `None`: the driver pins one
+    /// batch to each slot.
+    fn broadcaster(&self) -> Option<Arc<dyn Broadcast>> {
         None
     }
 
@@ -105,6 +107,14 @@ pub(crate) trait Transport: Send + fmt::Debug {
     /// Ends every worker (each is given `grace` to leave on its own, then
     /// killed) and waits for them. Called once, without the driver's lock.
     fn shutdown(&mut self, grace: Duration);
+}
+
+/// Runs one input on every worker of a transport's own (Redis hosts').
+pub(crate) trait Broadcast: Send + Sync {
+    /// Runs `payload` (a `Run` message of one input, without its length
+    /// prefix) once on every live worker; each one's outcome item, in
+    /// worker order. `Err`: why it could not be sent.
+    fn broadcast(&self, payload: &[u8]) -> Result<Vec<Vec<u8>>, String>;
 }
 
 /// The transport of a pool that has shut down: it starts nothing.
