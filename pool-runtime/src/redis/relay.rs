@@ -37,6 +37,9 @@ use crate::transport::{Event, Position, Transport};
 /// most 2^22), one per slot.
 const RELAY_PID: i32 = 1 << 23;
 
+/// A host's reply to a broadcast: the host, its workers' outcome items.
+type HostItems = (String, Vec<Vec<u8>>);
+
 /// What the relays share.
 pub(crate) struct Shared {
     pub(crate) keys: Keys,
@@ -62,7 +65,7 @@ pub(crate) struct Shared {
     /// Exit-hook outcomes of hosts' workers: (host, outcome).
     exits: Mutex<Vec<(String, Vec<u8>)>>,
     /// Broadcasts under way, by id: each host's reply, (host, outcomes).
-    broadcasts: Mutex<HashMap<u64, Vec<(String, Vec<Vec<u8>>)>>>,
+    broadcasts: Mutex<HashMap<u64, Vec<HostItems>>>,
     next_broadcast: AtomicU64,
 }
 
@@ -763,7 +766,7 @@ mod tests {
         .unwrap();
         assert_eq!(got, [10, 100, 12]);
         // Nothing more was sent.
-        (&theirs).set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
         assert!((&theirs).read(&mut [0u8; 1]).is_err());
     }
 
