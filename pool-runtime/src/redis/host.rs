@@ -380,7 +380,7 @@ impl Session {
                     let core = driver.wait_until(|core| core.all_settled());
                     core.ready_slots().into_iter().map(Some).collect()
                 };
-                let Some((outcomes, _)) = self.run_local(driver, payload, (task, 1, body), &slots) else {
+                let Some((outcomes, _, _)) = self.run_local(driver, payload, (task, 1, body), &slots) else {
                     continue;
                 };
                 let n = slots.len().to_string();
@@ -449,6 +449,7 @@ impl Session {
             return;
         };
         let delivered = prior.saturating_add(deliveries);
+        let mut compute = 0;
         let outcomes = if count == 1 && delivered > self.config.max_deliveries.max(1) {
             let why = format!(
                 "its batch was delivered {delivered} times, to hosts that died or went silent \
@@ -471,7 +472,8 @@ impl Session {
             return;
         } else {
             match self.run_local(driver, payload, (task, count, body), &[None]) {
-                Some((out, quarantined)) => {
+                Some((out, quarantined, nanos)) => {
+                    compute = nanos;
                     if quarantined {
                         self.dead_letter(conn, e, "an input of this batch killed its workers");
                     }
@@ -481,8 +483,9 @@ impl Session {
             }
         };
         let ttl = "0".to_string();
-        let fields: [(&str, Vec<u8>); 5] = [
+        let fields: [(&str, Vec<u8>); 6] = [
             ("t", tag.to_string().into_bytes()),
+            ("ns", compute.to_string().into_bytes()),
             ("o", first.to_string().into_bytes()),
             ("n", count.to_string().into_bytes()),
             ("h", self.host.clone().into_bytes()),
@@ -543,7 +546,7 @@ impl Session {
         payload: &[u8],
         (task, count, body): (u32, u32, &[u8]),
         copies: &[Option<usize>],
-    ) -> Option<(Vec<u8>, bool)> {
+    ) -> Option<(Vec<u8>, bool, u64)> {
         let mut framed = Vec::with_capacity(payload.len() + frame::PREFIX);
         let start = frame::begin(&mut framed);
         framed.extend_from_slice(payload);
@@ -566,6 +569,7 @@ impl Session {
         let total = count as usize * copies.len();
         let mut outcomes: Vec<Option<Vec<u8>>> = vec![None; total];
         let mut quarantined = false;
+        let mut compute = 0u64;
         let job = {
             let mut core = driver.lock();
             let job = core.new_job();
@@ -594,7 +598,14 @@ impl Session {
             drop(core);
             for c in got.drain(..) {
                 match c {
-                    Completion::Items { first, count, frame, body, .. } => {
+                    Completion::Items {
+                        first,
+                        count,
+                        nanos,
+                        frame,
+                        body,
+                    } => {
+                        compute += nanos;
                         let mut rest = frame.get(body..)?;
                         for i in 0..count as u64 {
                             let (_, _, next) = item::read(rest).ok()?;
@@ -620,7 +631,7 @@ impl Session {
             }
         }
         driver.lock().abandon(job);
-        Some((outcomes.into_iter().flatten().flatten().collect(), quarantined))
+        Some((outcomes.into_iter().flatten().flatten().collect(), quarantined, compute))
     }
 
     /// Runs exit hook `hook` on every local worker; each outcome goes to

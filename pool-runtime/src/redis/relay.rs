@@ -90,9 +90,11 @@ struct Pending {
     /// Each item's outcome, once one came.
     outcomes: Vec<Option<Vec<u8>>>,
     filled: u32,
+    /// Time the hosts' workers spent on its items (what the chunker sizes
+    /// batches by: not the time in Redis).
+    nanos: u64,
     /// The `Run` message (no prefix), to send again if Redis loses it.
     payload: Arc<Vec<u8>>,
-    sent: Instant,
 }
 
 impl Shared {
@@ -247,7 +249,9 @@ impl Shared {
                 fresh = true;
             }
         }
-        if !fresh {
+        if fresh {
+            p.nanos += e.number::<u64>("ns").unwrap_or(0);
+        } else {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         if p.filled as usize == p.outcomes.len() {
@@ -263,7 +267,7 @@ impl Shared {
     /// The `Done` a worker would have sent for batch `tag`, now whole.
     fn done_frame(&self, tag: u64, p: Pending) -> Vec<u8> {
         let count = p.outcomes.len() as u32;
-        let nanos = p.sent.elapsed().as_nanos() as u64;
+        let nanos = p.nanos;
         let mut out = Vec::new();
         let start = write::done(&mut out, tag, 0, 0);
         for o in p.outcomes.iter().flatten() {
@@ -618,8 +622,8 @@ fn relay(shared: &Shared, slot: usize, mut reader: UnixStream, writer: &UnixStre
                 slot,
                 outcomes: vec![None; count as usize],
                 filled: 0,
+                nanos: 0,
                 payload: payload.clone(),
-                sent: Instant::now(),
             },
         );
         if let Err(e) = shared.add_task(&mut conn, tag, &payload) {
@@ -739,8 +743,8 @@ mod tests {
                 slot: 0,
                 outcomes: vec![None; 3],
                 filled: 0,
+                nanos: 0,
                 payload: Arc::new(Vec::new()),
-                sent: Instant::now(),
             },
         );
         // Item 1 alone (a split batch), then the whole batch run again
@@ -779,8 +783,8 @@ mod tests {
                 slot: 9,
                 outcomes: vec![None; 2],
                 filled: 0,
+                nanos: 0,
                 payload: Arc::new(Vec::new()),
-                sent: Instant::now(),
             },
         );
         let mut bad = reply(1, 0, &[1, 2]);
