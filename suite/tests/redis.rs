@@ -426,6 +426,29 @@ fn redis_connections_cut_mid_map_come_back() {
 }
 
 #[test]
+fn redis_a_trimmed_stream_loses_no_input() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    let tasks = server.cli(&["--scan", "--pattern", "*:tasks"]).remove(0);
+    let replies = tasks.replace(":tasks", ":replies");
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(nap, vec![20u64; 200]));
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(300));
+            // Someone trims both streams to nothing.
+            server.cli(&["XTRIM", &tasks, "MAXLEN", "0"]);
+            server.cli(&["XTRIM", &replies, "MAXLEN", "0"]);
+        }
+        assert_eq!(map.join().unwrap().unwrap().len(), 200);
+    });
+}
+
+#[test]
 fn redis_an_input_that_kills_its_workers_is_quarantined_and_dead_lettered() {
     let server = Server::start();
     let _host = Host::start(&server.url(), 2);

@@ -83,9 +83,14 @@ impl Conn {
         })
     }
 
+    /// Runs `pipe`, as [`Conn::run`] does; its answers.
+    pub(crate) fn pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> RedisResult<T> {
+        self.retrying(|con| pipe.query(con))
+    }
+
     /// Runs `pipe`, as [`Conn::run`] does.
     pub(crate) fn retrying_pipe(&mut self, pipe: &redis::Pipeline) -> RedisResult<()> {
-        self.retrying(|con| pipe.query::<()>(con))
+        self.pipe(pipe)
     }
 
     fn retrying<T>(&mut self, mut f: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {

@@ -93,6 +93,10 @@ struct Pending {
     /// Time the hosts' workers spent on its items (what the chunker sizes
     /// batches by: not the time in Redis).
     nanos: u64,
+    /// Its entry in the task stream, once added.
+    entry: Option<String>,
+    /// Since when its entry is gone with outcomes missing.
+    missing_since: Option<Instant>,
     /// The `Run` message (no prefix), to send again if Redis loses it.
     payload: Arc<Vec<u8>>,
 }
@@ -175,7 +179,7 @@ impl Shared {
 
     /// Adds batch `payload` (items `first ..` of batch `tag`) to the task stream.
     fn add_task(&self, conn: &mut Conn, tag: u64, payload: &[u8]) -> redis::RedisResult<()> {
-        conn.run::<Value>(
+        let id: String = conn.run(
             cmd("XADD")
                 .arg(self.keys.tasks())
                 .arg("*")
@@ -187,8 +191,59 @@ impl Shared {
                 .arg(0)
                 .arg("f")
                 .arg(payload),
-        )
-        .map(drop)
+        )?;
+        if let Some(p) = self.state.lock().unwrap().pending.get_mut(&tag) {
+            p.entry = Some(id);
+            p.missing_since = None;
+        }
+        Ok(())
+    }
+
+    /// Batches whose entry is gone from the task stream (trimmed, or lost
+    /// with Redis's data) and whose outcomes have not come for a while go
+    /// again. A split batch's entry is gone too, its items in entries of
+    /// their own: its wait is long enough for those to have answered.
+    fn resend_lost(&self, conn: &mut Conn) {
+        let known: Vec<(u64, String)> = {
+            let state = self.state.lock().unwrap();
+            let mut v: Vec<_> = state
+                .pending
+                .iter()
+                .filter_map(|(t, p)| Some((*t, p.entry.clone()?)))
+                .collect();
+            v.truncate(4096);
+            v
+        };
+        if known.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (_, id) in &known {
+            pipe.cmd("XRANGE").arg(self.keys.tasks()).arg(id).arg(id);
+        }
+        let Ok(found) = conn.pipe::<Vec<Value>>(&pipe) else {
+            return;
+        };
+        let patience = self.lease * 2 + Duration::from_secs(1);
+        let mut resend = Vec::new();
+        {
+            let mut state = self.state.lock().unwrap();
+            for ((tag, _), v) in known.iter().zip(&found) {
+                let Some(p) = state.pending.get_mut(tag) else { continue };
+                let gone = matches!(v, Value::Array(a) if a.is_empty());
+                match (gone, p.missing_since) {
+                    (false, _) => p.missing_since = None,
+                    (true, None) => p.missing_since = Some(Instant::now()),
+                    (true, Some(since)) if since.elapsed() > patience => {
+                        resend.push((*tag, p.payload.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (tag, payload) in resend {
+            let _ = self.add_task(conn, tag, &payload);
+        }
     }
 
     /// Takes one reply: fills in the outcomes it brings that were missing,
@@ -623,6 +678,8 @@ fn relay(shared: &Shared, slot: usize, mut reader: UnixStream, writer: &UnixStre
                 outcomes: vec![None; count as usize],
                 filled: 0,
                 nanos: 0,
+                entry: None,
+                missing_since: None,
                 payload: payload.clone(),
             },
         );
@@ -686,6 +743,7 @@ fn keep(shared: &Shared) {
         match conn.run::<bool>(cmd("EXISTS").arg(shared.keys.hello())) {
             Ok(true) => {
                 let _ = shared.refresh(&mut conn);
+                shared.resend_lost(&mut conn);
             }
             Ok(false) => {
                 if shared.publish(&mut conn).is_err() {
@@ -744,6 +802,8 @@ mod tests {
                 outcomes: vec![None; 3],
                 filled: 0,
                 nanos: 0,
+                entry: None,
+                missing_since: None,
                 payload: Arc::new(Vec::new()),
             },
         );
@@ -784,6 +844,8 @@ mod tests {
                 outcomes: vec![None; 2],
                 filled: 0,
                 nanos: 0,
+                entry: None,
+                missing_since: None,
                 payload: Arc::new(Vec::new()),
             },
         );

@@ -9,8 +9,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long one Redis test may take: past it, the watchdog ends the
+/// whole test binary, saying so (every wait of these tests is bounded).
+const TEST_LIMIT: Duration = Duration::from_secs(150);
+
 /// A `redis-server` on a unix socket in its own temp dir.
 pub struct Server {
+    /// Set when the test that started it ends (its watchdog stands down).
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
     child: Option<Child>,
     pub dir: PathBuf,
     aof: bool,
@@ -29,7 +35,22 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("pool-redis-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watched = done.clone();
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        std::thread::spawn(move || {
+            let until = Instant::now() + TEST_LIMIT;
+            while Instant::now() < until {
+                if watched.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("{test} ran past {TEST_LIMIT:?}: a wait that should be bounded is not; aborting");
+            std::process::abort();
+        });
         let mut s = Server {
+            done,
             child: None,
             dir,
             aof,
@@ -145,6 +166,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
