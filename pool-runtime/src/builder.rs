@@ -258,6 +258,14 @@ impl PoolBuilder<crate::redis::Redis> {
         self
     }
 
+    /// A CA certificate (PEM file) to trust for a `rediss://` URL, besides
+    /// the system's (feature `redis-tls`); hosts take theirs from
+    /// [`CA_ENV`](crate::redis::CA_ENV).
+    pub fn redis_ca(mut self, pem: impl Into<std::path::PathBuf>) -> Self {
+        self.start.ca = Some(pem.into());
+        self
+    }
+
     /// How long the driver keeps trying to reach Redis after a cut before
     /// every input waiting fails with `ErrorKind::PoolBroken` (default 30 s).
     pub fn redis_patience(mut self, limit: Duration) -> Self {

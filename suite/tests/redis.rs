@@ -582,6 +582,31 @@ fn redis_a_wrong_password_fails_build_fast_in_redis_words() {
 }
 
 #[test]
+fn redis_tls_with_a_private_ca_and_a_wrong_one_fails_fast() {
+    let server = Server::start_tls();
+    let _host = Host::start_tls(&server.tls_url(), 1, &server.ca());
+    let pool = builder(&server.tls_url())
+        .redis_ca(server.ca())
+        .build(start, 1u64)
+        .unwrap();
+    assert_eq!(pool.map(square, 0..1000u64).unwrap()[10], 101);
+    pool.join().unwrap();
+    // Without the CA, the server's certificate is not trusted: build says so.
+    let started = Instant::now();
+    let e = builder(&server.tls_url()).build(start, 1u64).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot connect") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+}
+
+#[test]
 fn redis_a_host_running_other_code_is_refused_by_name() {
     let server = Server::start();
     let other = std::path::Path::new(env!("CARGO_BIN_EXE_spawn_other_code"));

@@ -32,6 +32,9 @@ use crate::worker::{self, Recycle};
 pub const HOST_ENV: &str = "POOL_RUNTIME_REDIS_HOST";
 /// How many workers a host runs for each pool (default: one per CPU).
 pub const HOST_WORKERS_ENV: &str = "POOL_RUNTIME_HOST_WORKERS";
+/// A CA certificate (PEM file) a host trusts for a `rediss://` URL, over
+/// the system's (feature `redis-tls`).
+pub const CA_ENV: &str = "POOL_RUNTIME_REDIS_CA";
 
 /// How often a host looks for new pools.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
@@ -46,10 +49,11 @@ pub(crate) fn main() -> i32 {
     crate::unwind::install_panic_hook();
     crate::registry::prepare();
     sys::flag_leave_signals();
-    let client = match Client::open(url) {
+    let ca = std::env::var_os(CA_ENV).map(std::path::PathBuf::from);
+    let client = match super::client(url, ca.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pool-runtime host: bad Redis URL {url:?}: {e}");
+            eprintln!("pool-runtime host: bad Redis URL {}: {e}", super::redact(url));
             return 2;
         }
     };
@@ -63,7 +67,10 @@ pub(crate) fn main() -> i32 {
     let mut conn = match Conn::open(&client, Duration::from_secs(3600)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pool-runtime host: cannot connect to Redis at {url}: {e}");
+            eprintln!(
+                "pool-runtime host: cannot connect to Redis at {}: {e}",
+                super::redact(url)
+            );
             return 2;
         }
     };

@@ -26,7 +26,7 @@ mod wire;
 
 use std::time::{Duration, Instant};
 
-pub use host::{HOST_ENV, HOST_WORKERS_ENV};
+pub use host::{CA_ENV, HOST_ENV, HOST_WORKERS_ENV};
 
 use crate::error::{Error, ErrorKind};
 
@@ -41,6 +41,8 @@ pub struct Redis {
     pub(crate) host_wait: Duration,
     pub(crate) key_ttl: Duration,
     pub(crate) patience: Duration,
+    /// A CA certificate (PEM) to trust for `rediss://`, over the system's.
+    pub(crate) ca: Option<std::path::PathBuf>,
 }
 
 impl Redis {
@@ -53,7 +55,37 @@ impl Redis {
             host_wait: Duration::from_secs(30),
             key_ttl: Duration::from_secs(30),
             patience: Duration::from_secs(30),
+            ca: None,
         }
+    }
+}
+
+/// The client for `url`: over TLS for `rediss://` (feature `redis-tls`),
+/// trusting `ca` (a PEM file) if given, else the system's certificates.
+pub(crate) fn client(url: &str, ca: Option<&std::path::Path>) -> Result<redis::Client, String> {
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    #[cfg(feature = "redis-tls")]
+    {
+        // rustls needs a crypto provider; ring, unless the program chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root_cert = match ca {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert,
+        };
+        redis::Client::build_with_tls(url, certs).map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = ca;
+        Err("a rediss:// URL needs pool-runtime's `redis-tls` feature".into())
     }
 }
 
@@ -82,7 +114,7 @@ pub(crate) fn connect(
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Error::new(ErrorKind::Init(format!("Redis at {}: {what}: {e}", redact(&redis.url))))
     };
-    let client = redis::Client::open(redis.url.as_str()).map_err(|e| fail("bad URL", &e))?;
+    let client = client(&redis.url, redis.ca.as_deref()).map_err(|e| fail("bad URL", &e))?;
     let mut conn = conn::Conn::open(&client, Duration::from_secs(2))
         .map_err(|e| fail("cannot connect", &e))?;
     let id = pool_id();

@@ -21,6 +21,8 @@ pub struct Server {
     pub dir: PathBuf,
     aof: bool,
     password: Option<String>,
+    /// `rediss://` on this loopback port, with certificates in `dir`.
+    tls_port: Option<u16>,
 }
 
 impl Server {
@@ -46,7 +48,9 @@ impl Server {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprintln!("{test} ran past {TEST_LIMIT:?}: a wait that should be bounded is not; aborting");
+            eprintln!(
+                "{test} ran past {TEST_LIMIT:?}: a wait that should be bounded is not; aborting"
+            );
             std::process::abort();
         });
         let mut s = Server {
@@ -55,9 +59,111 @@ impl Server {
             dir,
             aof,
             password: password.map(str::to_string),
+            tls_port: None,
         };
         s.launch();
         s
+    }
+
+    /// With a TLS port too, its certificate signed by a CA of its own
+    /// (`ca()`), for `localhost` and 127.0.0.1.
+    pub fn start_tls() -> Server {
+        let mut s = Server::start();
+        let d = &s.dir;
+        let ossl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        ossl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=pool-test-ca",
+                ],
+            ]
+            .concat(),
+        );
+        ossl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        ossl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        s.tls_port = Some(port);
+        s.restart();
+        s
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The `rediss://` URL of a TLS server.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://localhost:{}",
+            self.tls_port.expect("a TLS server")
+        )
     }
 
     fn launch(&mut self) {
@@ -74,6 +180,15 @@ impl Server {
             .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some(port) = self.tls_port {
+            cmd.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.crt"));
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("redis-server could not be started ({e}): install it (Debian: apt-get install -y redis-server)")
@@ -183,6 +298,19 @@ pub struct Host {
 impl Host {
     pub fn start(url: &str, workers: usize) -> Host {
         Host::start_program(&std::env::current_exe().unwrap(), url, workers)
+    }
+
+    /// A host that trusts `ca` for a `rediss://` URL.
+    pub fn start_tls(url: &str, workers: usize, ca: &std::path::Path) -> Host {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .env(pool_runtime::redis::HOST_ENV, url)
+            .env(pool_runtime::redis::HOST_WORKERS_ENV, workers.to_string())
+            .env(pool_runtime::redis::CA_ENV, ca)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the host starts");
+        Host { child }
     }
 
     pub fn start_program(program: &std::path::Path, url: &str, workers: usize) -> Host {
