@@ -159,6 +159,50 @@ fn redis_the_local_contract_holds_on_two_hosts() {
 }
 
 #[test]
+fn redis_async_handles_and_insights_work_as_locally() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 2);
+    let pool = builder(&server.url()).build(start, 0u64).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(pool.submit(square, 7)).unwrap(), 49);
+    // A stream of outcomes, polled by hand.
+    let stream = pool.imap(square, 0..50u64).into_stream();
+    let got: Vec<u64> = rt.block_on(async {
+        use std::future::poll_fn;
+        use std::pin::pin;
+        let mut stream = pin!(stream);
+        let mut out = Vec::new();
+        while let Some(r) = poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx)).await
+        {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    assert_eq!(got, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    // Handles like futures.
+    let slow = pool.submit(nap, 300);
+    let slow = slow.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(slow.wait().is_ok());
+    let handles: Vec<_> = (0..20u64).map(|x| pool.submit(square, x)).collect();
+    let mut seen: Vec<usize> = pool_runtime::as_completed(handles)
+        .map(|(i, r)| {
+            assert_eq!(r.unwrap(), (i as u64).pow(2));
+            i
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    // Insights count the items the hosts ran.
+    let before = pool.insights().tasks();
+    pool.map(square, 0..1000u64).unwrap();
+    assert_eq!(pool.insights().tasks() - before, 1000);
+    assert_eq!(pool.insights().duplicates, 0);
+}
+
+#[test]
 fn redis_panics_and_worker_deaths_are_outcomes_as_locally() {
     let server = Server::start();
     let _host = Host::start(&server.url(), 2);
