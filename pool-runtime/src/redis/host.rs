@@ -194,6 +194,8 @@ struct Live {
     leaving: AtomicBool,
     /// Entries taken from hosts whose lease lapsed, with their deliveries.
     claimed: Mutex<VecDeque<(Entry, u32)>>,
+    /// The entries this host's consumers are running.
+    running: Mutex<HashSet<String>>,
 }
 
 impl Session {
@@ -211,6 +213,7 @@ impl Session {
         let live = Arc::new(Live {
             leaving: AtomicBool::new(false),
             claimed: Mutex::new(VecDeque::new()),
+            running: Mutex::new(HashSet::new()),
         });
         let me = Arc::new(self);
         // The first heartbeat registers this host: only then does it take work.
@@ -324,7 +327,8 @@ impl Session {
             &[&k.hello(), &k.lease(&self.host), &k.hosts()],
             &[lease.as_bytes(), self.host.as_bytes(), what.as_bytes()],
         )
-        .unwrap_or(0)
+        // Redis out of reach is not the pool gone: try again next beat.
+        .unwrap_or(-1)
     }
 
     /// The exit hook the driver asked for as it ends the pool, if any.
@@ -351,6 +355,53 @@ impl Session {
         );
         if let Ok(v) = got {
             live.claimed.lock().unwrap().extend(wire::claimed(&v));
+        }
+        self.reclaim_own(conn, live);
+    }
+
+    /// Takes back this host's own pending entries that no consumer runs:
+    /// delivered by a read whose answer a cut connection lost (Redis moved
+    /// the entry to this host, which never saw it). Idle for two leases
+    /// first, so that an entry being read right now is not one of them.
+    fn reclaim_own(&self, conn: &mut Conn, live: &Live) {
+        let k = &self.keys;
+        let idle = (self.config.lease * 2).as_millis() as u64;
+        let pending: redis::RedisResult<Vec<(String, String, u64, u32)>> = conn.run(
+            cmd("XPENDING")
+                .arg(k.tasks())
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(idle)
+                .arg("-")
+                .arg("+")
+                .arg(100)
+                .arg(&self.host),
+        );
+        let Ok(pending) = pending else { return };
+        let orphans: Vec<String> = {
+            let running = live.running.lock().unwrap();
+            let claimed = live.claimed.lock().unwrap();
+            pending
+                .into_iter()
+                .map(|(id, ..)| id)
+                .filter(|id| !running.contains(id) && !claimed.iter().any(|(e, _)| e.id == *id))
+                .collect()
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        let got: redis::RedisResult<Value> = conn.run(
+            cmd("XCLAIM")
+                .arg(k.tasks())
+                .arg(GROUP)
+                .arg(&self.host)
+                .arg(idle)
+                .arg(&orphans),
+        );
+        if let Ok(Value::Array(entries)) = got {
+            // Its deliveries so far: this host never ran it.
+            let found = entries.iter().filter_map(wire::entry).map(|e| (e, 1));
+            live.claimed.lock().unwrap().extend(found);
         }
     }
 
@@ -404,27 +455,39 @@ impl Session {
     /// A consumer: takes entries (claimed ones first), runs each, replies.
     fn consume(&self, driver: &Driver, live: &Live) {
         let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
-        let reply = Script::new(wire::REPLY);
         let tasks = self.keys.tasks();
+        // The reply to the last entry goes in one round trip with the read
+        // of the next.
+        let mut reply: Option<redis::Cmd> = None;
+        // The entry whose reply is `reply`.
+        let mut answered: Option<String> = None;
         while !live.leaving.load(Ordering::Acquire) {
             let next = live.claimed.lock().unwrap().pop_front();
             let (entry, deliveries) = match next {
-                Some(claimed) => claimed,
+                Some(claimed) => {
+                    if let Some(r) = reply.take() {
+                        let _ = conn.run::<Value>(&r);
+                    }
+                    claimed
+                }
                 None => {
-                    let read: redis::RedisResult<Value> = conn.run(
-                        cmd("XREADGROUP")
-                            .arg("GROUP")
-                            .arg(GROUP)
-                            .arg(&self.host)
-                            .arg("COUNT")
-                            .arg(1)
-                            .arg("BLOCK")
-                            .arg(100)
-                            .arg("STREAMS")
-                            .arg(&tasks)
-                            .arg(">"),
-                    );
-                    match read.map(|v| wire::read_reply(&v)) {
+                    let mut pipe = redis::pipe();
+                    if let Some(r) = reply.take() {
+                        pipe.add_command(r).ignore();
+                    }
+                    pipe.cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(GROUP)
+                        .arg(&self.host)
+                        .arg("COUNT")
+                        .arg(1)
+                        .arg("BLOCK")
+                        .arg(100)
+                        .arg("STREAMS")
+                        .arg(&tasks)
+                        .arg(">");
+                    let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
+                    match read.map(|v| v.first().map(wire::read_reply).unwrap_or_default()) {
                         Ok(mut entries) if !entries.is_empty() => (entries.swap_remove(0), 1),
                         Ok(_) => continue,
                         Err(_) => {
@@ -435,14 +498,24 @@ impl Session {
                     }
                 }
             };
-            self.serve_entry(driver, &mut conn, &reply, &entry, deliveries);
+            // Running until its reply is sent (with the next read).
+            live.running.lock().unwrap().insert(entry.id.clone());
+            reply = self.serve_entry(driver, &mut conn, &entry, deliveries);
+            if let Some(done) = answered.replace(entry.id) {
+                live.running.lock().unwrap().remove(&done);
+            }
             if driver.lock().unusable().is_some() {
                 live.leaving.store(true, Ordering::Release);
             }
         }
+        if let Some(r) = reply {
+            let _ = conn.run::<Value>(&r);
+        }
     }
 
-    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, reply: &Script, e: &Entry, deliveries: u32) {
+    /// Runs one entry (or splits or quarantines it); the command that
+    /// sends its reply, if it has one.
+    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32) -> Option<redis::Cmd> {
         let k = &self.keys;
         let (tag, first) = (e.number::<u64>("t"), e.number::<u32>("o"));
         let prior = e.number::<u32>("a").unwrap_or(0);
@@ -453,7 +526,7 @@ impl Session {
             // Not a batch of ours: nothing can answer it.
             let _ = conn.run::<()>(cmd("XACK").arg(k.tasks()).arg(GROUP).arg(&e.id));
             let _ = conn.run::<()>(cmd("XDEL").arg(k.tasks()).arg(&e.id));
-            return;
+            return None;
         };
         let delivered = prior.saturating_add(deliveries);
         let mut compute = 0;
@@ -476,7 +549,7 @@ impl Session {
             // one that kills hosts is found out and the rest are not held
             // back. No item is to blame for that death: each starts afresh.
             self.split(conn, e, (tag, first, 0), payload);
-            return;
+            return None;
         } else {
             match self.run_local(driver, payload, (task, count, body), &[None]) {
                 Some((out, quarantined, nanos)) => {
@@ -486,10 +559,9 @@ impl Session {
                     }
                     out
                 }
-                None => return,
+                None => return None,
             }
         };
-        let ttl = "0".to_string();
         let fields: [(&str, Vec<u8>); 6] = [
             ("t", tag.to_string().into_bytes()),
             ("ns", compute.to_string().into_bytes()),
@@ -498,12 +570,15 @@ impl Session {
             ("h", self.host.clone().into_bytes()),
             ("b", outcomes),
         ];
-        let mut args: Vec<&[u8]> = vec![GROUP.as_bytes(), self.host.as_bytes(), e.id.as_bytes(), ttl.as_bytes()];
+        // EVAL, not EVALSHA: it goes in a pipeline, where a restarted
+        // Redis's NOSCRIPT could not be retried; Redis caches it compiled.
+        let mut c = cmd("EVAL");
+        c.arg(wire::REPLY).arg(3).arg(k.tasks()).arg(k.replies()).arg(k.hello());
+        c.arg(GROUP).arg(&self.host).arg(&e.id).arg(0);
         for (name, value) in &fields {
-            args.push(name.as_bytes());
-            args.push(value);
+            c.arg(*name).arg(value);
         }
-        let _ = conn.script::<i64>(reply, &[&k.tasks(), &k.replies(), &k.hello()], &args);
+        Some(c)
     }
 
     /// Adds the entry to the dead-letter stream, with why.

@@ -190,7 +190,7 @@ impl Server {
                 .arg("--tls-ca-cert-file")
                 .arg(self.dir.join("ca.crt"));
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
+        let child = dies_with_us(&mut cmd).spawn().unwrap_or_else(|e| {
             panic!("redis-server could not be started ({e}): install it (Debian: apt-get install -y redis-server)")
         });
         self.child = Some(child);
@@ -290,6 +290,22 @@ impl Drop for Server {
     }
 }
 
+/// `cmd`'s process dies with this test binary, even one that aborts (a
+/// host in production is started on its own and does not).
+fn dies_with_us(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only makes one async-signal-safe system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
+}
+
 /// A host: this test binary (or `program`) in host mode, `workers` workers.
 pub struct Host {
     pub child: Child,
@@ -302,7 +318,7 @@ impl Host {
 
     /// A host that trusts `ca` for a `rediss://` URL.
     pub fn start_tls(url: &str, workers: usize, ca: &std::path::Path) -> Host {
-        let child = Command::new(std::env::current_exe().unwrap())
+        let child = dies_with_us(&mut Command::new(std::env::current_exe().unwrap()))
             .env(pool_runtime::redis::HOST_ENV, url)
             .env(pool_runtime::redis::HOST_WORKERS_ENV, workers.to_string())
             .env(pool_runtime::redis::CA_ENV, ca)
@@ -314,7 +330,7 @@ impl Host {
     }
 
     pub fn start_program(program: &std::path::Path, url: &str, workers: usize) -> Host {
-        let child = Command::new(program)
+        let child = dies_with_us(&mut Command::new(program))
             .env(pool_runtime::redis::HOST_ENV, url)
             .env(pool_runtime::redis::HOST_WORKERS_ENV, workers.to_string())
             .stdin(Stdio::null())

@@ -44,15 +44,19 @@ fn a_held_lock_is_would_block_for_try_and_timeout() {
 #[test]
 fn a_thread_that_ends_holding_the_lock_poisons_it_and_the_value_survives() {
     let m = SharedArray::new(3, 0u32).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut g = m.lock().unwrap();
-            g[0] = 7;
-            // Never unlocked: the thread ends as the holder, as a killed
-            // worker would; the robust mutex hands the next locker EOWNERDEAD.
-            std::mem::forget(g);
-        });
-    });
+    let held = m.clone();
+    // Joined by its handle (`pthread_join`), not by the end of a scope,
+    // which comes when the closure returns, before the thread has exited
+    // and its robust list was walked: measured flaky (2 runs of 4).
+    std::thread::spawn(move || {
+        let mut g = held.lock().unwrap();
+        g[0] = 7;
+        // Never unlocked: the thread ends as the holder, as a killed
+        // worker would; the robust mutex hands the next locker EOWNERDEAD.
+        std::mem::forget(g);
+    })
+    .join()
+    .unwrap();
     assert_eq!(m.region.header().try_lock(), Some(Taken::OwnerDied));
     m.region.header().unlock();
     assert!(m.is_poisoned());
