@@ -29,6 +29,7 @@ mod chunker;
 mod handle;
 #[cfg(feature = "progress")]
 pub(crate) mod progress;
+mod sticky;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
 pub use as_completed::{as_completed, AsCompleted};
