@@ -128,3 +128,54 @@ fn a_map_behind_a_long_call_keeps_its_order_and_the_idle_worker() {
     assert!(took < Duration::from_millis(600), "{took:?}");
     assert_eq!(long.wait().unwrap(), 800);
 }
+
+/// Appends one byte to `dir/<i>`, after `ms`: a call run twice leaves two.
+#[worker_task]
+fn mark(_: &mut Idle, dir: PathBuf, i: u32, ms: u64) -> u32 {
+    use std::io::Write as _;
+    std::thread::sleep(Duration::from_millis(ms));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(i.to_string()))
+        .unwrap();
+    f.write_all(b"x").unwrap();
+    i
+}
+
+#[test]
+fn calls_taken_back_run_once_and_cancelled_ones_never() {
+    let dir = scratch("once");
+    let pool = pool(2);
+    let mut kept = Vec::new();
+    let mut cancelled = Vec::new();
+    for i in 0..300u32 {
+        // Mostly quick calls, with a long one now and then for the others
+        // to queue behind.
+        let ms = [0, 0, 1, 0, 40][i as usize % 5];
+        let h = pool.submit(mark, (dir.clone(), i, ms));
+        if i % 3 == 1 {
+            match h.cancel() {
+                Ok(()) => cancelled.push(i),
+                Err(h) => kept.push((i, h)),
+            }
+        } else {
+            kept.push((i, h));
+        }
+    }
+    assert!(!cancelled.is_empty(), "no call was cancelled");
+    for (i, h) in kept {
+        let got = h
+            .wait_timeout(Duration::from_secs(30))
+            .ok()
+            .expect("in time");
+        assert_eq!(got.unwrap(), i);
+        let ran = std::fs::read(dir.join(i.to_string())).unwrap();
+        assert_eq!(ran, b"x", "call {i} ran {} times", ran.len());
+    }
+    pool.join().unwrap();
+    for i in cancelled {
+        assert!(!ran(&dir.join(i.to_string())), "cancelled call {i} ran");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
