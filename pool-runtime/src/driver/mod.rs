@@ -862,7 +862,8 @@ impl Core {
                 .filter(|&i| self.has_room(i))
                 .min_by_key(|&i| {
                     let s = &self.slots[i];
-                    (s.inflight.len(), std::cmp::Reverse(s.head_since))
+                    let since = (!s.inflight.is_empty()).then_some(s.head_since);
+                    (s.inflight.len(), std::cmp::Reverse(since))
                 });
             let Some(slot) = best else { break };
             self.queue.pop_front();
