@@ -109,7 +109,7 @@ fn submit_to_runs_on_the_worker_named() {
 #[should_panic(expected = "submit_to: worker 2 of a pool of 2")]
 fn submit_to_a_worker_the_pool_has_not_panics() {
     let pool = pool(2);
-    let _ = pool.submit_to(2, pid, ());
+    drop(pool.submit_to(2, pid, ()));
 }
 
 #[test]
