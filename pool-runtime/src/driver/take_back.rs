@@ -51,6 +51,11 @@ impl Core {
                     continue;
                 }
                 if let Some(old) = self.take_back_last(victim) {
+                    // No one wants it any more (its take-back at `abandon`
+                    // had to wait): dropped, unrun.
+                    if self.drop_if_abandoned(old) {
+                        continue;
+                    }
                     let tag = self.retag(old);
                     self.assign(tag, thief);
                     break;

@@ -88,7 +88,8 @@ impl<S: 'static> Pool<S> {
     /// a cache per key in the worker's state then stays with its key.
     /// Outputs come back in input order. Each worker's inputs run in their
     /// order; a worker's share is as large as its keys make it (a key that
-    /// is most of the inputs is most of one worker's work).
+    /// is most of the inputs is most of one worker's work). Unlike `map`,
+    /// it takes and encodes every input before the first one runs.
     ///
     /// ```
     /// use std::collections::HashMap;
