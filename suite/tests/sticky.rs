@@ -146,3 +146,23 @@ fn a_key_keeps_its_slot_when_its_worker_is_killed_mid_map() {
     let fresh = out.iter().filter(|&&(p, _)| p == after).count() as u32;
     assert_eq!(n, fresh + 1);
 }
+
+#[worker_task]
+fn nap(_: &mut Seen, ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_call_for_one_worker_waiting_unstarted_is_cancelled_and_never_runs() {
+    let pool = pool(2);
+    let long = pool.submit_to(1, nap, 300);
+    // Behind the long call on worker 1, and the next one in its slot's queue.
+    let held = pool.submit_to(1, visit, 7);
+    let queued = pool.submit_to(1, visit, 7);
+    assert!(held.cancel().is_ok(), "unstarted in worker 1: cancelled");
+    assert!(queued.cancel().is_ok(), "queued for worker 1: cancelled");
+    assert_eq!(long.wait().unwrap(), 300);
+    // Neither ran: worker 1 sees key 7 for the first time now.
+    assert_eq!(pool.submit_to(1, visit, 7).wait().unwrap().1, 1);
+}

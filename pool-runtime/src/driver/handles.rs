@@ -51,7 +51,7 @@ impl Core {
         if j.abandoned || j.outstanding != 1 || !j.completions.is_empty() || b.done > 0 {
             return false;
         }
-        if b.job != job || b.pinned.is_some() {
+        if b.job != job {
             return false;
         }
         // Held by a worker that has not started it: taken back, unrun.
@@ -60,7 +60,8 @@ impl Core {
                 return false;
             }
         }
-        // Queued: dispatch drops an abandoned job's batch when it reaches it.
+        // Queued (or pinned, waiting for its slot): dispatch drops an
+        // abandoned job's batch when it reaches it.
         self.abandon(job);
         true
     }

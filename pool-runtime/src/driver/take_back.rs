@@ -19,11 +19,13 @@ use crate::channel::message;
 
 impl Core {
     /// Takes back the last batch slot `i`'s worker holds, if it has not
-    /// started it and it is not pinned there; its tag, now in no slot.
-    fn take_back_last(&mut self, i: usize) -> Option<u64> {
+    /// started it (and, unless `pinned_too`, it is not pinned there); its
+    /// tag, now in no slot.
+    fn take_back_last(&mut self, i: usize, pinned_too: bool) -> Option<u64> {
         let &tag = self.slots[i].inflight.back()?;
         let b = self.batches.get(&tag)?;
-        if b.pinned.is_some() || b.done > 0 || !self.transport.take_back(i, tag) {
+        if (b.pinned.is_some() && !pinned_too) || b.done > 0 || !self.transport.take_back(i, tag)
+        {
             return None;
         }
         // Its frame is still written, if it is not yet: the worker's skip
@@ -50,7 +52,7 @@ impl Core {
                 if self.slots[victim].inflight.len() < 2 {
                     continue;
                 }
-                if let Some(old) = self.take_back_last(victim) {
+                if let Some(old) = self.take_back_last(victim, false) {
                     // No one wants it any more (its take-back at `abandon`
                     // had to wait): dropped, unrun.
                     if self.drop_if_abandoned(old) {
@@ -100,7 +102,8 @@ impl Core {
         if self.batches.get(&tag).is_none_or(|b| b.job != job) {
             return false;
         }
-        let Some(tag) = self.take_back_last(i) else {
+        // Pinned or not: it is dropped, not moved.
+        let Some(tag) = self.take_back_last(i, true) else {
             return false;
         };
         self.batches.remove(&tag);
