@@ -41,6 +41,7 @@ pub struct PoolBuilder<Start = Fork> {
     retries: u32,
     task_timeout: Option<Duration>,
     init_timeout: Option<Duration>,
+    exit_timeout: Option<Duration>,
     recycle: Recycle,
     /// The state type the exit hook given to [`exit_hook`](Self::exit_hook) consumes.
     exit_state: Option<(TypeId, &'static str)>,
@@ -91,6 +92,7 @@ impl Default for PoolBuilder {
             respawn_limit: 3,
             retries: 0,
             task_timeout: None,
+            exit_timeout: None,
             init_timeout: None,
             recycle: Recycle::default(),
             exit_state: None,
@@ -399,6 +401,7 @@ impl<Start> PoolBuilder<Start> {
             retries: self.retries,
             task_timeout: self.task_timeout,
             init_timeout: self.init_timeout,
+            exit_timeout: self.exit_timeout,
             recycle: self.recycle,
             exit_state: self.exit_state,
             #[cfg(feature = "progress")]
@@ -430,7 +433,7 @@ impl<Start> PoolBuilder<Start> {
         match driver.start_workers() {
             Ok(()) => {
                 tracing::info!("pool built");
-                let pool = Pool::new(driver);
+                let pool = Pool::new(driver).with_exit_timeout(self.exit_timeout);
                 #[cfg(feature = "progress")]
                 let pool = pool.with_progress(self.progress);
                 Ok(pool)
@@ -500,6 +503,39 @@ impl<Start> PoolBuilder<Start> {
     /// some thread waits on the pool.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Kills a worker whose exit hook runs longer than `limit` at
+    /// [`join_with`](crate::Pool::join_with) (mpire's `worker_exit_timeout`):
+    /// that worker's outcome is then [`ErrorKind::TimedOut`], saying so, and
+    /// `join_with` returns it (the first failure, in worker order). No limit
+    /// by default; [`join_with_timeout`](crate::Pool::join_with_timeout)
+    /// sets one for one call.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use pool_runtime::{worker_exit, worker_init, ErrorKind, Pool};
+    ///
+    /// #[worker_init]
+    /// fn none(_: &()) -> u8 { 0 }
+    ///
+    /// #[worker_exit]
+    /// fn flush_forever(_: u8) -> u8 { loop { std::thread::park() } }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder()
+    ///     .workers(2)
+    ///     .exit_timeout(Duration::from_millis(100))
+    ///     .build(none, ())?;
+    /// let t = Instant::now();
+    /// let e = pool.join_with(flush_forever).unwrap_err();
+    /// assert!(matches!(e.kind(), ErrorKind::TimedOut(m) if m.contains("exit hook")));
+    /// assert!(t.elapsed() < Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn exit_timeout(mut self, limit: Duration) -> Self {
+        self.exit_timeout = Some(limit);
         self
     }
 

@@ -29,6 +29,7 @@ mod chunker;
 mod handle;
 #[cfg(feature = "progress")]
 pub(crate) mod progress;
+mod sticky;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
 pub use as_completed::{as_completed, AsCompleted};
@@ -50,6 +51,8 @@ pub struct Pool<S> {
     /// The progress bar every `map`/`imap` of the pool gets (`progress.rs`).
     #[cfg(feature = "progress")]
     progress: progress::ProgressMode,
+    /// The limit of each worker's exit hook at `join_with`, if any.
+    exit_timeout: Option<std::time::Duration>,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -70,8 +73,15 @@ impl<S: 'static> Pool<S> {
             driver,
             #[cfg(feature = "progress")]
             progress: Default::default(),
+            exit_timeout: None,
             _state: PhantomData,
         }
+    }
+
+    /// The same pool, with `limit` on each worker's exit hook at `join_with`.
+    pub(crate) fn with_exit_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.exit_timeout = limit;
+        self
     }
 
     /// The same pool, drawing `mode`'s progress bar for every `map`/`imap`.
@@ -305,8 +315,55 @@ impl<S: 'static> Pool<S> {
     ///
     /// # Errors
     ///
-    /// If a worker died before or during its exit hook, or the hook panicked.
-    pub fn join_with<E: Exit<S>>(self, _exit: E) -> Result<Vec<E::Output>, Error> {
+    /// If a worker died before or during its exit hook, the hook panicked,
+    /// or it ran past the pool's [`exit_timeout`](crate::PoolBuilder::exit_timeout).
+    pub fn join_with<E: Exit<S>>(self, exit: E) -> Result<Vec<E::Output>, Error> {
+        let limit = self.exit_timeout;
+        self.join_with_limit(exit, limit)
+    }
+
+    /// [`join_with`](Pool::join_with), with each worker's exit hook given
+    /// `limit` (over the pool's [`exit_timeout`](crate::PoolBuilder::exit_timeout)):
+    /// a worker whose hook runs longer is killed, and its outcome is
+    /// [`ErrorKind::TimedOut`], which says so.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pool_runtime::{worker_exit, worker_init, ErrorKind, Pool, WorkerInfo};
+    ///
+    /// #[worker_init]
+    /// fn slot(_: &(), info: WorkerInfo) -> usize { info.index() }
+    ///
+    /// /// Worker 1's hook hangs; worker 0's returns.
+    /// #[worker_exit]
+    /// fn leave(slot: usize) -> usize {
+    ///     if slot == 1 { std::thread::sleep(Duration::from_secs(60)) }
+    ///     slot
+    /// }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder().workers(2).build(slot, ())?;
+    /// let e = pool.join_with_timeout(leave, Duration::from_millis(200)).unwrap_err();
+    /// assert!(matches!(e.kind(), ErrorKind::TimedOut(m) if m.contains("worker 1")));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`join_with`](Pool::join_with).
+    pub fn join_with_timeout<E: Exit<S>>(
+        self,
+        exit: E,
+        limit: std::time::Duration,
+    ) -> Result<Vec<E::Output>, Error> {
+        self.join_with_limit(exit, Some(limit))
+    }
+
+    fn join_with_limit<E: Exit<S>>(
+        self,
+        _exit: E,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Vec<E::Output>, Error> {
         let hook = registry::exit_index::<E>()
             .ok_or_else(|| Error::new(ErrorKind::NotRegistered(std::any::type_name::<E>())))?;
         if let Some(bodies) = self.driver.leave_with(hook) {
@@ -334,14 +391,25 @@ impl<S: 'static> Pool<S> {
         }
         let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
             asked.iter().map(|_| None).collect();
-        drop(self.driver.wait_until(|core| {
+        let mut arrived = |core: &mut Core| {
             for (i, &slot) in asked.iter().enumerate() {
                 if outcomes[i].is_none() {
                     outcomes[i] = core.exit_outcome(slot);
                 }
             }
             outcomes.iter().all(Option::is_some)
-        }));
+        };
+        let deadline = limit.and_then(|l| std::time::Instant::now().checked_add(l));
+        let mut core = self.driver.wait_until_deadline(&mut arrived, deadline);
+        if let Some(limit) = limit.filter(|_| !arrived(&mut core)) {
+            // Past the limit: the hooks still running end with their worker.
+            for &slot in &asked {
+                core.exit_overdue(slot, limit);
+            }
+            drop(core);
+            core = self.driver.wait_until(&mut arrived);
+        }
+        drop(core);
         self.driver.shutdown(None);
         // Recycled workers first (their slot, then their generation), then
         // the last workers, in slot order.

@@ -233,6 +233,9 @@ pub(crate) enum Phase {
 /// `StepCell::step` before the batch's first item.
 const NO_STEP: u64 = u64::MAX;
 
+/// In `StepCell::gate`: the driver took back the batch whose tag is the rest.
+const TAKEN_BACK: u64 = 1 << 63;
+
 /// What one worker is doing, visible to the driver.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -241,6 +244,11 @@ pub(crate) struct StepCell {
     tag: AtomicU64,
     /// Where in that batch: `item << 2 | phase`, or [`NO_STEP`].
     step: AtomicU64,
+    /// Who owns the batch the worker has been sent last: the tag it
+    /// claimed last, or `tag | TAKEN_BACK` once the driver took `tag` back
+    /// before the worker claimed it (one at a time). One word changed only
+    /// by compare-and-swap, so exactly one side wins each batch.
+    gate: AtomicU64,
 }
 
 impl StepCell {
@@ -262,6 +270,54 @@ impl StepCell {
         self.tag.store(0, Ordering::Release);
     }
 
+    /// In the worker, before starting batch `tag`: whether it may, or the
+    /// driver took it back (it then runs elsewhere; the worker skips it).
+    pub(crate) fn claim(&self, tag: u64) -> bool {
+        let mut cur = self.gate.load(Ordering::Acquire);
+        loop {
+            if cur == tag | TAKEN_BACK {
+                // The driver leaves the gate alone while a take-back is
+                // pending: this store races with nothing.
+                self.gate.store(0, Ordering::Release);
+                return false;
+            }
+            if cur & TAKEN_BACK != 0 {
+                // A later batch was taken back: this one is still ours.
+                return true;
+            }
+            match self
+                .gate
+                .compare_exchange_weak(cur, tag, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// In the driver: takes back `tag`, the batch it sent this worker last,
+    /// if the worker has not claimed it; whether it did. Refused while an
+    /// earlier take-back is still unseen by the worker.
+    pub(crate) fn take_back(&self, tag: u64) -> bool {
+        let mut cur = self.gate.load(Ordering::Acquire);
+        loop {
+            // `tag` is the last batch sent: a worker that claimed it has
+            // claimed nothing since, so the gate still says `tag`.
+            if cur == tag || cur & TAKEN_BACK != 0 {
+                return false;
+            }
+            match self.gate.compare_exchange_weak(
+                cur,
+                tag | TAKEN_BACK,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// In the driver: the batch under way, if any, and the item in it and
     /// its phase, once one has started.
     pub(crate) fn read(&self) -> Option<(u64, Option<(u32, Phase)>)> {
@@ -274,6 +330,7 @@ impl StepCell {
     pub(crate) fn take(&self) -> Option<(u64, Option<(u32, Phase)>)> {
         let at = self.read();
         self.tag.store(0, Ordering::Release);
+        self.gate.store(0, Ordering::Release);
         at
     }
 
@@ -448,4 +505,57 @@ pub(crate) fn flag_leave_signals() {
 #[cfg(feature = "redis")]
 pub(crate) fn leave_asked() -> bool {
     LEAVE_ASKED.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> StepCell {
+        StepCell {
+            tag: AtomicU64::new(0),
+            step: AtomicU64::new(NO_STEP),
+            gate: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_either_claimed_or_taken_back_never_both() {
+        let c = cell();
+        assert!(c.claim(1));
+        // Claimed: the driver cannot take it back.
+        assert!(!c.take_back(1));
+        // Sent next, not claimed yet: taken back, and the worker skips it.
+        assert!(c.take_back(2));
+        assert!(!c.claim(2));
+        // The batch after it runs.
+        assert!(c.claim(3));
+    }
+
+    #[test]
+    fn a_take_back_waits_for_the_worker_to_see_the_last_one() {
+        let c = cell();
+        assert!(c.take_back(2));
+        // A second one is refused until the worker skipped the first.
+        assert!(!c.take_back(3));
+        // The batch before the one taken back still runs, and leaves the mark.
+        assert!(c.claim(1));
+        assert!(!c.take_back(3));
+        assert!(!c.claim(2));
+        assert!(c.take_back(3));
+        assert!(!c.claim(3));
+    }
+
+    #[test]
+    fn claim_and_take_back_race_to_one_winner() {
+        for tag in 1..2_000u64 {
+            let c = cell();
+            let (claimed, taken) = std::thread::scope(|s| {
+                let w = s.spawn(|| c.claim(tag));
+                let taken = c.take_back(tag);
+                (w.join().unwrap(), taken)
+            });
+            assert!(claimed != taken, "tag {tag}: claimed {claimed}, taken back {taken}");
+        }
+    }
 }

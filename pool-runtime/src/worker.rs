@@ -174,6 +174,10 @@ impl Server<'_> {
                     count,
                     body,
                 }) => {
+                    // Taken back while it waited here: another worker runs it.
+                    if !self.cell.claim(tag) {
+                        continue;
+                    }
                     if let Err(code) = self.run(&mut *state, tag, (task, count, body)) {
                         return code;
                     }

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Cases: `seeds`, `tiny`, `roundtrip`, `start`, `sharing`, `big`, `scaling`,
-//! `pipeline`.
+//! `pipeline`, `spawn`, `handles`, `hol`.
 //! The raw references fork this process with `libc::fork`; each child only
 //! makes system calls on memory set up before the fork, and ends with `_exit`.
 
@@ -1732,6 +1732,62 @@ fn case_handles(opts: &Opts, rows: &mut Vec<Row>) {
     });
 }
 
+// ===========================================================================
+// 11. Head-of-line blocking
+
+/// Sleeps `ms`: a call that takes time without taking a core.
+#[worker_task]
+fn nap_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn case_hol(opts: &Opts, rows: &mut Vec<Row>) {
+    const LONG: u64 = 600;
+    header(
+        "hol",
+        &format!("one {LONG} ms call, then eight 10 ms calls (submit each), 2 workers: when the last short one is done, over {LONG} ms"),
+    );
+    let pool = Pool::builder()
+        .workers(2)
+        .build(no_state, ())
+        .expect("build");
+    let once = || {
+        let t = Instant::now();
+        let handles: Vec<_> = std::iter::once(LONG)
+            .chain([10; 8])
+            .map(|ms| pool.submit(nap_ms, ms))
+            .collect();
+        let mut last_short = Duration::ZERO;
+        for (i, r) in pool_runtime::as_completed(handles) {
+            r.expect("nap");
+            if i > 0 {
+                last_short = last_short.max(t.elapsed());
+            }
+        }
+        secs(last_short) / (LONG as f64 / 1e3)
+    };
+    let ratios: Vec<f64> = (0..=opts.runs).map(|_| once()).skip(1).collect();
+    let ratio = median(&ratios);
+    println!(
+        "last short call done at {ratio:.3} x the long call ({}; runs: {})   (target <= 0.3)",
+        fmt_dur(ratio * LONG as f64 / 1e3),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    rows.push(Row {
+        case: "11 hol: last 10 ms call done / 600 ms call",
+        pool: fmt_dur(ratio * LONG as f64 / 1e3),
+        reference: format!("{LONG} ms"),
+        ratio: format!("{ratio:.3}x"),
+        target: "<= 0.3x".into(),
+        met: Some(ratio <= 0.3),
+    });
+}
+
 fn main() {
     // Workers started fresh (case 9) are this bench run again.
     pool_runtime::worker_mode();
@@ -1754,7 +1810,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     type Case = fn(&Opts, &mut Vec<Row>);
-    let cases: [(&str, Case); 10] = [
+    let cases: [(&str, Case); 11] = [
         ("seeds", case_seeds),
         ("tiny", case_tiny),
         ("roundtrip", case_roundtrip),
@@ -1765,6 +1821,7 @@ fn main() {
         ("pipeline", case_pipeline),
         ("spawn", case_spawn),
         ("handles", case_handles),
+        ("hol", case_hol),
     ];
     let t = Instant::now();
     let limit = Duration::from_secs(if opts.quick { 45 } else { 300 });

@@ -1,5 +1,5 @@
 //! Handles like `concurrent.futures`: `wait_timeout`, `is_finished`,
-//! `cancel` (a call no worker holds never runs), owned handles that move to
+//! `cancel` (a call no worker has started never runs), owned handles that move to
 //! threads and `tokio::spawn`, and the pool's end waiting for them.
 
 mod common;
@@ -26,6 +26,14 @@ fn nap(_: &mut Idle, ms: u64) -> u64 {
 #[worker_task]
 fn touch(_: &mut Idle, path: PathBuf) -> bool {
     std::fs::write(&path, b"ran").is_ok()
+}
+
+/// Creates the file `path` as it starts, then sleeps `ms`.
+#[worker_task]
+fn touch_then_nap(_: &mut Idle, path: PathBuf, ms: u64) -> bool {
+    let ok = std::fs::write(&path, b"ran").is_ok();
+    std::thread::sleep(Duration::from_millis(ms));
+    ok
 }
 
 fn pool(workers: usize) -> Pool<Idle> {
@@ -140,11 +148,15 @@ fn a_call_a_worker_holds_or_finished_is_not_cancelled() {
     let dir = scratch("no-cancel");
     let pool = pool(1);
     let path = dir.join("held");
-    let held = pool.submit(touch, path.clone());
-    // Sent to the idle worker at once: it runs, whatever cancel says.
+    let held = pool.submit(touch_then_nap, (path.clone(), 200));
+    // Once the worker has started it, it runs, whatever cancel says.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !ran(&path) {
+        assert!(Instant::now() < until, "the call never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let held = held.cancel().unwrap_err();
     assert!(held.wait().unwrap());
-    assert!(ran(&path));
     let done = pool.submit(nap, 0);
     let until = Instant::now() + Duration::from_secs(10);
     while !done.is_finished() {

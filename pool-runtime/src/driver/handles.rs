@@ -38,20 +38,30 @@ impl Core {
         j.completions.push_back(c);
     }
 
-    /// Cancels the one-batch `job` if its batch waits in the queue (no
-    /// worker holds it): then it never runs, and its outcomes are dropped.
-    /// Whether it did.
+    /// Cancels the one-batch `job` if its batch waits in the queue, or in a
+    /// worker's socket unstarted: then it never runs, and its outcomes are
+    /// dropped. Whether it did.
     pub(crate) fn try_cancel(&mut self, job: JobId) -> bool {
         let Some(j) = self.jobs.get(&job) else {
             return false;
         };
-        let queued = j.tag.and_then(|t| self.batches.get(&t)).is_some_and(|b| {
-            b.slot.is_none() && b.pinned.is_none() && b.done == 0 && b.job == job
-        });
-        if j.abandoned || j.outstanding != 1 || !j.completions.is_empty() || !queued {
+        let Some(b) = j.tag.and_then(|t| self.batches.get(&t)) else {
+            return false;
+        };
+        if j.abandoned || j.outstanding != 1 || !j.completions.is_empty() || b.done > 0 {
             return false;
         }
-        // Dispatch drops an abandoned job's queued batch when it reaches it.
+        if b.job != job {
+            return false;
+        }
+        // Held by a worker that has not started it: taken back, unrun.
+        if let Some(i) = b.slot {
+            if !self.take_back_job(i, job) {
+                return false;
+            }
+        }
+        // Queued (or pinned, waiting for its slot): dispatch drops an
+        // abandoned job's batch when it reaches it.
         self.abandon(job);
         true
     }

@@ -17,6 +17,7 @@ pub(crate) mod pump;
 pub(crate) mod sleep;
 mod slot;
 mod supervise;
+mod take_back;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,12 @@ pub(crate) type JobId = u64;
 /// Batches a worker may hold at once: one running, one waiting behind it, so
 /// a worker never idles between batches.
 const DEPTH: usize = 2;
+
+/// A worker whose batch has run this long gets no second one behind it: it
+/// stays queued for a worker that is free sooner. Twenty times what the
+/// chunker aims a batch at, so a worker held back idles for one round trip
+/// (tens of microseconds) after a batch of at least this long.
+const HOLD_BACK: Duration = Duration::from_millis(20);
 
 /// How long a dead worker's exit status may take to arrive from the zygote
 /// before the driver stops waiting for it.
@@ -498,9 +505,10 @@ impl Core {
             .is_some_and(|j| !j.completions.is_empty())
     }
 
-    /// The caller no longer wants `job`'s outcomes. O(1): its batches still
-    /// queued are dropped when dispatch reaches them (they never run), and
-    /// outcomes still in flight are discarded as they arrive.
+    /// The caller no longer wants `job`'s outcomes. O(workers): its batches
+    /// still queued are dropped when dispatch reaches them, one a worker
+    /// holds unstarted is taken back (neither ever runs), and outcomes
+    /// still in flight are discarded as they arrive.
     pub(crate) fn abandon(&mut self, job: JobId) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
@@ -512,7 +520,10 @@ impl Core {
         j.completions.clear();
         if j.outstanding == 0 {
             self.jobs.remove(&job);
+            return;
         }
+        // What waits in a worker's socket, unstarted, never runs either.
+        self.reclaim_unstarted(job);
     }
 
     /// Drops queued batch `tag` if no one wants its outcomes any more;
@@ -759,6 +770,9 @@ impl Core {
             self.batches.remove(&tag);
             let s = &mut self.slots[slot];
             s.inflight.retain(|t| *t != tag);
+            if !s.inflight.is_empty() {
+                s.head_since = Instant::now();
+            }
             self.batch_gone(job);
         }
         Ok(())
@@ -819,13 +833,17 @@ impl Core {
         let frame = b.frame.clone();
         let s = &mut self.slots[slot];
         s.stats.sent(frame.len());
+        if s.inflight.is_empty() {
+            s.head_since = Instant::now();
+        }
         s.inflight.push_back(tag);
         s.push_frame(frame);
         self.write_slot(slot);
     }
 
     /// Hands each ready worker the batches pinned to its slot, then queued
-    /// batches to the least busy ready workers.
+    /// batches to the least busy ready workers; a worker left idle takes
+    /// one another holds unstarted.
     pub(crate) fn dispatch(&mut self) {
         for slot in 0..self.slots.len() {
             while matches!(self.slots[slot].state, SlotState::Ready { .. })
@@ -844,16 +862,32 @@ impl Core {
                 self.queue.pop_front();
                 continue;
             }
+            // Least busy first; of two as busy, the one whose batch started
+            // last (the other's may be a long one).
             let best = (0..self.slots.len())
-                .filter(|&i| {
-                    matches!(self.slots[i].state, SlotState::Ready { .. })
-                        && self.slots[i].inflight.len() < DEPTH
-                })
-                .min_by_key(|&i| self.slots[i].inflight.len());
+                .filter(|&i| self.has_room(i))
+                .min_by_key(|&i| {
+                    let s = &self.slots[i];
+                    let since = (!s.inflight.is_empty()).then_some(s.head_since);
+                    (s.inflight.len(), std::cmp::Reverse(since))
+                });
             let Some(slot) = best else { break };
             self.queue.pop_front();
             self.assign(tag, slot);
         }
+        self.lend_to_idle();
+    }
+
+    /// Whether slot `i`'s worker is ready and may take one more batch: it
+    /// holds fewer than `DEPTH`, and none behind one running `HOLD_BACK`.
+    fn has_room(&self, i: usize) -> bool {
+        let s = &self.slots[i];
+        matches!(s.state, SlotState::Ready { .. })
+            && match s.inflight.len() {
+                0 => true,
+                n if n < DEPTH => s.head_since.elapsed() < HOLD_BACK,
+                _ => false,
+            }
     }
 
     /// Whether some slot has bytes waiting to be written.

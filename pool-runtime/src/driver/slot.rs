@@ -62,6 +62,8 @@ pub(crate) struct Slot {
     pub(crate) out: VecDeque<(Arc<Vec<u8>>, usize)>,
     /// Tags of the batches the worker holds, oldest first.
     pub(crate) inflight: VecDeque<u64>,
+    /// Since when the oldest of them has been the worker's to run.
+    pub(crate) head_since: Instant,
     /// Tags of batches that must run in this slot (a broadcast), waiting
     /// for its worker to be ready: a worker that leaves takes no new one,
     /// and its replacement gets them.
@@ -98,6 +100,7 @@ impl Slot {
             reader: FrameReader::new(max_frame),
             out: VecDeque::new(),
             inflight: VecDeque::new(),
+            head_since: Instant::now(),
             pinned: VecDeque::new(),
             exit_result: None,
             init_failures: 0,

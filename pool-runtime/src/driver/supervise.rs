@@ -110,6 +110,18 @@ impl Core {
         asked
     }
 
+    /// `slot`'s worker still runs its exit hook past `limit`: it is killed,
+    /// and its outcome says so.
+    pub(crate) fn exit_overdue(&mut self, slot: usize, limit: Duration) {
+        let s = &mut self.slots[slot];
+        if let SlotState::Exiting { pid } = s.state {
+            if s.exit_result.is_none() && s.timed_out.is_none() {
+                s.timed_out = Some(limit);
+                self.kill(pid);
+            }
+        }
+    }
+
     /// The exit outcome of `slot`: `None` while it is still coming.
     pub(crate) fn exit_outcome(&mut self, slot: usize) -> Option<Result<Vec<u8>, Error>> {
         let s = &mut self.slots[slot];
@@ -118,6 +130,12 @@ impl Core {
         }
         match &s.state {
             SlotState::Exiting { .. } | SlotState::Dead { .. } => None,
+            SlotState::Gone { .. } if s.timed_out.is_some() => {
+                let limit = s.timed_out.unwrap_or_default();
+                Some(Err(Error::new(ErrorKind::TimedOut(format!(
+                    "the exit hook of worker {slot} ran past its {limit:?} limit; the worker was killed"
+                )))))
+            }
             SlotState::Gone { pid, exit, how } => Some(Err(Error::new(ErrorKind::WorkerDied(
                 WorkerDeath::new(Some(pid.as_raw() as u32), exit.map(Into::into), format!("in its exit hook: {how}")),
             )))),

@@ -30,6 +30,8 @@ struct Script {
     events: Vec<Event>,
     killed: Vec<Pid>,
     positions: HashMap<usize, Position>,
+    /// `(slot, tag)` of batches the worker has claimed: not taken back.
+    claimed: Vec<(usize, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +60,9 @@ impl Transport for Scripted {
     fn take_position(&self, slot: usize) -> Position {
         self.0.lock().unwrap().positions.remove(&slot).flatten()
     }
+    fn take_back(&self, slot: usize, tag: u64) -> bool {
+        !self.0.lock().unwrap().claimed.contains(&(slot, tag))
+    }
     fn is_lost(&self) -> bool {
         false
     }
@@ -81,31 +86,40 @@ fn config(workers: usize, retries: u32) -> Config {
 /// A driver of one slot whose worker (pid 4242) is ready; the test holds
 /// the worker's end of its channel.
 fn ready_driver(retries: u32) -> (Driver, Scripted, UnixStream) {
+    let (driver, script, mut workers) = ready_drivers(1, retries);
+    (driver, script, workers.remove(0))
+}
+
+/// A driver of `n` slots whose workers (pids 4242, 4243, …) are ready, and
+/// the workers' ends of their channels.
+fn ready_drivers(n: usize, retries: u32) -> (Driver, Scripted, Vec<UnixStream>) {
     let script = Scripted::default();
     let driver = Driver::new(
         Box::new(script.clone()),
         sleep::Sleep::new().unwrap(),
-        config(1, retries),
+        config(n, retries),
     );
-    let mut worker = {
-        let mut core = driver.lock();
-        core.spawn(0);
-        let worker = script.0.lock().unwrap().started[0].2.take().unwrap();
-        script.0.lock().unwrap().events.push(Event::Started {
-            slot: 0,
-            pid: Pid::from_raw(4242),
-        });
-        core.handle_transport();
-        worker
-    };
-    let mut ready = Vec::new();
-    write::ready(&mut ready);
-    worker.write_all(&ready).unwrap();
-    let mut core = driver.lock();
-    core.read_slot(0);
-    assert_eq!(core.ready_slots(), vec![0]);
-    drop(core);
-    (driver, script, worker)
+    let mut workers = Vec::new();
+    for slot in 0..n {
+        let mut worker = {
+            let mut core = driver.lock();
+            core.spawn(slot);
+            let worker = script.0.lock().unwrap().started[slot].2.take().unwrap();
+            script.0.lock().unwrap().events.push(Event::Started {
+                slot,
+                pid: Pid::from_raw(4242 + slot as i32),
+            });
+            core.handle_transport();
+            worker
+        };
+        let mut ready = Vec::new();
+        write::ready(&mut ready);
+        worker.write_all(&ready).unwrap();
+        driver.lock().read_slot(slot);
+        workers.push(worker);
+    }
+    assert_eq!(driver.lock().ready_slots(), (0..n).collect::<Vec<_>>());
+    (driver, script, workers)
 }
 
 /// A `Run` batch of `inputs` for task 7, as the caller's thread encodes it.
@@ -384,4 +398,60 @@ fn a_worker_started_after_terminate_is_killed_and_not_replaced() {
     core.read_slot(0);
     core.handle_transport();
     assert_eq!(script.0.lock().unwrap().started.len(), 1, "no replacement");
+}
+
+#[test]
+fn an_idle_worker_takes_back_the_batch_waiting_behind_a_busy_one() {
+    let (driver, script, mut workers) = ready_drivers(2, 0);
+    let mut core = driver.lock();
+    let job = core.new_job();
+    // One slot each, then the third behind the batch that started last.
+    for (first, input) in [(0, 10), (1, 11), (2, 12)] {
+        let mut b = batch(job, &[input]);
+        b.first = first;
+        core.submit(b, None);
+        core.dispatch();
+    }
+    assert_eq!(core.slots[0].inflight.len(), 1);
+    assert_eq!(core.slots[1].inflight.len(), 2);
+    let (quick, _, _) = receive_run(&mut workers[0]);
+    let (long, _, _) = receive_run(&mut workers[1]);
+    let (waiting, _, inputs) = receive_run(&mut workers[1]);
+    assert_eq!(inputs, vec![12]);
+    script.0.lock().unwrap().claimed = vec![(0, quick), (1, long)];
+    // Slot 0 is done and idle, the queue empty: it takes slot 1's second.
+    send_done(&mut workers[0], quick, 0, &[100]);
+    core.read_slot(0);
+    core.dispatch();
+    let (tag, _, inputs) = receive_run(&mut workers[0]);
+    assert_eq!(inputs, vec![12]);
+    assert_ne!(tag, waiting, "a new tag: the frame slot 1 skips never matches");
+    assert_eq!(core.slots[1].inflight, [long]);
+    send_done(&mut workers[0], tag, 0, &[120]);
+    send_done(&mut workers[1], long, 0, &[110]);
+    core.read_slot(0);
+    core.read_slot(1);
+    let mut got = outcomes(&mut core, job);
+    got.sort_by_key(|(i, _)| *i);
+    assert_eq!(got, vec![(0, Ok(100)), (1, Ok(110)), (2, Ok(120))]);
+}
+
+#[test]
+fn a_claimed_batch_is_not_taken_back() {
+    let (driver, script, mut workers) = ready_drivers(2, 0);
+    let mut core = driver.lock();
+    let job = core.new_job();
+    for first in 0..2 {
+        let mut b = batch(job, &[first]);
+        b.first = first;
+        core.submit(b, Some(0));
+        core.dispatch();
+    }
+    let (a, _, _) = receive_run(&mut workers[0]);
+    let (b, _, _) = receive_run(&mut workers[0]);
+    script.0.lock().unwrap().claimed = vec![(0, a), (0, b)];
+    core.dispatch();
+    // Pinned, and claimed besides: both stay where they are.
+    assert_eq!(core.slots[0].inflight, [a, b]);
+    assert!(core.slots[1].inflight.is_empty());
 }

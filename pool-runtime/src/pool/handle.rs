@@ -110,11 +110,13 @@ impl<'p, R: DeserializeOwned> Submitted<'p, R> {
         driver.step(core).has_completions(job)
     }
 
-    /// Cancels the call if no worker holds its input yet: `Ok(())`, and the
-    /// task never runs. If a worker has it (running, or next in line: each
-    /// worker holds at most two calls), or it is done, the call goes on and
-    /// the handle comes back: `Err(self)`, as `Future.cancel()` returns
-    /// `False`.
+    /// Cancels the call if no worker has started it: `Ok(())`, and the task
+    /// never runs, whether it waited in the pool's queue or behind another
+    /// call in a worker (each worker holds at most two). If a worker runs
+    /// it, or it is done, the call goes on and the handle comes back:
+    /// `Err(self)`, as `Future.cancel()` returns `False`. Dropping a handle
+    /// (after a [`wait_timeout`](Submitted::wait_timeout) that ran out, say)
+    /// likewise drops a call not yet started.
     ///
     /// ```
     /// use std::time::Duration;
@@ -134,9 +136,9 @@ impl<'p, R: DeserializeOwned> Submitted<'p, R> {
     /// let (running, next) = (pool.submit(nap, 200), pool.submit(nap, 1));
     /// let queued = pool.submit(nap, 2);
     /// assert!(queued.cancel().is_ok()); // no worker had it: never runs
-    /// let running = running.cancel().unwrap_err(); // the worker has it
+    /// assert!(next.cancel().is_ok()); // waiting behind `running`: never runs
+    /// let running = running.cancel().unwrap_err(); // the worker runs it
     /// assert_eq!(running.wait()?, 200);
-    /// assert_eq!(next.wait()?, 1);
     /// # Ok(()) }
     /// ```
     ///

@@ -211,6 +211,10 @@ impl Transport for ForkServer {
         self.cells.get(slot).take()
     }
 
+    fn take_back(&self, slot: usize, tag: u64) -> bool {
+        self.cells.get(slot).take_back(tag)
+    }
+
     fn is_lost(&self) -> bool {
         self.ctl.is_none()
     }

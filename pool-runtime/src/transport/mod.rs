@@ -97,6 +97,15 @@ pub(crate) trait Transport: Send + fmt::Debug {
     /// Where the worker in `slot` is.
     fn position(&self, slot: usize) -> Position;
 
+    /// Takes back batch `tag`, the last one sent to the worker in `slot`,
+    /// if that worker has not started it: it then skips the batch, and the
+    /// driver may give it to another. Whether it did; `false` where the
+    /// transport cannot tell.
+    fn take_back(&self, slot: usize, tag: u64) -> bool {
+        let _ = (slot, tag);
+        false
+    }
+
     /// Once the worker in `slot` is gone: where it was, and a clean slate
     /// for the slot's next worker.
     fn take_position(&self, slot: usize) -> Position;
