@@ -241,6 +241,8 @@ pub(crate) struct StepCell {
     tag: AtomicU64,
     /// Where in that batch: `item << 2 | phase`, or [`NO_STEP`].
     step: AtomicU64,
+    /// Why the sandbox stopped the worker (`sandbox::Breach`), 0 if it did not.
+    breach: AtomicU64,
 }
 
 impl StepCell {
@@ -275,6 +277,17 @@ impl StepCell {
         let at = self.read();
         self.tag.store(0, Ordering::Release);
         at
+    }
+
+    /// In the worker: where its sandbox writes a breach as it dies.
+    pub(crate) fn breach(&self) -> &AtomicU64 {
+        &self.breach
+    }
+
+    /// In the driver, once the worker is gone: the breach it wrote (0 if
+    /// none), cleared for the slot's next worker.
+    pub(crate) fn take_breach(&self) -> u64 {
+        self.breach.swap(0, Ordering::AcqRel)
     }
 
     fn decode(step: u64) -> Option<(u32, Phase)> {
