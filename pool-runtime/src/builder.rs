@@ -7,6 +7,7 @@ use crate::driver::{Config, Driver};
 use crate::error::{Error, ErrorKind};
 use crate::pool::Pool;
 use crate::registry;
+use crate::sandbox::Sandbox;
 use crate::task::{Exit, Init};
 use crate::transport::exec::Program;
 use crate::transport::fork::{ForkServer, Settings};
@@ -43,6 +44,7 @@ pub struct PoolBuilder<Start = Fork> {
     init_timeout: Option<Duration>,
     exit_timeout: Option<Duration>,
     recycle: Recycle,
+    sandbox: Option<Sandbox>,
     /// The state type the exit hook given to [`exit_hook`](Self::exit_hook) consumes.
     exit_state: Option<(TypeId, &'static str)>,
     #[cfg(feature = "progress")]
@@ -95,6 +97,7 @@ impl Default for PoolBuilder {
             exit_timeout: None,
             init_timeout: None,
             recycle: Recycle::default(),
+            sandbox: None,
             exit_state: None,
             #[cfg(feature = "progress")]
             progress: Default::default(),
@@ -135,7 +138,7 @@ impl PoolBuilder<Fork> {
         // The wake-up descriptor first: once the fork server runs, nothing
         // can fail before the driver owns it (and its drop reaps it).
         let sleep = crate::driver::sleep::Sleep::new()?;
-        let transport = ForkServer::start(init, args, self.settings())?;
+        let transport = ForkServer::start(init, args, self.settings(), self.sandbox.as_ref())?;
         self.finish(sleep, transport)
     }
 
@@ -291,6 +294,11 @@ impl PoolBuilder<crate::redis::Redis> {
         A: SpawnArgs,
     {
         self.prepare::<S>()?;
+        if self.sandbox.is_some() {
+            return Err(Error::new(ErrorKind::Init(
+                "a sandbox is not supported on Redis hosts: their workers would run unsandboxed".into(),
+            )));
+        }
         let hello = hello_of(&init, &args)?;
         drop((init, args));
         let config = crate::redis::HostConfig {
@@ -367,7 +375,8 @@ impl PoolBuilder<Spawn> {
         let program = Program::new(self.start.program.as_deref())
             .map_err(|why| Error::new(ErrorKind::Init(why)))?;
         let sleep = crate::driver::sleep::Sleep::new()?;
-        let transport = ForkServer::start_fresh(self.settings(), &program, hello)?;
+        let transport =
+            ForkServer::start_fresh(self.settings(), self.sandbox.as_ref(), &program, hello)?;
         self.finish(sleep, transport)
     }
 }
@@ -378,6 +387,9 @@ impl<Start> PoolBuilder<Start> {
         crate::fresh::check_not_a_forgotten_worker().map_err(|why| Error::new(ErrorKind::Init(why)))?;
         registry::prepare();
         crate::unwind::install_panic_hook();
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.check().map_err(|why| Error::new(ErrorKind::Init(why)))?;
+        }
         self.check_exit_hook::<S>()
     }
 
@@ -403,6 +415,7 @@ impl<Start> PoolBuilder<Start> {
             init_timeout: self.init_timeout,
             exit_timeout: self.exit_timeout,
             recycle: self.recycle,
+            sandbox: self.sandbox,
             exit_state: self.exit_state,
             #[cfg(feature = "progress")]
             progress: self.progress,
@@ -559,6 +572,47 @@ impl<Start> PoolBuilder<Start> {
     /// [`max_tasks_per_worker`](Self::max_tasks_per_worker).
     pub fn max_worker_rss(mut self, bytes: u64) -> Self {
         self.recycle.max_rss = Some(bytes);
+        self
+    }
+
+    /// Locks every worker into `sandbox` after its init and before its
+    /// first task, and again in every replacement: resource limits,
+    /// `no_new_privs`, a seccomp filter, Landlock rules (see [`Sandbox`]).
+    /// A task that breaks it fails that input with an error that says so
+    /// (`the sandbox forbids the system call `socket``, `resource limit:
+    /// CPU seconds`), and its worker is replaced; init itself is not
+    /// sandboxed, so it may open what tasks then use.
+    ///
+    /// ```
+    /// use pool_runtime::{worker_init, worker_task, Pool, Sandbox};
+    ///
+    /// #[worker_init]
+    /// fn load(words: &Vec<String>) -> Vec<String> { words.clone() }
+    ///
+    /// #[worker_task]
+    /// fn lookup(words: &Vec<String>, i: usize) -> Option<String> { words.get(i).cloned() }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// # let compute_only = Sandbox::compute_only().best_effort();
+    /// # /*
+    /// let compute_only = Sandbox::compute_only();
+    /// # */
+    /// let pool = Pool::builder()
+    ///     .workers(2)
+    ///     .sandbox(compute_only.cpu_seconds(60))
+    ///     .build(load, vec!["a".to_string(), "b".to_string()])?;
+    /// assert_eq!(pool.apply(lookup, 1)?, Some("b".to_string()));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `build` fails with [`ErrorKind::Init`] if a worker cannot apply the
+    /// sandbox (the message says which part and why: no Landlock on this
+    /// kernel, say), unless it asked for [`Sandbox::best_effort`]; and for
+    /// a pool on Redis hosts, which do not support it yet.
+    pub fn sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
         self
     }
 

@@ -21,6 +21,7 @@ use crate::channel::frame;
 use crate::channel::hello::Hello;
 use crate::channel::message::{self, Message};
 use crate::registry;
+use crate::sandbox::{Sandbox, SANDBOX_ENV};
 use crate::sys::{self, StepCells};
 use crate::task::{Init, WorkerInfo};
 use crate::worker::{self, Recycle};
@@ -49,6 +50,8 @@ pub(crate) struct Spec {
     pub(crate) cell_count: u32,
     pub(crate) max_frame: u64,
     pub(crate) recycle: Recycle,
+    /// Carried in its own variable, `sandbox::SANDBOX_ENV`.
+    pub(crate) sandbox: Option<Sandbox>,
 }
 
 impl Spec {
@@ -106,6 +109,7 @@ impl Spec {
                     None => None,
                 },
             },
+            sandbox: None,
         })
     }
 }
@@ -121,7 +125,17 @@ pub(crate) fn enter() {
     }
     IN_WORKER_MODE.store(true, Ordering::Release);
     let code = match Spec::parse(&spec) {
-        Some(spec) => serve(spec),
+        Some(mut spec) => match std::env::var_os(SANDBOX_ENV).map(|s| s.to_str().and_then(Sandbox::parse)) {
+            // Never a worker that runs unsandboxed when a sandbox was asked for.
+            Some(None) => {
+                eprintln!("pool-runtime: {SANDBOX_ENV} is set but malformed");
+                2
+            }
+            sandbox => {
+                spec.sandbox = sandbox.flatten();
+                serve(spec)
+            }
+        },
         None => {
             eprintln!("pool-runtime: {WORKER_ENV} is set but malformed: {spec:?}");
             2
@@ -195,6 +209,7 @@ fn serve(spec: Spec) -> i32 {
         zygote,
         max_frame,
         recycle: &spec.recycle,
+        sandbox: spec.sandbox.as_ref(),
     };
     worker::live(start, |info, stream| {
         // In worker mode: the driver stops waiting for `main` to get here.
@@ -243,9 +258,12 @@ pub(crate) fn check_not_a_forgotten_worker() -> Result<(), String> {
 /// The `WORKER_ENV` entry for a worker, and the rest of the environment.
 pub(crate) fn environment(spec: &Spec) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != WORKER_ENV)
+        .filter(|(k, _)| k != WORKER_ENV && k != SANDBOX_ENV)
         .collect();
     env.push((WORKER_ENV.into(), spec.to_env().into()));
+    if let Some(sandbox) = &spec.sandbox {
+        env.push((SANDBOX_ENV.into(), sandbox.to_env().into()));
+    }
     env
 }
 
@@ -295,6 +313,7 @@ mod tests {
                 max_rss: None,
                 exit_hook: Some(2),
             },
+            sandbox: None,
         };
         let text = spec.to_env();
         assert_eq!(Spec::parse(OsStr::new(&text)), Some(spec));

@@ -119,6 +119,7 @@ mod pool;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;
+mod sandbox;
 pub mod shared;
 mod sys;
 mod task;
@@ -128,6 +129,7 @@ mod worker;
 
 pub use builder::{Fork, PoolBuilder, Spawn, SpawnArgs};
 pub use mode::worker_mode;
+pub use sandbox::Sandbox;
 pub use error::{Error, ErrorKind, Location, Panic, WorkerDeath, WorkerExit};
 pub use insights::{Insights, SlowInput, SlowTask, WorkerInsights};
 pub use pipeline::{feed, Feeds, Pipeline};

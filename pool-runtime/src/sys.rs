@@ -249,6 +249,8 @@ pub(crate) struct StepCell {
     /// before the worker claimed it (one at a time). One word changed only
     /// by compare-and-swap, so exactly one side wins each batch.
     gate: AtomicU64,
+    /// Why the sandbox stopped the worker (`sandbox::Breach`), 0 if it did not.
+    breach: AtomicU64,
 }
 
 impl StepCell {
@@ -332,6 +334,17 @@ impl StepCell {
         self.tag.store(0, Ordering::Release);
         self.gate.store(0, Ordering::Release);
         at
+    }
+
+    /// In the worker: where its sandbox writes a breach as it dies.
+    pub(crate) fn breach(&self) -> &AtomicU64 {
+        &self.breach
+    }
+
+    /// In the driver, once the worker is gone: the breach it wrote (0 if
+    /// none), cleared for the slot's next worker.
+    pub(crate) fn take_breach(&self) -> u64 {
+        self.breach.swap(0, Ordering::AcqRel)
     }
 
     fn decode(step: u64) -> Option<(u32, Phase)> {
@@ -516,6 +529,7 @@ mod tests {
             tag: AtomicU64::new(0),
             step: AtomicU64::new(NO_STEP),
             gate: AtomicU64::new(0),
+            breach: AtomicU64::new(0),
         }
     }
 

@@ -62,6 +62,8 @@ pub(crate) struct Start<'a> {
     pub(crate) zygote: Pid,
     pub(crate) max_frame: usize,
     pub(crate) recycle: &'a Recycle,
+    /// Applied after init, before `Ready`.
+    pub(crate) sandbox: Option<&'a crate::sandbox::Sandbox>,
 }
 
 /// The worker's main, in a fork of the fork server: its init and arguments
@@ -95,6 +97,7 @@ pub(crate) fn live(
         zygote,
         max_frame,
         recycle,
+        sandbox,
     } = start;
     let cell = cells.get(info.index);
     sys::die_with_parent(zygote);
@@ -115,6 +118,12 @@ pub(crate) fn live(
     let state = match init(info, &mut stream) {
         Ok(state) => state,
         Err(message) => return fail_init(&mut stream, &message),
+    };
+    // Between init (which may open what the sandbox forbids) and the
+    // first task; it lives until the worker's last step.
+    let _sandboxed = match sandbox.map(|s| crate::sandbox::enter(s, cell.breach())) {
+        Some(Err(why)) => return fail_init(&mut stream, &why),
+        entered => entered,
     };
     tracing::info!("worker ready");
     drop(init_span);

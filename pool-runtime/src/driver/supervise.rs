@@ -12,6 +12,7 @@ use super::slot::SlotState;
 use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind, WorkerDeath};
+use crate::sandbox::Breach;
 use crate::channel::control::Exit;
 
 /// A worker started fresh says `Started` within this long, or it is taken
@@ -260,11 +261,15 @@ impl Core {
         if exit.is_none() && since.elapsed() < EXIT_REPORT_WAIT {
             return;
         }
-        let how = match (&self.slots[i].protocol_error, exit) {
+        let mut how = match (&self.slots[i].protocol_error, exit) {
             (Some(why), _) => format!("protocol error ({why})"),
             (None, Some(exit)) => exit.to_string(),
             (None, None) => "exit status unknown".to_string(),
         };
+        // A sandboxed worker's handler wrote why the sandbox stopped it.
+        if let Some(breach) = Breach::decode(self.transport.take_breach(i)) {
+            how = format!("{how}: {breach}");
+        }
         self.slots[i].stats.ended();
         if exiting {
             self.slots[i].state = SlotState::Gone { pid, exit, how };

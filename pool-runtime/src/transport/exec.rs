@@ -54,6 +54,7 @@ pub(crate) fn launch(program: &Program, start: worker::Start<'_>) -> i32 {
         cell_count: start.cells.len() as u32,
         max_frame: start.max_frame as u64,
         recycle: start.recycle.clone(),
+        sandbox: start.sandbox.cloned(),
     };
     let kept = sys::keep_across_exec(std::os::fd::AsFd::as_fd(&start.chan))
         .and_then(|()| sys::keep_across_exec(start.cells.fd()));

@@ -19,6 +19,7 @@ use super::{Event, Position, Transport};
 use crate::channel::control::{Ctl, Exit};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
+use crate::sandbox::Sandbox;
 use crate::sys::{self, Internal, StepCells};
 use crate::task::Init;
 use crate::worker::{self, Recycle};
@@ -54,8 +55,11 @@ impl ForkServer {
         init: I,
         args: A,
         settings: Settings<'_>,
+        sandbox: Option<&Sandbox>,
     ) -> Result<ForkServer, Error> {
-        let server = Self::fork_the_server(settings, None, &|start| worker::main(&init, &args, start));
+        let server = Self::fork_the_server(settings, sandbox, None, &|start| {
+            worker::main(&init, &args, start)
+        });
         drop((init, args));
         server
     }
@@ -64,6 +68,7 @@ impl ForkServer {
     /// each is sent `hello` first (the init to run and its arguments).
     pub(crate) fn start_fresh(
         settings: Settings<'_>,
+        sandbox: Option<&Sandbox>,
         program: &Program,
         hello: Vec<u8>,
     ) -> Result<ForkServer, Error> {
@@ -76,7 +81,7 @@ impl ForkServer {
                 settings.max_frame
             ))));
         }
-        Self::fork_the_server(settings, Some(Arc::new(greeting)), &|start| {
+        Self::fork_the_server(settings, sandbox, Some(Arc::new(greeting)), &|start| {
             exec::launch(program, start)
         })
     }
@@ -85,13 +90,14 @@ impl ForkServer {
     /// workers: their state from a greeting in the host's memory).
     #[cfg(feature = "redis")]
     pub(crate) fn start_with(settings: Settings<'_>, launch: Launch<'_>) -> Result<ForkServer, Error> {
-        Self::fork_the_server(settings, None, launch)
+        Self::fork_the_server(settings, None, None, launch)
     }
 
     /// Everything the fork server needs is made first: once it runs,
     /// nothing can fail before this owns it.
     fn fork_the_server(
         settings: Settings<'_>,
+        sandbox: Option<&Sandbox>,
         greeting: Option<Arc<Vec<u8>>>,
         launch: Launch<'_>,
     ) -> Result<ForkServer, Error> {
@@ -107,6 +113,7 @@ impl ForkServer {
                 ctl: &theirs,
                 max_frame: settings.max_frame,
                 recycle: settings.recycle,
+                sandbox,
             }
             .main()
         });
@@ -213,6 +220,10 @@ impl Transport for ForkServer {
 
     fn take_back(&self, slot: usize, tag: u64) -> bool {
         self.cells.get(slot).take_back(tag)
+    }
+
+    fn take_breach(&self, slot: usize) -> u64 {
+        self.cells.get(slot).take_breach()
     }
 
     fn is_lost(&self) -> bool {

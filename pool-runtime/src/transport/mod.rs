@@ -110,6 +110,14 @@ pub(crate) trait Transport: Send + fmt::Debug {
     /// for the slot's next worker.
     fn take_position(&self, slot: usize) -> Position;
 
+    /// Once the worker in `slot` is gone: why its sandbox stopped it, as
+    /// the word `sandbox::Breach` encodes (0: it did not), cleared for the
+    /// slot's next worker.
+    fn take_breach(&self, slot: usize) -> u64 {
+        let _ = slot;
+        0
+    }
+
     /// The transport is gone ([`Event::Lost`]).
     fn is_lost(&self) -> bool;
 

@@ -34,6 +34,8 @@ pub(crate) struct Zygote<'a> {
     pub(crate) ctl: &'a OwnedFd,
     pub(crate) max_frame: usize,
     pub(crate) recycle: &'a crate::worker::Recycle,
+    /// What each worker locks itself into after its init.
+    pub(crate) sandbox: Option<&'a crate::sandbox::Sandbox>,
 }
 
 /// What the zygote keeps track of from one poll to the next.
@@ -183,6 +185,7 @@ impl Zygote<'_> {
                 zygote: me,
                 max_frame: self.max_frame,
                 recycle: self.recycle,
+                sandbox: self.sandbox,
             })
         });
         // `chan` was moved into the closure and dropped with it: the zygote
