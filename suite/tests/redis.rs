@@ -93,6 +93,16 @@ fn kill_host_on_seven(s: &mut State, x: u64) -> u64 {
     x
 }
 
+/// Kills its whole host on input 1500.
+#[worker_task]
+fn kill_host_on_1500(s: &mut State, x: u64) -> u64 {
+    if x == 1500 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.host as i32), Signal::SIGKILL);
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    x
+}
+
 #[worker_exit]
 fn tally(s: State) -> u64 {
     s.ran
@@ -535,6 +545,33 @@ fn redis_an_input_that_kills_hosts_is_quarantined_after_its_deliveries() {
 }
 
 #[test]
+fn redis_entries_a_host_took_but_had_not_started_are_not_charged_for_its_death() {
+    // Short tasks: each host's consumer takes many entries at a time. With
+    // one delivery allowed, an entry charged for a death it did not cause
+    // would be quarantined.
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .max_deliveries(1)
+        .lease(Duration::from_millis(400))
+        .build(start, 0u64)
+        .unwrap();
+    let out: Vec<_> = pool.imap(kill_host_on_1500, 0..3000u64).collect();
+    for (x, r) in out.iter().enumerate() {
+        if x == 1500 {
+            let e = r.as_ref().unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Quarantined(_)), "{e}");
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), x as u64, "{x}");
+        }
+    }
+    // It killed one host, not both: the other still serves.
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+#[test]
 fn redis_two_drivers_share_hosts_without_crosstalk() {
     let server = Server::start();
     let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
@@ -745,4 +782,60 @@ fn redis_broadcast_reaches_every_worker_of_every_host() {
     assert!(matches!(e.kind(), ErrorKind::Panicked(_)), "{e}");
     pool.join().unwrap();
     assert_clean(&server);
+}
+
+#[test]
+fn redis_acl_users_one_kept_to_the_pool_keys_serves_one_without_scripts_or_streams_fails_build() {
+    let server = Server::start_with(false, Some("admin-password"));
+    let sock = server.socket().display().to_string();
+    let user = |name: &str, rules: &[&str]| {
+        let mut args = vec![
+            "ACL",
+            "SETUSER",
+            name,
+            "on",
+            ">secret-of-user",
+            "~pool-runtime:*",
+        ];
+        args.extend_from_slice(rules);
+        assert_eq!(server.cli(&args), ["OK"], "ACL SETUSER {name}");
+        format!("redis+unix://{sock}?user={name}&pass=secret-of-user")
+    };
+    // Kept to the crate's keys, with no admin command: serves.
+    let pool_user = user("pool", &["+@all", "-@admin", "-@dangerous"]);
+    let host = Host::start(&pool_user, 1);
+    let pool = builder(&pool_user).build(start, 1u64).unwrap();
+    assert_eq!(pool.map(square, 0..500u64).unwrap()[7], 50);
+    pool.join().unwrap();
+    drop(host);
+    // A driver whose user may not use streams: `build` fails at once, naming it.
+    let no_streams = user("nostreams", &["+@all", "-@stream"]);
+    let started = Instant::now();
+    let e = builder(&no_streams).build(start, 0u64).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e.kind(), ErrorKind::Init(_)), "{e}");
+    assert!(e.to_string().contains("no permissions"), "{e}");
+    // A host whose user may not run scripts refuses, and `build` says why.
+    let no_scripts = user("noscripts", &["+@all", "-@scripting"]);
+    let _host = Host::start(&no_scripts, 1);
+    let started = Instant::now();
+    let e = builder(&pool_user).build(start, 0u64).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("no permissions") && text.contains("denies this host's user"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-of-user"),
+        "the password leaked: {text}"
+    );
 }

@@ -15,6 +15,8 @@ pub(crate) struct Conn {
     con: Option<Connection>,
     /// How long a command may keep trying to reach Redis.
     patience: Duration,
+    /// Answers to [`Conn::send`]'s commands not read yet.
+    unread: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -45,6 +47,7 @@ impl Conn {
             client: client.clone(),
             con: Some(con),
             patience,
+            unread: 0,
         })
     }
 
@@ -54,6 +57,44 @@ impl Conn {
             client: client.clone(),
             con: None,
             patience,
+            unread: 0,
+        }
+    }
+
+    /// Writes `cmd` without waiting for its answer (read, and dropped,
+    /// before the next command's). Nothing is retried: a command sent on a
+    /// connection that breaks may be lost, so only what the protocol can
+    /// do without goes this way.
+    pub(crate) fn send(&mut self, cmd: &Cmd) {
+        if self.con.is_none() {
+            match connect(&self.client) {
+                Ok(con) => self.con = Some(con),
+                Err(_) => return,
+            }
+        }
+        let Some(con) = self.con.as_mut() else { return };
+        if con.send_packed_command(&cmd.get_packed_command()).is_ok() {
+            self.unread += 1;
+        } else {
+            self.con = None;
+            self.unread = 0;
+        }
+    }
+
+    /// Reads the answers [`Conn::send`] left.
+    fn drain(&mut self) {
+        while self.unread > 0 {
+            let Some(con) = self.con.as_mut() else {
+                self.unread = 0;
+                return;
+            };
+            match con.recv_response() {
+                Err(e) if is_connection_error(&e) => {
+                    self.con = None;
+                    self.unread = 0;
+                }
+                _ => self.unread -= 1,
+            }
         }
     }
 
@@ -94,6 +135,7 @@ impl Conn {
     }
 
     fn retrying<T>(&mut self, mut f: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+        self.drain();
         let deadline = Instant::now() + self.patience;
         let mut backoff = Duration::from_millis(10);
         loop {

@@ -8,9 +8,9 @@
 //! business, handled at once as in any local pool; only a host's death
 //! needs Redis, through its lease.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,15 +18,14 @@ use redis::{cmd, Client, Script, Value};
 
 use super::conn::Conn;
 use super::keys::{self, Keys, GROUP};
+use super::local;
 use super::wire::{self, Entry, HostConfig};
-use crate::channel::message::{self, Message};
+use crate::channel::message::Message;
 use crate::channel::outcome;
-use crate::channel::{frame, item};
-use crate::driver::{Completion, Config, Driver, NewBatch};
+use crate::driver::Driver;
 use crate::error::{Error, ErrorKind};
 use crate::sys;
-use crate::transport::fork::{ForkServer, Settings};
-use crate::worker::{self, Recycle};
+use crate::worker;
 
 /// The variable that makes a program a host: the Redis URL to serve from.
 pub const HOST_ENV: &str = "POOL_RUNTIME_REDIS_HOST";
@@ -74,7 +73,7 @@ pub(crate) fn main() -> i32 {
             return 2;
         }
     };
-    let mut sessions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut sessions: HashMap<String, JoinHandle<bool>> = HashMap::new();
     let mut refused: HashSet<String> = HashSet::new();
     while !sys::leave_asked() {
         // Pools whose driver stopped vouching for them are forgotten.
@@ -94,7 +93,18 @@ pub(crate) fn main() -> i32 {
             .unwrap_or_default();
         // A session ends when its pool is gone (a Redis that lost its data
         // loses it only until the driver writes it again) or ending.
-        sessions.retain(|_, t| !t.is_finished());
+        let ended: Vec<String> = sessions
+            .iter()
+            .filter(|(_, t)| t.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pool in ended {
+            if let Some(t) = sessions.remove(&pool) {
+                if t.join().unwrap_or(false) {
+                    refused.insert(pool);
+                }
+            }
+        }
         for pool in live {
             if sessions.contains_key(&pool) || refused.contains(&pool) {
                 continue;
@@ -192,44 +202,62 @@ struct Session {
 struct Live {
     /// The pool is gone or ending, or this host leaves: take no more.
     leaving: AtomicBool,
-    /// Entries taken from hosts whose lease lapsed, with their deliveries.
-    claimed: Mutex<VecDeque<(Entry, u32)>>,
-    /// The entries this host's consumers are running.
-    running: Mutex<HashSet<String>>,
+}
+
+/// Where a consumer marks the entry it runs (see [`wire::RECLAIM`]).
+struct Mark {
+    /// The consumer's name in the group: `host/n`.
+    consumer: String,
+    key: String,
+    /// How long the mark outlives the last heartbeat that kept it.
+    ttl_ms: u64,
 }
 
 impl Session {
-    fn run(self, hello: Vec<u8>) {
-        let driver = match self.local_pool(&hello) {
+    /// Serves the pool until it ends or this host leaves; whether this
+    /// host refused it (it is not to be offered again).
+    fn run(self, hello: Vec<u8>) -> bool {
+        let driver = match local::start(&self.config, self.workers, &hello) {
             Ok(d) => d,
             Err(why) => {
                 let mut conn = Conn::lazy(&self.client, Duration::from_secs(5));
                 refuse(&mut conn, &self.keys, &self.host, &format!("init failed: {why}"));
-                return;
+                return true;
             }
         };
         drop(hello);
         let driver = Arc::new(driver);
         let live = Arc::new(Live {
             leaving: AtomicBool::new(false),
-            claimed: Mutex::new(VecDeque::new()),
-            running: Mutex::new(HashSet::new()),
         });
         let me = Arc::new(self);
         // The first heartbeat registers this host: only then does it take work.
         let mut beat = Conn::lazy(&me.client, me.config.lease);
-        if me.heartbeat(&mut beat, &live) == 0 {
-            driver.shutdown(None);
-            return;
+        match me.try_heartbeat(&mut beat) {
+            Ok(0) => {
+                driver.shutdown(None);
+                return false;
+            }
+            Err(e) if e.code() == Some("NOPERM") => {
+                // An ACL user without scripts, or kept off the pool's keys:
+                // the driver's `build` says why, in Redis's words.
+                let why = format!("Redis denies this host's user what serving the pool needs: {e}");
+                eprintln!("pool-runtime host: {why}");
+                let k = &me.keys;
+                let _ = beat.run::<()>(cmd("HSET").arg(k.refused()).arg(&me.host).arg(&why));
+                driver.shutdown(None);
+                return true;
+            }
+            _ => {}
         }
-        // One entry held per worker: a host that dies held only what its
-        // workers ran, so each entry's delivery count blames what it should.
+        // One consumer per worker, named `host/n`; each holds one entry, or
+        // a few of short tasks (`Prefetch`), and takes dead hosts' entries.
         let consumers: Vec<JoinHandle<()>> = (0..me.workers)
-            .map(|_| {
+            .map(|n| {
                 let (me, live, driver) = (me.clone(), live.clone(), driver.clone());
                 std::thread::Builder::new()
                     .name("pool-redis-consumer".into())
-                    .spawn(move || me.consume(&driver, &live))
+                    .spawn(move || me.consume(n, &driver, &live))
                     .expect("a consumer thread")
             })
             .collect();
@@ -240,7 +268,6 @@ impl Session {
                 .spawn(move || me.serve_inbox(&driver, &live))
                 .expect("an inbox thread")
         };
-        let reclaim = Script::new(wire::RECLAIM);
         let every = (me.config.lease / 4).max(Duration::from_millis(10));
         let mut closing = None;
         while consumers.iter().any(|t| !t.is_finished()) {
@@ -256,14 +283,11 @@ impl Session {
             if sys::leave_asked() {
                 live.leaving.store(true, Ordering::Release);
             }
-            if !live.leaving.load(Ordering::Acquire) {
-                me.reclaim(&mut beat, &reclaim, &live);
-            }
         }
         for t in consumers.into_iter().chain([inbox]) {
             let _ = t.join();
         }
-        // What was claimed and not run goes back to the others.
+        // What consumers took and did not run goes back to the others.
         let hook = closing.flatten().or(me.config.exit_hook);
         if let Some(hook) = hook {
             me.run_exit_hooks(&driver, hook, &mut beat);
@@ -272,63 +296,38 @@ impl Session {
         let _ = beat.script::<Value>(
             &Script::new(wire::LEAVE),
             &[&k.tasks(), &k.lease(&me.host), &k.hosts()],
-            &[GROUP.as_bytes(), me.host.as_bytes()],
+            &[
+                GROUP.as_bytes(),
+                me.host.as_bytes(),
+                k.mark_prefix().as_bytes(),
+                me.workers.to_string().as_bytes(),
+            ],
         );
         driver.shutdown(None);
-    }
-
-    /// The local pool: a fork server and `workers` workers, each building
-    /// its state from the driver's greeting.
-    fn local_pool(&self, hello: &[u8]) -> Result<Driver, String> {
-        let c = &self.config;
-        let recycle = Recycle {
-            max_tasks: c.max_tasks,
-            max_rss: None,
-            exit_hook: None,
-        };
-        let settings = Settings {
-            workers: self.workers,
-            max_frame: c.max_frame,
-            recycle: &recycle,
-        };
-        let sleep = crate::driver::sleep::Sleep::new().map_err(|e| e.to_string())?;
-        let transport = ForkServer::start_with(settings, &|start| {
-            worker::live(start, |info, _| worker::state_from_hello(hello, info))
-        })
-        .map_err(|e| e.to_string())?;
-        let config = Config {
-            workers: self.workers,
-            max_frame: c.max_frame,
-            chunk_size: None,
-            shutdown_grace: Duration::from_secs(2),
-            respawn_limit: c.respawn_limit,
-            retries: c.retries,
-            task_timeout: c.task_timeout,
-            init_timeout: c.init_timeout,
-            recycle: recycle.clone(),
-        };
-        let driver = Driver::new(Box::new(transport), sleep, config);
-        match driver.start_workers() {
-            Ok(()) => Ok(driver),
-            Err(why) => {
-                driver.shutdown(None);
-                Err(why)
-            }
-        }
+        false
     }
 
     /// Renews the lease; see [`wire::HEARTBEAT`] for what it returns.
     fn heartbeat(&self, conn: &mut Conn, _live: &Live) -> i64 {
+        // Redis out of reach is not the pool gone: try again next beat.
+        self.try_heartbeat(conn).unwrap_or(-1)
+    }
+
+    fn try_heartbeat(&self, conn: &mut Conn) -> redis::RedisResult<i64> {
         let k = &self.keys;
         let lease = self.config.lease.as_millis().to_string();
         let what = format!("{} workers, pid {}", self.workers, std::process::id());
         conn.script::<i64>(
             &Script::new(wire::HEARTBEAT),
             &[&k.hello(), &k.lease(&self.host), &k.hosts()],
-            &[lease.as_bytes(), self.host.as_bytes(), what.as_bytes()],
+            &[
+                lease.as_bytes(),
+                self.host.as_bytes(),
+                what.as_bytes(),
+                k.mark_prefix().as_bytes(),
+                self.workers.to_string().as_bytes(),
+            ],
         )
-        // Redis out of reach is not the pool gone: try again next beat.
-        .unwrap_or(-1)
     }
 
     /// The exit hook the driver asked for as it ends the pool, if any.
@@ -340,69 +339,53 @@ impl Session {
         Some(v.and_then(|v| v.parse::<u32>().ok()))
     }
 
-    /// Takes the entries of hosts whose lease lapsed.
-    fn reclaim(&self, conn: &mut Conn, script: &Script, live: &Live) {
+    /// Entries for consumer `me`, which holds none now: its own pending
+    /// ones first (delivered by a read whose answer a cut connection lost:
+    /// it never saw them), then those of dead hosts' consumers.
+    fn reclaim(&self, conn: &mut Conn, script: &Script, me: &str) -> Vec<(Entry, u32)> {
         let k = &self.keys;
+        let own: redis::RedisResult<Vec<(String, String, u64, u32)>> = conn.run(
+            cmd("XPENDING")
+                .arg(k.tasks())
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(Prefetch::MAX)
+                .arg(me),
+        );
+        if let Ok(own) = own {
+            if !own.is_empty() {
+                let ids: Vec<&str> = own.iter().map(|(id, ..)| id.as_str()).collect();
+                let got: redis::RedisResult<Value> = conn.run(
+                    cmd("XCLAIM")
+                        .arg(k.tasks())
+                        .arg(GROUP)
+                        .arg(me)
+                        .arg(0)
+                        .arg(&ids)
+                        .arg("RETRYCOUNT")
+                        .arg(1),
+                );
+                if let Ok(Value::Array(entries)) = got {
+                    // Its deliveries so far: this host never ran it.
+                    return entries.iter().filter_map(wire::entry).map(|e| (e, 1)).collect();
+                }
+            }
+        }
+        let most = Prefetch::MAX.to_string();
         let got: redis::RedisResult<Value> = conn.script(
             script,
             &[&k.tasks(), &k.hello()],
             &[
                 GROUP.as_bytes(),
-                self.host.as_bytes(),
+                me.as_bytes(),
                 k.lease_prefix().as_bytes(),
                 b"1000",
+                most.as_bytes(),
+                k.mark_prefix().as_bytes(),
             ],
         );
-        if let Ok(v) = got {
-            live.claimed.lock().unwrap().extend(wire::claimed(&v));
-        }
-        self.reclaim_own(conn, live);
-    }
-
-    /// Takes back this host's own pending entries that no consumer runs:
-    /// delivered by a read whose answer a cut connection lost (Redis moved
-    /// the entry to this host, which never saw it). Idle for two leases
-    /// first, so that an entry being read right now is not one of them.
-    fn reclaim_own(&self, conn: &mut Conn, live: &Live) {
-        let k = &self.keys;
-        let idle = (self.config.lease * 2).as_millis() as u64;
-        let pending: redis::RedisResult<Vec<(String, String, u64, u32)>> = conn.run(
-            cmd("XPENDING")
-                .arg(k.tasks())
-                .arg(GROUP)
-                .arg("IDLE")
-                .arg(idle)
-                .arg("-")
-                .arg("+")
-                .arg(100)
-                .arg(&self.host),
-        );
-        let Ok(pending) = pending else { return };
-        let orphans: Vec<String> = {
-            let running = live.running.lock().unwrap();
-            let claimed = live.claimed.lock().unwrap();
-            pending
-                .into_iter()
-                .map(|(id, ..)| id)
-                .filter(|id| !running.contains(id) && !claimed.iter().any(|(e, _)| e.id == *id))
-                .collect()
-        };
-        if orphans.is_empty() {
-            return;
-        }
-        let got: redis::RedisResult<Value> = conn.run(
-            cmd("XCLAIM")
-                .arg(k.tasks())
-                .arg(GROUP)
-                .arg(&self.host)
-                .arg(idle)
-                .arg(&orphans),
-        );
-        if let Ok(Value::Array(entries)) = got {
-            // Its deliveries so far: this host never ran it.
-            let found = entries.iter().filter_map(wire::entry).map(|e| (e, 1));
-            live.claimed.lock().unwrap().extend(found);
-        }
+        got.map(|v| wire::claimed(&v)).unwrap_or_default()
     }
 
     /// Runs each broadcast sent to this host on every one of its workers,
@@ -431,16 +414,18 @@ impl Session {
                 let (Some(id), payload) = (e.number::<u64>("t"), e.field("f").unwrap_or_default()) else {
                     continue;
                 };
-                let Ok(Message::Run { task, count: 1, body, .. }) = Message::parse(payload) else {
+                let Ok(Message::Run { count: 1, .. }) = Message::parse(payload) else {
                     continue;
                 };
-                let slots: Vec<Option<usize>> = {
+                let runs: Vec<(&[u8], Option<usize>)> = {
                     let core = driver.wait_until(|core| core.all_settled());
-                    core.ready_slots().into_iter().map(Some).collect()
+                    core.ready_slots().into_iter().map(|s| (payload, Some(s))).collect()
                 };
-                let Some((outcomes, _, _)) = self.run_local(driver, payload, (task, 1, body), &slots) else {
+                let Some(ran) = local::run(driver, &runs) else {
                     continue;
                 };
+                let outcomes: Vec<u8> = ran.into_iter().flat_map(|r| r.outcomes).collect();
+                let slots = &runs;
                 let n = slots.len().to_string();
                 let _ = conn.script::<i64>(
                     &Script::new(BROADCAST_REPLY),
@@ -452,85 +437,96 @@ impl Session {
         let _ = conn.run::<()>(cmd("DEL").arg(&inbox));
     }
 
-    /// A consumer: takes entries (claimed ones first), runs each, replies.
-    fn consume(&self, driver: &Driver, live: &Live) {
+    /// Consumer `n`, named `host/n` in the group: takes entries, runs them
+    /// one after another, replies. Before it runs one it marks it, a write
+    /// it does not wait for, so that if this host dies only that entry is
+    /// charged for the death ([`wire::RECLAIM`]). Fresh entries of short
+    /// tasks are taken several at a time ([`Prefetch`]), their replies sent
+    /// together in one round trip with the next read. Every quarter lease,
+    /// holding nothing, it takes what dead hosts held.
+    fn consume(&self, n: usize, driver: &Driver, live: &Live) {
+        let me = format!("{}/{n}", self.host);
+        let mark = Mark {
+            consumer: me.clone(),
+            key: self.keys.mark(&me),
+            ttl_ms: (self.config.lease * 10).as_millis() as u64,
+        };
         let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
         let tasks = self.keys.tasks();
-        // The reply to the last entry goes in one round trip with the read
-        // of the next.
-        let mut reply: Option<redis::Cmd> = None;
-        // The entry whose reply is `reply`.
-        let mut answered: Option<String> = None;
+        let script = Script::new(wire::RECLAIM);
+        let every = (self.config.lease / 4).max(Duration::from_millis(10));
+        let mut next_reclaim = Instant::now();
+        let mut prefetch = Prefetch::default();
+        // Replies not sent yet.
+        let mut replies: Vec<redis::Cmd> = Vec::new();
         while !live.leaving.load(Ordering::Acquire) {
-            let next = live.claimed.lock().unwrap().pop_front();
-            let (entry, deliveries) = match next {
-                Some(claimed) => {
-                    if let Some(r) = reply.take() {
-                        let _ = conn.run::<Value>(&r);
-                    }
-                    claimed
+            let mut held = Vec::new();
+            if Instant::now() >= next_reclaim {
+                flush(&mut conn, &mut replies);
+                held = self.reclaim(&mut conn, &script, &me);
+                // Found some: there may be more.
+                next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
+            }
+            if held.is_empty() {
+                let mut pipe = redis::pipe();
+                for r in replies.drain(..) {
+                    pipe.add_command(r).ignore();
                 }
-                None => {
-                    let mut pipe = redis::pipe();
-                    if let Some(r) = reply.take() {
-                        pipe.add_command(r).ignore();
-                    }
-                    pipe.cmd("XREADGROUP")
-                        .arg("GROUP")
-                        .arg(GROUP)
-                        .arg(&self.host)
-                        .arg("COUNT")
-                        .arg(1)
-                        .arg("BLOCK")
-                        .arg(100)
-                        .arg("STREAMS")
-                        .arg(&tasks)
-                        .arg(">");
-                    let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
-                    match read.map(|v| v.first().map(wire::read_reply).unwrap_or_default()) {
-                        Ok(mut entries) if !entries.is_empty() => (entries.swap_remove(0), 1),
-                        Ok(_) => continue,
-                        Err(_) => {
-                            // No group: the pool is gone (or Redis lost it).
-                            std::thread::sleep(Duration::from_millis(100));
-                            continue;
-                        }
+                pipe.cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&me)
+                    .arg("COUNT")
+                    .arg(prefetch.count())
+                    .arg("BLOCK")
+                    .arg(100)
+                    .arg("STREAMS")
+                    .arg(&tasks)
+                    .arg(">");
+                let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
+                match read.map(|v| v.first().map(wire::read_reply).unwrap_or_default()) {
+                    Ok(entries) if !entries.is_empty() => held = entries.into_iter().map(|e| (e, 1)).collect(),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        // No group: the pool is gone (or Redis lost it).
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
                     }
                 }
-            };
-            // Running until its reply is sent (with the next read).
-            live.running.lock().unwrap().insert(entry.id.clone());
-            reply = self.serve_entry(driver, &mut conn, &entry, deliveries);
-            if let Some(done) = answered.replace(entry.id) {
-                live.running.lock().unwrap().remove(&done);
             }
-            if driver.lock().unusable().is_some() {
-                live.leaving.store(true, Ordering::Release);
+            let started = Instant::now();
+            let mut ran = 0;
+            for (e, deliveries) in &held {
+                // Leaving: what is not run stays pending, uncharged, for others.
+                if live.leaving.load(Ordering::Acquire) {
+                    break;
+                }
+                replies.extend(self.serve_entry(driver, &mut conn, e, *deliveries, &mark));
+                ran += 1;
+                if driver.lock().unusable().is_some() {
+                    live.leaving.store(true, Ordering::Release);
+                }
             }
+            prefetch.observe(ran, started.elapsed());
         }
-        if let Some(r) = reply {
-            let _ = conn.run::<Value>(&r);
-        }
+        flush(&mut conn, &mut replies);
     }
 
     /// Runs one entry (or splits or quarantines it); the command that
     /// sends its reply, if it has one.
-    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32) -> Option<redis::Cmd> {
+    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32, mark: &Mark) -> Option<redis::Cmd> {
         let k = &self.keys;
         let (tag, first) = (e.number::<u64>("t"), e.number::<u32>("o"));
         let prior = e.number::<u32>("a").unwrap_or(0);
         let payload = e.field("f").unwrap_or_default();
-        let (Some(tag), Some(first), Ok(Message::Run { task, count, body, .. })) =
-            (tag, first, Message::parse(payload))
-        else {
+        let (Some(tag), Some(first), Ok(Message::Run { count, .. })) = (tag, first, Message::parse(payload)) else {
             // Not a batch of ours: nothing can answer it.
             let _ = conn.run::<()>(cmd("XACK").arg(k.tasks()).arg(GROUP).arg(&e.id));
             let _ = conn.run::<()>(cmd("XDEL").arg(k.tasks()).arg(&e.id));
             return None;
         };
         let delivered = prior.saturating_add(deliveries);
-        let mut compute = 0;
-        let outcomes = if count == 1 && delivered > self.config.max_deliveries.max(1) {
+        if count == 1 && delivered > self.config.max_deliveries.max(1) {
             let why = format!(
                 "its batch was delivered {delivered} times, to hosts that died or went silent \
                  holding it (the pool allows {}); it is in the dead-letter stream {}",
@@ -540,31 +536,32 @@ impl Session {
             self.dead_letter(conn, e, &why);
             let error = Error::new(ErrorKind::Quarantined(why));
             let mut out = Vec::new();
-            for _ in 0..count {
-                outcome::write_error(&mut out, &error, &mut false);
-            }
-            out
-        } else if deliveries > 1 && count > 1 {
-            // A host died holding this batch: its items go on alone, so that
+            outcome::write_error(&mut out, &error, &mut false);
+            return Some(self.reply(mark, e, (tag, first, count), 0, out));
+        }
+        if deliveries > 1 && count > 1 {
+            // A host died running this batch: its items go on alone, so that
             // one that kills hosts is found out and the rest are not held
             // back. No item is to blame for that death: each starts afresh.
             self.split(conn, e, (tag, first, 0), payload);
             return None;
-        } else {
-            match self.run_local(driver, payload, (task, count, body), &[None]) {
-                Some((out, quarantined, nanos)) => {
-                    compute = nanos;
-                    if quarantined {
-                        self.dead_letter(conn, e, "an input of this batch killed its workers");
-                    }
-                    out
-                }
-                None => return None,
-            }
-        };
+        }
+        conn.send(cmd("SET").arg(&mark.key).arg(&e.id).arg("PX").arg(mark.ttl_ms));
+        // `None`: the local pool broke; the entry stays pending, for others.
+        let r = local::run(driver, &[(payload, None)])?.pop()?;
+        if r.quarantined {
+            self.dead_letter(conn, e, "an input of this batch killed its workers");
+        }
+        Some(self.reply(mark, e, (tag, first, count), r.nanos, r.outcomes))
+    }
+
+    /// The command that sends an entry's reply: outcomes of its `count`
+    /// items from `first` of batch `tag`, computed in `nanos`.
+    fn reply(&self, mark: &Mark, e: &Entry, (tag, first, count): (u64, u32, u32), nanos: u64, outcomes: Vec<u8>) -> redis::Cmd {
+        let k = &self.keys;
         let fields: [(&str, Vec<u8>); 6] = [
             ("t", tag.to_string().into_bytes()),
-            ("ns", compute.to_string().into_bytes()),
+            ("ns", nanos.to_string().into_bytes()),
             ("o", first.to_string().into_bytes()),
             ("n", count.to_string().into_bytes()),
             ("h", self.host.clone().into_bytes()),
@@ -574,11 +571,11 @@ impl Session {
         // Redis's NOSCRIPT could not be retried; Redis caches it compiled.
         let mut c = cmd("EVAL");
         c.arg(wire::REPLY).arg(3).arg(k.tasks()).arg(k.replies()).arg(k.hello());
-        c.arg(GROUP).arg(&self.host).arg(&e.id).arg(0);
+        c.arg(GROUP).arg(&mark.consumer).arg(&e.id).arg(0);
         for (name, value) in &fields {
             c.arg(*name).arg(value);
         }
-        Some(c)
+        c
     }
 
     /// Adds the entry to the dead-letter stream, with why.
@@ -595,7 +592,7 @@ impl Session {
     /// Puts each item of the entry back on its own, then lets the entry go.
     fn split(&self, conn: &mut Conn, e: &Entry, (tag, first, attempts): (u64, u32, u32), payload: &[u8]) {
         let k = &self.keys;
-        let Some(items) = batch_items(payload) else {
+        let Some(items) = local::batch_items(payload) else {
             return;
         };
         let mut pipe = redis::pipe();
@@ -616,104 +613,6 @@ impl Session {
         pipe.cmd("XACK").arg(k.tasks()).arg(GROUP).arg(&e.id).ignore();
         pipe.cmd("XDEL").arg(k.tasks()).arg(&e.id).ignore();
         let _ = conn.retrying_pipe(&pipe);
-    }
-
-    /// Runs a batch on the local pool, once per entry of `copies` (pinned
-    /// to that slot, or on any worker); its outcomes back to back, and
-    /// whether one of them is a quarantine. `None`: the local pool broke
-    /// before it could say.
-    fn run_local(
-        &self,
-        driver: &Driver,
-        payload: &[u8],
-        (task, count, body): (u32, u32, &[u8]),
-        copies: &[Option<usize>],
-    ) -> Option<(Vec<u8>, bool, u64)> {
-        let mut framed = Vec::with_capacity(payload.len() + frame::PREFIX);
-        let start = frame::begin(&mut framed);
-        framed.extend_from_slice(payload);
-        frame::finish(&mut framed, start, usize::MAX).ok()?;
-        // Where the inputs start: after the header (and the chain).
-        let inputs = if task == message::CHAIN {
-            message::parse_chain(body).ok()?.1
-        } else {
-            body
-        };
-        let mut at = frame::PREFIX + payload.len() - inputs.len();
-        let mut offsets = Vec::with_capacity(count as usize);
-        let mut rest = inputs;
-        for _ in 0..count {
-            offsets.push(at as u32);
-            let (_, _, next) = item::read(rest).ok()?;
-            at += rest.len() - next.len();
-            rest = next;
-        }
-        let total = count as usize * copies.len();
-        let mut outcomes: Vec<Option<Vec<u8>>> = vec![None; total];
-        let mut quarantined = false;
-        let mut compute = 0u64;
-        let job = {
-            let mut core = driver.lock();
-            let job = core.new_job();
-            for (i, &slot) in copies.iter().enumerate() {
-                let batch = NewBatch {
-                    job,
-                    task,
-                    first: (i * count as usize) as u64,
-                    count,
-                    frame: framed.clone(),
-                    offsets: offsets.clone(),
-                    attempts: 0,
-                    strays: 0,
-                };
-                core.submit(batch, slot);
-            }
-            core.dispatch();
-            driver.nudge(&core);
-            job
-        };
-        let mut left = total;
-        let mut got = VecDeque::new();
-        while left > 0 {
-            let mut core = driver.wait_until(|core| core.has_completions(job));
-            core.take_completions(job, &mut got);
-            drop(core);
-            for c in got.drain(..) {
-                match c {
-                    Completion::Items {
-                        first,
-                        count,
-                        nanos,
-                        frame,
-                        body,
-                    } => {
-                        compute += nanos;
-                        let mut rest = frame.get(body..)?;
-                        for i in 0..count as u64 {
-                            let (_, _, next) = item::read(rest).ok()?;
-                            let slot = outcomes.get_mut((first + i) as usize)?;
-                            if slot.is_none() {
-                                left -= 1;
-                            }
-                            *slot = Some(rest[..rest.len() - next.len()].to_vec());
-                            rest = next;
-                        }
-                    }
-                    Completion::Failed { index, error } => {
-                        quarantined |= matches!(error.kind(), ErrorKind::Quarantined(_));
-                        let mut one = Vec::new();
-                        outcome::write_error(&mut one, &error, &mut false);
-                        let slot = outcomes.get_mut(index as usize)?;
-                        if slot.is_none() {
-                            left -= 1;
-                        }
-                        *slot = Some(one);
-                    }
-                }
-            }
-        }
-        driver.lock().abandon(job);
-        Some((outcomes.into_iter().flatten().flatten().collect(), quarantined, compute))
     }
 
     /// Runs exit hook `hook` on every local worker; each outcome goes to
@@ -763,29 +662,42 @@ redis.call('XADD', KEYS[2], '*', 'k', 'b', 't', ARGV[1], 'h', ARGV[2], 'n', ARGV
 return 1
 "#;
 
-/// Each item of a `Run` payload as a `Run` payload of its own.
-fn batch_items(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let Ok(Message::Run { tag, task, count, body }) = Message::parse(payload) else {
-        return None;
-    };
-    let (chain, inputs) = if task == message::CHAIN {
-        let (_, inputs) = message::parse_chain(body).ok()?;
-        (&body[..body.len() - inputs.len()], inputs)
-    } else {
-        (&body[..0], body)
-    };
-    let mut out = Vec::with_capacity(count as usize);
-    let mut rest = inputs;
-    for _ in 0..count {
-        let (_, _, next) = item::read(rest).ok()?;
-        let mut one = Vec::new();
-        let start = message::write::run(&mut one, tag, task, 1);
-        one.extend_from_slice(chain);
-        one.extend_from_slice(&rest[..rest.len() - next.len()]);
-        // The payload is the frame without its length prefix.
-        one.drain(start..start + frame::PREFIX);
-        out.push(one);
-        rest = next;
+/// How many fresh entries a consumer takes at once: as many as it runs in
+/// about [`Prefetch::HOLD`], one while it has not run any. A host thus
+/// holds little work another host could have run (none beyond one entry
+/// per worker when tasks are long), and short tasks cost a round trip to
+/// Redis per group instead of per entry.
+#[derive(Debug, Default)]
+struct Prefetch {
+    /// Wall time per entry, smoothed.
+    per_entry: Option<Duration>,
+}
+
+impl Prefetch {
+    const HOLD: Duration = Duration::from_millis(2);
+    const MAX: usize = 64;
+
+    fn count(&self) -> usize {
+        self.per_entry.map_or(1, |d| {
+            let n = Self::HOLD.as_nanos() / d.as_nanos().max(1);
+            (n as usize).clamp(1, Self::MAX)
+        })
     }
-    Some(out)
+
+    fn observe(&mut self, entries: usize, took: Duration) {
+        let one = took / entries.max(1) as u32;
+        self.per_entry = Some(self.per_entry.map_or(one, |p| (p * 3 + one) / 4));
+    }
+}
+
+/// Sends the replies not sent yet.
+fn flush(conn: &mut Conn, replies: &mut Vec<redis::Cmd>) {
+    if replies.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for r in replies.drain(..) {
+        pipe.add_command(r).ignore();
+    }
+    let _ = conn.pipe::<Value>(&pipe);
 }

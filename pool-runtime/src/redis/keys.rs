@@ -62,6 +62,20 @@ impl Keys {
         format!("{}:inbox:{host}", self.base)
     }
     /// What a host's lease key starts with; its id follows.
+    /// A `SCAN` pattern for every key of the pool.
+    pub(crate) fn pattern(&self) -> String {
+        format!("{}:*", self.base)
+    }
+
+    /// Where each consumer (`host/n`) marks the entry it is running.
+    pub(crate) fn mark_prefix(&self) -> String {
+        format!("{}:mark:", self.base)
+    }
+
+    pub(crate) fn mark(&self, consumer: &str) -> String {
+        format!("{}{consumer}", self.mark_prefix())
+    }
+
     pub(crate) fn lease_prefix(&self) -> String {
         format!("{}:lease:", self.base)
     }
@@ -89,7 +103,7 @@ mod tests {
     #[test]
     fn every_key_of_a_pool_shares_one_hash_tag() {
         let k = Keys::new("ab12");
-        for key in k.owned().iter().chain([&k.dead(), &k.lease("h1"), &k.inbox("h1")]) {
+        for key in k.owned().iter().chain([&k.dead(), &k.lease("h1"), &k.inbox("h1"), &k.mark("h1/0")]) {
             assert!(key.starts_with("pool-runtime:{ab12}:"), "{key}");
         }
     }

@@ -13,6 +13,7 @@
 //!   to and from Redis; the jobs layer above is the local one, unchanged.
 //! - `host.rs`: a host, its sessions (one per pool it serves), leases,
 //!   reclaiming, splitting and quarantining.
+//! - `local.rs`: a host's own local pool, and running entries on it.
 //! - `wire.rs`: the entries' fields, the settings hosts run with, and the
 //!   Lua scripts that make each step that must be atomic one step.
 //! - `keys.rs`: the key names, under one hash-tagged namespace per pool.
@@ -21,6 +22,7 @@
 mod conn;
 pub(crate) mod host;
 mod keys;
+mod local;
 pub(crate) mod relay;
 mod wire;
 

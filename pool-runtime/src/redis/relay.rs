@@ -641,6 +641,22 @@ impl Transport for RedisTransport {
         pipe.cmd("DEL").arg(&k.owned()).ignore();
         pipe.cmd("ZREM").arg(keys::registry()).arg(&k.id).ignore();
         let _ = conn.retrying_pipe(&pipe);
+        // And what hosts that died left: their leases, marks and inboxes.
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, found)) = conn.run::<(u64, Vec<String>)>(
+                cmd("SCAN").arg(cursor).arg("MATCH").arg(k.pattern()).arg("COUNT").arg(1000),
+            ) else {
+                break;
+            };
+            if !found.is_empty() {
+                let _ = conn.run::<()>(cmd("DEL").arg(&found));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
     }
 }
 

@@ -161,36 +161,56 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
 "#;
 
-/// Takes the entries of hosts whose lease has lapsed: each moves to this
-/// host, its delivery count up by one. Returns `[id, deliveries, fields]`
-/// for each. A departed host's consumer left with nothing pending is
-/// removed.
+/// Takes entries of hosts whose lease has lapsed, at most ARGV[5]: each
+/// moves to this consumer. A host's consumers (`host/n`) mark the entry
+/// each is running before it runs it; an entry is charged for the death
+/// (its delivery count up by one) only if its consumer had marked it, or
+/// had marked none, so that the entries a consumer held, taken but not
+/// started, are not blamed for what another input did. Returns
+/// `[id, deliveries, fields]` for each. A departed host's consumer left
+/// with nothing pending is removed, with its mark.
 ///
 /// KEYS: tasks, hello. ARGV: group, consumer, lease key prefix, how many
-/// pending entries to look at.
+/// pending entries to look at, how many to take, mark key prefix.
 pub(crate) const RECLAIM: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]))
 local alive = {}
+local marks = {}
 local out = {}
+local most = tonumber(ARGV[5]) or 1000
 for _, e in ipairs(pending) do
+  if #out >= most then break end
   local owner = e[2]
   if owner ~= ARGV[2] then
-    if alive[owner] == nil then
-      alive[owner] = redis.call('EXISTS', ARGV[3] .. owner) == 1
+    local host = string.match(owner, '^(.+)/%d+$') or owner
+    if alive[host] == nil then
+      alive[host] = redis.call('EXISTS', ARGV[3] .. host) == 1
     end
-    if not alive[owner] then
-      local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1])
+    if not alive[host] then
+      if marks[owner] == nil then
+        marks[owner] = redis.call('GET', ARGV[6] .. owner)
+      end
+      local m = marks[owner]
+      local got
+      local n = e[4]
+      if m == false or m == e[1] then
+        got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1])
+        n = n + 1
+      else
+        got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1], 'RETRYCOUNT', n)
+      end
       if got[1] then
-        out[#out + 1] = {got[1][1], e[4] + 1, got[1][2]}
+        out[#out + 1] = {got[1][1], n, got[1][2]}
       end
     end
   end
 end
-for owner, live in pairs(alive) do
-  if not live then
-    local left = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, owner)
-    if #left == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], owner) end
+for owner, _ in pairs(marks) do
+  local left = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, owner)
+  if #left == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], owner)
+    redis.call('DEL', ARGV[6] .. owner)
   end
 end
 return out
@@ -200,7 +220,10 @@ return out
 /// 2 if the lease had lapsed (its entries may be another's now), 0 if the
 /// pool is gone, 3 if the driver is ending it.
 ///
-/// KEYS: hello, lease, hosts. ARGV: lease ms, host id, what it runs.
+/// Its consumers' marks (see [`RECLAIM`]) are kept for ten leases more.
+///
+/// KEYS: hello, lease, hosts. ARGV: lease ms, host id, what it runs, mark
+/// key prefix, how many consumers.
 pub(crate) const HEARTBEAT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local had = redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'XX')
@@ -208,6 +231,9 @@ if not had then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+for i = 0, tonumber(ARGV[5]) - 1 do
+  redis.call('PEXPIRE', ARGV[4] .. ARGV[2] .. '/' .. i, 10 * tonumber(ARGV[1]))
+end
 if redis.call('HEXISTS', KEYS[1], 'closing') == 1 then return 3 end
 if not had then return 2 end
 return 1
@@ -221,17 +247,22 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// A host leaves: its consumer (if nothing is pending), lease and entry in
-/// the hosts hash go.
+/// A host leaves: its consumers with nothing pending and their marks (all
+/// marks, if the pool is gone), its lease and its entry in the hosts hash
+/// go. A consumer that left entries keeps its mark, so that they are not
+/// charged when others take them.
 ///
-/// KEYS: tasks, lease, hosts. ARGV: group, host id.
+/// KEYS: tasks, lease, hosts. ARGV: group, host id, mark key prefix, how
+/// many consumers.
 pub(crate) const LEAVE: &str = r#"
 redis.call('DEL', KEYS[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local ok, left = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-  if ok and #left == 0 then
-    pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+for i = 0, tonumber(ARGV[4]) - 1 do
+  local name = ARGV[2] .. '/' .. i
+  local ok, left = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, name)
+  if not ok or #left == 0 then
+    if ok then pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name) end
+    redis.call('DEL', ARGV[3] .. name)
   end
 end
 return 1

@@ -1,0 +1,221 @@
+//! A host's own local pool, and running entries' batches on it: a fork
+//! server and forked workers that build their state from the driver's
+//! greeting, driven by the same [`Driver`] as any local pool. A worker that
+//! dies here is handled here, with the pool's retries and quarantine.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::wire::HostConfig;
+use crate::channel::message::{self, Message};
+use crate::channel::outcome;
+use crate::channel::{frame, item};
+use crate::driver::{Completion, Config, Driver, NewBatch};
+use crate::error::ErrorKind;
+use crate::transport::fork::{ForkServer, Settings};
+use crate::worker::{self, Recycle};
+
+/// Starts `workers` workers, each building its state from `hello`.
+pub(super) fn start(c: &HostConfig, workers: usize, hello: &[u8]) -> Result<Driver, String> {
+    let recycle = Recycle {
+        max_tasks: c.max_tasks,
+        max_rss: None,
+        exit_hook: None,
+    };
+    let settings = Settings {
+        workers,
+        max_frame: c.max_frame,
+        recycle: &recycle,
+    };
+    let sleep = crate::driver::sleep::Sleep::new().map_err(|e| e.to_string())?;
+    let transport = ForkServer::start_with(settings, &|start| {
+        worker::live(start, |info, _| worker::state_from_hello(hello, info))
+    })
+    .map_err(|e| e.to_string())?;
+    let config = Config {
+        workers,
+        max_frame: c.max_frame,
+        chunk_size: None,
+        shutdown_grace: Duration::from_secs(2),
+        respawn_limit: c.respawn_limit,
+        retries: c.retries,
+        task_timeout: c.task_timeout,
+        init_timeout: c.init_timeout,
+        recycle: recycle.clone(),
+    };
+    let driver = Driver::new(Box::new(transport), sleep, config);
+    match driver.start_workers() {
+        Ok(()) => Ok(driver),
+        Err(why) => {
+            driver.shutdown(None);
+            Err(why)
+        }
+    }
+}
+
+/// What one batch came to on the local pool.
+#[derive(Debug, Default)]
+pub(super) struct Ran {
+    /// Its outcome items, back to back, in input order.
+    pub(super) outcomes: Vec<u8>,
+    /// One of them is a quarantine: an input killed its workers.
+    pub(super) quarantined: bool,
+    /// Time the workers spent computing it.
+    pub(super) nanos: u64,
+}
+
+/// A batch's place in one local job.
+struct Placed {
+    frame: Vec<u8>,
+    offsets: Vec<u32>,
+    task: u32,
+    count: u32,
+}
+
+/// Frames `payload` (a `Run` message without its prefix) for the local pool.
+fn place(payload: &[u8]) -> Option<Placed> {
+    let Ok(Message::Run { task, count, body, .. }) = Message::parse(payload) else {
+        return None;
+    };
+    let mut framed = Vec::with_capacity(payload.len() + frame::PREFIX);
+    let start = frame::begin(&mut framed);
+    framed.extend_from_slice(payload);
+    frame::finish(&mut framed, start, usize::MAX).ok()?;
+    // Where the inputs start: after the header (and the chain).
+    let inputs = if task == message::CHAIN {
+        message::parse_chain(body).ok()?.1
+    } else {
+        body
+    };
+    let mut at = frame::PREFIX + payload.len() - inputs.len();
+    let mut offsets = Vec::with_capacity(count as usize);
+    let mut rest = inputs;
+    for _ in 0..count {
+        offsets.push(at as u32);
+        let (_, _, next) = item::read(rest).ok()?;
+        at += rest.len() - next.len();
+        rest = next;
+    }
+    Some(Placed {
+        frame: framed,
+        offsets,
+        task,
+        count,
+    })
+}
+
+/// Runs batches on the local pool in one job, each (a `Run` payload) on
+/// the slot it names or on any worker; what each came to, in order.
+/// `None`: a payload is malformed, or the local pool broke before it could
+/// say.
+pub(super) fn run(driver: &Driver, runs: &[(&[u8], Option<usize>)]) -> Option<Vec<Ran>> {
+    let placed: Vec<Placed> = runs.iter().map(|(p, _)| place(p)).collect::<Option<_>>()?;
+    // Each batch's first item in the job.
+    let mut bases = Vec::with_capacity(placed.len());
+    let mut total = 0u64;
+    for p in &placed {
+        bases.push(total);
+        total += u64::from(p.count);
+    }
+    let job = {
+        let mut core = driver.lock();
+        let job = core.new_job();
+        for ((p, &(_, slot)), &first) in placed.into_iter().zip(runs).zip(&bases) {
+            let batch = NewBatch {
+                job,
+                task: p.task,
+                first,
+                count: p.count,
+                frame: p.frame,
+                offsets: p.offsets,
+                attempts: 0,
+                strays: 0,
+            };
+            core.submit(batch, slot);
+        }
+        core.dispatch();
+        driver.nudge(&core);
+        job
+    };
+    let mut outcomes: Vec<Option<Vec<u8>>> = vec![None; total as usize];
+    let mut ran: Vec<Ran> = runs.iter().map(|_| Ran::default()).collect();
+    let batch_of = |index: u64| bases.partition_point(|&b| b <= index) - 1;
+    let mut left = total;
+    let mut got = VecDeque::new();
+    while left > 0 {
+        let mut core = driver.wait_until(|core| core.has_completions(job));
+        core.take_completions(job, &mut got);
+        drop(core);
+        for c in got.drain(..) {
+            match c {
+                Completion::Items {
+                    first,
+                    count,
+                    nanos,
+                    frame,
+                    body,
+                } => {
+                    if first >= total {
+                        return None;
+                    }
+                    ran[batch_of(first)].nanos += nanos;
+                    let mut rest = frame.get(body..)?;
+                    for i in 0..u64::from(count) {
+                        let (_, _, next) = item::read(rest).ok()?;
+                        let slot = outcomes.get_mut((first + i) as usize)?;
+                        if slot.is_none() {
+                            left -= 1;
+                        }
+                        *slot = Some(rest[..rest.len() - next.len()].to_vec());
+                        rest = next;
+                    }
+                }
+                Completion::Failed { index, error } => {
+                    if index >= total {
+                        return None;
+                    }
+                    ran[batch_of(index)].quarantined |= matches!(error.kind(), ErrorKind::Quarantined(_));
+                    let mut one = Vec::new();
+                    outcome::write_error(&mut one, &error, &mut false);
+                    let slot = outcomes.get_mut(index as usize)?;
+                    if slot.is_none() {
+                        left -= 1;
+                    }
+                    *slot = Some(one);
+                }
+            }
+        }
+    }
+    driver.lock().abandon(job);
+    for (i, o) in outcomes.into_iter().enumerate() {
+        ran[batch_of(i as u64)].outcomes.extend(o?);
+    }
+    Some(ran)
+}
+
+/// Each item of a `Run` payload as a `Run` payload of its own.
+pub(super) fn batch_items(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let Ok(Message::Run { tag, task, count, body }) = Message::parse(payload) else {
+        return None;
+    };
+    let (chain, inputs) = if task == message::CHAIN {
+        let (_, inputs) = message::parse_chain(body).ok()?;
+        (&body[..body.len() - inputs.len()], inputs)
+    } else {
+        (&body[..0], body)
+    };
+    let mut out = Vec::with_capacity(count as usize);
+    let mut rest = inputs;
+    for _ in 0..count {
+        let (_, _, next) = item::read(rest).ok()?;
+        let mut one = Vec::new();
+        let start = message::write::run(&mut one, tag, task, 1);
+        one.extend_from_slice(chain);
+        one.extend_from_slice(&rest[..rest.len() - next.len()]);
+        // The payload is the frame without its length prefix.
+        one.drain(start..start + frame::PREFIX);
+        out.push(one);
+        rest = next;
+    }
+    Some(out)
+}
