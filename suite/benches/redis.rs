@@ -10,7 +10,9 @@
 //! persistence) and two hosts of one worker each: this bench binary in host
 //! mode. References, with the `redis` crate on the same server:
 //! R1 a raw XADD/XREADGROUP/XACK loop with one task per entry, R2 with 64 per
-//! entry, R3 one raw round trip (driver → consumer → driver).
+//! entry, R3 one raw round trip (driver → consumer → driver). Case
+//! `dramatiq` runs Dramatiq (`python/dramatiq_redis.py`) on the same server,
+//! installing it with pip under `target/bench-python` if it is missing.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -557,10 +559,153 @@ fn main() {
             median(&waits)
         ));
     }
+    if opts.wants("dramatiq") {
+        match dramatiq() {
+            Err(why) => println!("dramatiq: skipped ({why})"),
+            Ok(py) => {
+                // The same work both ways, alternating: one task per
+                // message (Dramatiq has no batching) against the pool's
+                // `map` with no knob and with `chunk_size(1)`, and a round trip.
+                let one = Pool::builder()
+                    .redis(&server.url)
+                    .hosts(2)
+                    .chunk_size(1)
+                    .build(no_state, ())
+                    .expect("build");
+                let (nd, calls) = (opts.size(20_000, 4_000), opts.size(300, 100));
+                let (mut d_rate, mut d_apply, mut p_map, mut p_one, mut p_apply) =
+                    (vec![], vec![], vec![], vec![], vec![]);
+                for _ in 0..runs.min(3) {
+                    let t = Instant::now();
+                    pool.map(square, 0..nd as u64).unwrap();
+                    p_map.push(nd as f64 / t.elapsed().as_secs_f64());
+                    let t = Instant::now();
+                    one.map(square, 0..nd as u64).unwrap();
+                    p_one.push(nd as f64 / t.elapsed().as_secs_f64());
+                    let mut times = Vec::with_capacity(calls);
+                    for i in 0..calls as u64 {
+                        let t = Instant::now();
+                        pool.apply(square, i).unwrap();
+                        times.push(t.elapsed().as_secs_f64());
+                    }
+                    p_apply.push(median(&times));
+                    let Some((rate, apply)) = run_dramatiq(&py, &server, nd, calls) else {
+                        break;
+                    };
+                    d_rate.push(rate);
+                    d_apply.push(apply);
+                }
+                if !d_rate.is_empty() {
+                    let (dr, da) = (median(&d_rate), median(&d_apply));
+                    println!(
+                        "dramatiq ({} tasks, 2 processes x 8 threads): {} and apply p50 {:.2} ms; pool map {} ({:.0}x), chunk_size(1) {} ({:.1}x), apply p50 {:.0} us ({:.0}x faster)",
+                        nd,
+                        rate(dr),
+                        da * 1e3,
+                        rate(median(&p_map)),
+                        median(&p_map) / dr,
+                        rate(median(&p_one)),
+                        median(&p_one) / dr,
+                        median(&p_apply) * 1e6,
+                        da / median(&p_apply)
+                    );
+                    rows.push(format!(
+                        "| {nd} tasks, no knob / `chunk_size(1)` | {} / {} | Dramatiq {} | {:.0}x / {:.1}x | - |",
+                        rate(median(&p_map)),
+                        rate(median(&p_one)),
+                        rate(dr),
+                        median(&p_map) / dr,
+                        median(&p_one) / dr
+                    ));
+                    rows.push(format!(
+                        "| `apply` p50 | {:.0} µs | Dramatiq {:.2} ms | {:.0}x faster | - |",
+                        median(&p_apply) * 1e6,
+                        da * 1e3,
+                        da / median(&p_apply)
+                    ));
+                }
+                one.join().unwrap();
+            }
+        }
+    }
     pool.join().unwrap();
     println!("\n| case | pool | reference | ratio | target |\n|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
     println!("\nload average at the end: {}", common::loadavg());
+}
+
+/// A Python with Dramatiq and redis-py: the system's, or one with them
+/// installed (`pip install --target`) under the target directory.
+fn dramatiq() -> Result<(String, Option<std::path::PathBuf>), String> {
+    let py = ["python3", "python"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .ok_or("no python3")?;
+    let has = |path: Option<&std::path::Path>| {
+        let mut c = Command::new(py);
+        c.args(["-c", "import dramatiq, redis"]);
+        if let Some(p) = path {
+            c.env("PYTHONPATH", p);
+        }
+        c.output().is_ok_and(|o| o.status.success())
+    };
+    if has(None) {
+        return Ok((py.to_string(), None));
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-python");
+    if !has(Some(&dir)) {
+        println!(
+            "dramatiq: installing it under {} (pip install --target)",
+            dir.display()
+        );
+        let ok = Command::new(py)
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&dir)
+            .args(["dramatiq", "redis"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !has(Some(&dir)) {
+            return Err("dramatiq is not installed and pip could not install it".into());
+        }
+    }
+    Ok((py.to_string(), Some(dir)))
+}
+
+/// One run of `python/dramatiq_redis.py`: its rate (tasks/s) and `apply` p50 (s).
+fn run_dramatiq(
+    py: &(String, Option<std::path::PathBuf>),
+    server: &Server,
+    n: usize,
+    calls: usize,
+) -> Option<(f64, f64)> {
+    let script = format!(
+        "{}/benches/python/dramatiq_redis.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut c = Command::new(&py.0);
+    c.arg(script)
+        .arg(server.dir.join("redis.sock"))
+        .arg(n.to_string())
+        .arg(calls.to_string());
+    if let Some(p) = &py.1 {
+        c.env("PYTHONPATH", p);
+    }
+    let out = c.output().ok()?;
+    if !out.status.success() {
+        println!("dramatiq failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
+    };
+    Some((get("rate")?, get("apply_p50")?))
 }

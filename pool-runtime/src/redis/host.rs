@@ -206,8 +206,6 @@ struct Live {
 
 /// Where a consumer marks the entry it runs (see [`wire::RECLAIM`]).
 struct Mark {
-    /// The consumer's name in the group: `host/n`.
-    consumer: String,
     key: String,
     /// How long the mark outlives the last heartbeat that kept it.
     ttl_ms: u64,
@@ -447,7 +445,6 @@ impl Session {
     fn consume(&self, n: usize, driver: &Driver, live: &Live) {
         let me = format!("{}/{n}", self.host);
         let mark = Mark {
-            consumer: me.clone(),
             key: self.keys.mark(&me),
             ttl_ms: (self.config.lease * 10).as_millis() as u64,
         };
@@ -458,19 +455,20 @@ impl Session {
         let mut next_reclaim = Instant::now();
         let mut prefetch = Prefetch::default();
         // Replies not sent yet.
-        let mut replies: Vec<redis::Cmd> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         while !live.leaving.load(Ordering::Acquire) {
             let mut held = Vec::new();
             if Instant::now() >= next_reclaim {
-                flush(&mut conn, &mut replies);
+                self.flush(&mut conn, &me, &mut replies);
                 held = self.reclaim(&mut conn, &script, &me);
                 // Found some: there may be more.
                 next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
             }
             if held.is_empty() {
                 let mut pipe = redis::pipe();
-                for r in replies.drain(..) {
-                    pipe.add_command(r).ignore();
+                if !replies.is_empty() {
+                    pipe.add_command(self.send_replies(&me, &replies)).ignore();
+                    replies.clear();
                 }
                 pipe.cmd("XREADGROUP")
                     .arg("GROUP")
@@ -509,12 +507,19 @@ impl Session {
             }
             prefetch.observe(ran, started.elapsed());
         }
-        flush(&mut conn, &mut replies);
+        self.flush(&mut conn, &me, &mut replies);
     }
 
-    /// Runs one entry (or splits or quarantines it); the command that
-    /// sends its reply, if it has one.
-    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32, mark: &Mark) -> Option<redis::Cmd> {
+    /// Sends the replies not sent yet.
+    fn flush(&self, conn: &mut Conn, consumer: &str, replies: &mut Vec<Reply>) {
+        if !replies.is_empty() {
+            let _ = conn.run::<Value>(&self.send_replies(consumer, replies));
+            replies.clear();
+        }
+    }
+
+    /// Runs one entry (or splits or quarantines it); its reply, if it has one.
+    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32, mark: &Mark) -> Option<Reply> {
         let k = &self.keys;
         let (tag, first) = (e.number::<u64>("t"), e.number::<u32>("o"));
         let prior = e.number::<u32>("a").unwrap_or(0);
@@ -537,7 +542,7 @@ impl Session {
             let error = Error::new(ErrorKind::Quarantined(why));
             let mut out = Vec::new();
             outcome::write_error(&mut out, &error, &mut false);
-            return Some(self.reply(mark, e, (tag, first, count), 0, out));
+            return Some(Reply::new(e, (tag, first, count), 0, out));
         }
         if deliveries > 1 && count > 1 {
             // A host died running this batch: its items go on alone, so that
@@ -552,28 +557,19 @@ impl Session {
         if r.quarantined {
             self.dead_letter(conn, e, "an input of this batch killed its workers");
         }
-        Some(self.reply(mark, e, (tag, first, count), r.nanos, r.outcomes))
+        Some(Reply::new(e, (tag, first, count), r.nanos, r.outcomes))
     }
 
-    /// The command that sends an entry's reply: outcomes of its `count`
-    /// items from `first` of batch `tag`, computed in `nanos`.
-    fn reply(&self, mark: &Mark, e: &Entry, (tag, first, count): (u64, u32, u32), nanos: u64, outcomes: Vec<u8>) -> redis::Cmd {
+    /// The command that sends `replies`, for consumer `consumer`.
+    fn send_replies(&self, consumer: &str, replies: &[Reply]) -> redis::Cmd {
         let k = &self.keys;
-        let fields: [(&str, Vec<u8>); 6] = [
-            ("t", tag.to_string().into_bytes()),
-            ("ns", nanos.to_string().into_bytes()),
-            ("o", first.to_string().into_bytes()),
-            ("n", count.to_string().into_bytes()),
-            ("h", self.host.clone().into_bytes()),
-            ("b", outcomes),
-        ];
         // EVAL, not EVALSHA: it goes in a pipeline, where a restarted
         // Redis's NOSCRIPT could not be retried; Redis caches it compiled.
         let mut c = cmd("EVAL");
         c.arg(wire::REPLY).arg(3).arg(k.tasks()).arg(k.replies()).arg(k.hello());
-        c.arg(GROUP).arg(&mark.consumer).arg(&e.id).arg(0);
-        for (name, value) in &fields {
-            c.arg(*name).arg(value);
+        c.arg(GROUP).arg(consumer).arg(&self.host);
+        for r in replies {
+            c.arg(&r.id).arg(r.tag).arg(r.nanos).arg(r.first).arg(r.count).arg(&r.outcomes);
         }
         c
     }
@@ -690,14 +686,26 @@ impl Prefetch {
     }
 }
 
-/// Sends the replies not sent yet.
-fn flush(conn: &mut Conn, replies: &mut Vec<redis::Cmd>) {
-    if replies.is_empty() {
-        return;
+/// An entry's reply: the outcomes of `count` items from `first` of batch
+/// `tag`, computed in `nanos`.
+struct Reply {
+    id: String,
+    tag: u64,
+    nanos: u64,
+    first: u32,
+    count: u32,
+    outcomes: Vec<u8>,
+}
+
+impl Reply {
+    fn new(e: &Entry, (tag, first, count): (u64, u32, u32), nanos: u64, outcomes: Vec<u8>) -> Reply {
+        Reply {
+            id: e.id.clone(),
+            tag,
+            nanos,
+            first,
+            count,
+            outcomes,
+        }
     }
-    let mut pipe = redis::pipe();
-    for r in replies.drain(..) {
-        pipe.add_command(r).ignore();
-    }
-    let _ = conn.pipe::<Value>(&pipe);
 }

@@ -140,25 +140,33 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
     out
 }
 
-/// Runs a batch's reply, only if this host still owns the entry: adds the
-/// reply, acknowledges and deletes the entry. A host whose lease lapsed
-/// and whose entry went to another host sends nothing (0).
+/// Sends the replies of entries, each only if this consumer still owns
+/// its entry: adds the reply, acknowledges and deletes the entry. An entry
+/// that went to another host (this host's lease lapsed) gets nothing from
+/// this one. Returns how many were sent; -1 if the pool is gone.
 ///
-/// KEYS: tasks, replies, hello. ARGV: group, consumer, entry id, unused,
-/// then the reply's field-value pairs. The reply stream expires with the
-/// pool's hello.
+/// KEYS: tasks, replies, hello. ARGV: group, consumer, host, then six
+/// values per entry: its id, and its reply's fields `t`, `ns`, `o`, `n`,
+/// `b`. The reply stream expires with the pool's hello.
 pub(crate) const REPLY: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
-local ttl = redis.call('PTTL', KEYS[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
-return 1
+local sent = {}
+for at = 4, #ARGV - 5, 6 do
+  local id = ARGV[at]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p > 0 and p[1][2] == ARGV[2] then
+    redis.call('XADD', KEYS[2], '*', 't', ARGV[at + 1], 'ns', ARGV[at + 2], 'o', ARGV[at + 3],
+      'n', ARGV[at + 4], 'h', ARGV[3], 'b', ARGV[at + 5])
+    sent[#sent + 1] = id
+  end
+end
+if #sent > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(sent))
+  redis.call('XDEL', KEYS[1], unpack(sent))
+  local ttl = redis.call('PTTL', KEYS[3])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+return #sent
 "#;
 
 /// Takes entries of hosts whose lease has lapsed, at most ARGV[5]: each
