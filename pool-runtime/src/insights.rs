@@ -351,7 +351,9 @@ impl Insights {
 pub struct WorkerInsights {
     /// The slot's index, as in [`WorkerInfo::index`](crate::WorkerInfo).
     pub slot: usize,
-    /// The current worker's process id; `None` while no worker runs in the slot.
+    /// The current worker's process id; `None` while no worker runs in the
+    /// slot, and on a Redis pool, whose slots are the driver's windows onto
+    /// its hosts' workers.
     pub pid: Option<u32>,
     /// The current worker's generation: 0 for the first one, then one more
     /// per replacement (as in [`WorkerInfo`](crate::WorkerInfo)).
@@ -397,7 +399,8 @@ pub struct SlowTask {
     pub input: SlowInput,
     /// The worker slot that ran it.
     pub slot: usize,
-    /// The process id of the worker that ran it.
+    /// The process id of the worker that ran it (0 on a Redis pool: it ran
+    /// on a host).
     pub pid: u32,
 }
 

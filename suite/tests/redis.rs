@@ -211,6 +211,8 @@ fn redis_async_handles_and_insights_work_as_locally() {
     pool.map(square, 0..1000u64).unwrap();
     assert_eq!(pool.insights().tasks() - before, 1000);
     assert_eq!(pool.insights().duplicates, 0);
+    // The driver's slots are not processes here: no pid is made up.
+    assert!(pool.insights().workers.iter().all(|w| w.pid.is_none()));
 }
 
 #[test]

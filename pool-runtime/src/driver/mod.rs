@@ -547,8 +547,8 @@ impl Core {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let pid = s.pid().map(|p| p.as_raw() as u32);
-                s.stats.snapshot(i, pid, s.generation)
+                let pid = s.pid().filter(|_| self.transport.local_pids());
+                s.stats.snapshot(i, pid.map(|p| p.as_raw() as u32), s.generation)
             })
             .collect()
     }
@@ -790,7 +790,8 @@ impl Core {
         let s = &mut self.slots[slot];
         s.stats
             .done(count, nanos, tally.codec_nanos, tally.io_nanos);
-        let pid = s.pid().map_or(0, |p| p.as_raw() as u32);
+        let pid = s.pid().filter(|_| self.transport.local_pids());
+        let pid = pid.map_or(0, |p| p.as_raw() as u32);
         let Some(b) = self.batches.get(&tag) else {
             return Ok(()); // `batch_done` says what is wrong
         };

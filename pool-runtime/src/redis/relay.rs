@@ -575,6 +575,10 @@ impl Transport for RedisTransport {
         self.shared.duplicates.load(Ordering::Relaxed)
     }
 
+    fn local_pids(&self) -> bool {
+        false
+    }
+
     fn broadcaster(&self) -> Option<Arc<dyn crate::transport::Broadcast>> {
         Some(self.shared.clone())
     }

@@ -77,6 +77,12 @@ pub(crate) trait Transport: Send + fmt::Debug {
         0
     }
 
+    /// Whether its slots' pids are processes of this machine. A Redis
+    /// pool's slots are relays to hosts: insights show no pid for them.
+    fn local_pids(&self) -> bool {
+        true
+    }
+
     /// For a transport whose workers are not the driver's slots: what
     /// runs a broadcast on every one of them. `None`: the driver pins one
     /// batch to each slot.
