@@ -713,20 +713,28 @@ fn relay(shared: &Shared, slot: usize, mut reader: UnixStream, writer: &UnixStre
 fn read_replies(shared: &Shared, events: &Events) {
     let mut conn = Conn::lazy(&shared.client, shared.patience);
     let replies = shared.keys.replies();
+    // Replies taken, to delete in one round trip with the next read: the
+    // stream holds only unread ones.
+    let mut read_ids: Vec<String> = Vec::new();
     while !shared.stopping() {
-        // Read replies are deleted: the stream holds only unread ones.
-        let read: redis::RedisResult<Value> = conn.run(
-            cmd("XREAD")
-                .arg("COUNT")
-                .arg(512)
-                .arg("BLOCK")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&replies)
-                .arg("0-0"),
-        );
+        let mut pipe = redis::pipe();
+        if !read_ids.is_empty() {
+            pipe.cmd("XDEL").arg(&replies).arg(&read_ids).ignore();
+        }
+        pipe.cmd("XREAD")
+            .arg("COUNT")
+            .arg(512)
+            .arg("BLOCK")
+            .arg(100)
+            .arg("STREAMS")
+            .arg(&replies)
+            .arg("0-0");
+        let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
         let entries = match read {
-            Ok(v) => wire::read_reply(&v),
+            Ok(v) => {
+                read_ids.clear();
+                v.first().map(wire::read_reply).unwrap_or_default()
+            }
             Err(e) => {
                 if shared.stopping() {
                     return;
@@ -740,10 +748,7 @@ fn read_replies(shared: &Shared, events: &Events) {
             shared.take_reply(e);
         }
         shared.reads.fetch_add(1, Ordering::Release);
-        if !entries.is_empty() {
-            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            let _ = conn.run::<()>(cmd("XDEL").arg(&replies).arg(&ids));
-        }
+        read_ids.extend(entries.into_iter().map(|e| e.id));
     }
 }
 
