@@ -505,6 +505,25 @@ impl<S: 'static> Pool<S> {
 
 impl<S> Drop for Pool<S> {
     fn drop(&mut self) {
+        #[cfg(feature = "async")]
+        if self.driver.on_pump_thread() {
+            // A callback dropped the last `Arc<Pool>`: waiting here for the
+            // pool's callbacks would wait for this very one. Another thread
+            // ends the pool once it has returned.
+            let driver = Arc::clone(&self.driver);
+            let ended = std::thread::Builder::new()
+                .name("pool-end".into())
+                .spawn(move || {
+                    drop(driver.wait_until(|core| core.handles_settled()));
+                    driver.shutdown(None);
+                });
+            if ended.is_err() {
+                // No thread to be had: end it now; what is still pending
+                // gets the outcome shutdown gives it.
+                self.driver.shutdown(None);
+            }
+            return;
+        }
         drop(self.driver.wait_until(|core| core.handles_settled()));
         self.driver.shutdown(None);
     }

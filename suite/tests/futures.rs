@@ -537,3 +537,28 @@ fn join_timeout_kills_busy_workers_after_its_grace() {
     );
     assert!(common::wait_gone(&pids, Duration::from_secs(1)).is_empty());
 }
+
+#[test]
+fn a_callback_that_drops_the_last_handle_on_the_pool_ends_it_without_a_hang() {
+    let pool = std::sync::Arc::new(pool(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let last = std::sync::Arc::clone(&pool);
+    pool.submit(nap, 1).then(move |r| {
+        // The test's own handle is gone by now: this is the last one.
+        std::thread::sleep(Duration::from_millis(100));
+        drop(last);
+        tx.send(r.unwrap()).unwrap();
+    });
+    let worker = pool.insights().workers[0].pid.unwrap();
+    drop(pool);
+    assert_eq!(rx.recv_timeout(BOUND).unwrap(), 1);
+    // And the pool ended: its worker is gone.
+    let until = Instant::now() + BOUND;
+    while Path::new(&format!("/proc/{worker}")).exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{worker}")).exists(),
+        "worker {worker} outlived the pool"
+    );
+}

@@ -185,7 +185,9 @@ impl Driver {
     }
 
     /// Stops the pump thread, if any, and waits for it to be gone. Run at
-    /// the start of `shutdown`; idempotent.
+    /// the start of `shutdown`; idempotent. On the pump thread itself (a
+    /// callback ends the pool) it does not wait: the pump sees `stop` when
+    /// the callback returns.
     pub(crate) fn stop_pump(&self) {
         let mut core = self.lock();
         core.waiters.stop = true;
@@ -195,7 +197,16 @@ impl Driver {
         // Wherever it waits: parked, a follower on the condvar, or in `poll`.
         self.sleep.wake_all(&core.roles);
         drop(core);
-        let _ = handle.join();
+        if handle.thread().id() != std::thread::current().id() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Whether this is the pump thread: a callback runs here.
+    pub(crate) fn on_pump_thread(&self) -> bool {
+        let core = self.lock();
+        let pump = core.waiters.handle.as_ref().map(|h| h.thread().id());
+        pump == Some(std::thread::current().id())
     }
 }
 
