@@ -438,12 +438,7 @@ fn main() {
     }
     if opts.wants("chunk1") {
         let (mut p, mut r) = (vec![], vec![]);
-        let one = Pool::builder()
-            .redis(&server.url)
-            .hosts(2)
-            .chunk_size(1)
-            .build(no_state, ())
-            .expect("build");
+        let one = one_per_entry(&server);
         for round in 0..=runs {
             let t = Instant::now();
             one.map(square, 0..n1).unwrap();
@@ -466,13 +461,7 @@ fn main() {
         let (mut p, mut r) = (vec![], vec![]);
         let k = opts.size(2000, 300);
         for _ in 0..runs {
-            let mut times = Vec::with_capacity(k);
-            for i in 0..k as u64 {
-                let t = Instant::now();
-                pool.apply(square, i).unwrap();
-                times.push(t.elapsed().as_secs_f64());
-            }
-            p.push(median(&times));
+            p.push(apply_p50(&pool, k));
             r.push(raw_round_trip(&server, k));
         }
         let ratio = median_ratio(&p, &r);
@@ -566,12 +555,7 @@ fn main() {
                 // The same work both ways, alternating: one task per
                 // message (Dramatiq has no batching) against the pool's
                 // `map` with no knob and with `chunk_size(1)`, and a round trip.
-                let one = Pool::builder()
-                    .redis(&server.url)
-                    .hosts(2)
-                    .chunk_size(1)
-                    .build(no_state, ())
-                    .expect("build");
+                let one = one_per_entry(&server);
                 let (nd, calls) = (opts.size(20_000, 4_000), opts.size(300, 100));
                 let (mut d_rate, mut d_apply, mut p_map, mut p_one, mut p_apply) =
                     (vec![], vec![], vec![], vec![], vec![]);
@@ -582,13 +566,7 @@ fn main() {
                     let t = Instant::now();
                     one.map(square, 0..nd as u64).unwrap();
                     p_one.push(nd as f64 / t.elapsed().as_secs_f64());
-                    let mut times = Vec::with_capacity(calls);
-                    for i in 0..calls as u64 {
-                        let t = Instant::now();
-                        pool.apply(square, i).unwrap();
-                        times.push(t.elapsed().as_secs_f64());
-                    }
-                    p_apply.push(median(&times));
+                    p_apply.push(apply_p50(&pool, calls));
                     let Some((rate, apply)) = run_dramatiq(&py, &server, nd, calls) else {
                         break;
                     };
@@ -708,4 +686,25 @@ fn run_dramatiq(
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
     };
     Some((get("rate")?, get("apply_p50")?))
+}
+
+/// The median of `k` `apply` round trips, in seconds.
+fn apply_p50(pool: &Pool<NoState>, k: usize) -> f64 {
+    let mut times = Vec::with_capacity(k);
+    for i in 0..k as u64 {
+        let t = Instant::now();
+        pool.apply(square, i).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    median(&times)
+}
+
+/// A pool on the bench's two hosts that sends one input per entry.
+fn one_per_entry(server: &Server) -> Pool<NoState> {
+    Pool::builder()
+        .redis(&server.url)
+        .hosts(2)
+        .chunk_size(1)
+        .build(no_state, ())
+        .expect("build")
 }

@@ -83,20 +83,10 @@ fn die_on_three(x: u64) -> u64 {
     x
 }
 
-/// Kills its whole host on input 7.
+/// Kills its whole host on input `poison`.
 #[worker_task]
-fn kill_host_on_seven(s: &mut State, x: u64) -> u64 {
-    if x == 7 {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.host as i32), Signal::SIGKILL);
-        std::thread::sleep(Duration::from_secs(10));
-    }
-    x
-}
-
-/// Kills its whole host on input 1500.
-#[worker_task]
-fn kill_host_on_1500(s: &mut State, x: u64) -> u64 {
-    if x == 1500 {
+fn kill_host_on(s: &mut State, x: u64, poison: u64) -> u64 {
+    if x == poison {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.host as i32), Signal::SIGKILL);
         std::thread::sleep(Duration::from_secs(10));
     }
@@ -522,35 +512,11 @@ fn redis_an_input_that_kills_its_workers_is_quarantined_and_dead_lettered() {
     assert_eq!(server.cli(&["XLEN", &dead[0]]), vec!["1"]);
 }
 
-#[test]
-fn redis_an_input_that_kills_hosts_is_quarantined_after_its_deliveries() {
-    let server = Server::start();
-    let _victim = Host::start(&server.url(), 1);
-    let _other = Host::start(&server.url(), 1);
-    let pool = builder(&server.url())
-        .hosts(2)
-        .chunk_size(1)
-        .max_deliveries(1)
-        .lease(Duration::from_millis(400))
-        .build(start, 0u64)
-        .unwrap();
-    let out: Vec<_> = pool.imap(kill_host_on_seven, 0..10u64).collect();
-    for (x, r) in out.iter().enumerate() {
-        if x == 7 {
-            let e = r.as_ref().unwrap_err();
-            assert!(matches!(e.kind(), ErrorKind::Quarantined(_)), "{e}");
-            assert!(e.to_string().contains("dead-letter"), "{e}");
-        } else {
-            assert_eq!(*r.as_ref().unwrap(), x as u64, "{x}");
-        }
-    }
-}
-
-#[test]
-fn redis_entries_a_host_took_but_had_not_started_are_not_charged_for_its_death() {
-    // Short tasks: each host's consumer takes many entries at a time. With
-    // one delivery allowed, an entry charged for a death it did not cause
-    // would be quarantined.
+/// `0..n` with one entry each on two hosts, one delivery allowed: input
+/// `poison` kills the host that runs it and is quarantined, every other
+/// input has its value (one charged for a death it did not cause would be
+/// quarantined too), and the other host still serves.
+fn one_host_killer_among(n: u64, poison: u64) {
     let server = Server::start();
     let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
     let pool = builder(&server.url())
@@ -560,17 +526,31 @@ fn redis_entries_a_host_took_but_had_not_started_are_not_charged_for_its_death()
         .lease(Duration::from_millis(400))
         .build(start, 0u64)
         .unwrap();
-    let out: Vec<_> = pool.imap(kill_host_on_1500, 0..3000u64).collect();
+    let out: Vec<_> = pool
+        .imap(kill_host_on, (0..n).map(|x| (x, poison)))
+        .collect();
     for (x, r) in out.iter().enumerate() {
-        if x == 1500 {
+        if x as u64 == poison {
             let e = r.as_ref().unwrap_err();
             assert!(matches!(e.kind(), ErrorKind::Quarantined(_)), "{e}");
+            assert!(e.to_string().contains("dead-letter"), "{e}");
         } else {
             assert_eq!(*r.as_ref().unwrap(), x as u64, "{x}");
         }
     }
-    // It killed one host, not both: the other still serves.
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+#[test]
+fn redis_an_input_that_kills_hosts_is_quarantined_after_its_deliveries() {
+    one_host_killer_among(10, 7);
+}
+
+#[test]
+fn redis_entries_a_host_took_but_had_not_started_are_not_charged_for_its_death() {
+    // Short tasks: by input 1500 each host's consumer takes many entries
+    // at a time.
+    one_host_killer_among(3000, 1500);
 }
 
 #[test]
