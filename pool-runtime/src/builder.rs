@@ -320,7 +320,8 @@ impl PoolBuilder<crate::redis::Redis> {
         // The hosts run the tasks under these; the relays need none.
         b.task_timeout = None;
         b.recycle = Recycle::default();
-        b.finish_with(sleep, Box::new(transport))
+        // A Redis pool's slots are relays, up at once: it waits for all.
+        b.finish_with(sleep, Box::new(transport), true)
     }
 }
 
@@ -422,7 +423,7 @@ impl<Start> PoolBuilder<Start> {
         }
     }
 
-    /// The driver over `transport`, once every worker is ready.
+    /// The driver over `transport`, once its first worker is ready.
     fn finish<S: 'static>(
         self,
         sleep: crate::driver::sleep::Sleep,
@@ -433,17 +434,24 @@ impl<Start> PoolBuilder<Start> {
         let zygote = transport.pid().as_raw();
         let span = tracing::info_span!("build", workers = self.workers, zygote);
         let _build = span.enter();
-        self.finish_with(sleep, Box::new(transport))
+        self.finish_with(sleep, Box::new(transport), false)
     }
 
-    /// The driver over `transport`, its workers started.
+    /// The driver over `transport`, once one worker is ready (`all`: every
+    /// one); the others come up while the pool serves.
     fn finish_with<S: 'static>(
         self,
         sleep: crate::driver::sleep::Sleep,
         transport: Box<dyn crate::transport::Transport>,
+        all: bool,
     ) -> Result<Pool<S>, Error> {
         let driver = Driver::new(transport, sleep, self.config());
-        match driver.start_workers() {
+        let started = if all {
+            driver.start_workers()
+        } else {
+            driver.start_first_worker()
+        };
+        match started {
             Ok(()) => {
                 tracing::info!("pool built");
                 let pool = Pool::new(driver).with_exit_timeout(self.exit_timeout);
