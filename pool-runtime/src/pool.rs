@@ -126,7 +126,9 @@ impl<S: 'static> Pool<S> {
     /// Cheap to call, and cheap to have: workers time chunks of items, and
     /// time items one by one only when they take a microsecond or more, so a
     /// slow item among cheap ones may show as the chunk that held it
-    /// ([`SlowInput::Range`](crate::SlowInput::Range)).
+    /// ([`SlowInput::Range`](crate::SlowInput::Range)). Waits first for
+    /// the workers still starting since `build`, so that every slot has its
+    /// pid and init time.
     ///
     /// ```
     /// use pool_runtime::{worker_init, worker_task, Pool, SlowInput};
@@ -241,8 +243,9 @@ impl<S: 'static> Pool<S> {
     }
 
     /// Runs `task` once on every worker, with the same input; returns the
-    /// outputs in worker order. Waits first for any worker being replaced to
-    /// be up; a slot that can no longer start a worker is left out.
+    /// outputs in worker order. Waits first for any worker still starting
+    /// since `build`, or being replaced, to be up; a slot that can no
+    /// longer start a worker is left out.
     ///
     /// # Errors
     ///
