@@ -104,6 +104,23 @@ fn gated_then_refuse(gate: &Gate, info: WorkerInfo) -> Result<Slot, String> {
     Err(format!("worker {} found no GPU", info.index()))
 }
 
+/// Worker 0 waits at the gate, which every other worker's init opens: a
+/// slow first init must not hold the others back until it is done.
+#[worker_init]
+fn first_waits(gate: &Gate, info: WorkerInfo) -> Slot {
+    let through_gate = if info.index() == 0 {
+        gate.wait()
+    } else {
+        gate.open();
+        true
+    };
+    Slot {
+        index: info.index(),
+        through_gate,
+        gate: gate.clone(),
+    }
+}
+
 /// Opens the gate; then naps `ms` milliseconds. Returns the worker's slot.
 #[worker_task]
 fn open_gate(s: &mut Slot, ms: u64) -> usize {
@@ -280,4 +297,28 @@ fn dropping_a_pool_whose_workers_are_still_starting_leaves_no_process() {
             Vec::<u32>::new()
         );
     });
+}
+
+#[test]
+fn a_slow_first_init_does_not_hold_back_the_other_workers() {
+    // With one worker there is no other to open the gate.
+    for fresh in [false, true] {
+        for n in 2..=4 {
+            let gate = Gate::new();
+            let _cleanup = Cleanup(gate.dir.clone());
+            let b = Pool::builder().workers(n);
+            let pool = if fresh {
+                b.spawn().build(first_waits, gate.clone())
+            } else {
+                b.build(first_waits, gate.clone())
+            }
+            .unwrap();
+            let all = pool.broadcast(which, ()).unwrap();
+            assert!(
+                all[0].1,
+                "worker 0 gave up at the gate: the others waited for its init"
+            );
+            assert_eq!(pool.join_with(leave).unwrap(), (0..n).collect::<Vec<_>>());
+        }
+    }
 }

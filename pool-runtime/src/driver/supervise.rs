@@ -171,7 +171,22 @@ impl Core {
 
     // ----- what the transport and the channels say -----------------------------
 
+    /// Asks for a worker in every slot held back at build.
+    pub(crate) fn release_held_back(&mut self) {
+        self.release_at = None;
+        while self.asked < self.slots.len() {
+            self.asked += 1;
+            self.spawn(self.asked - 1);
+        }
+    }
+
     pub(super) fn spawned(&mut self, i: usize, pid: Pid) {
+        if i == 0 && self.asked < self.slots.len() && self.release_at.is_none() {
+            // The first worker's init may take as long as its fork took
+            // before the others are forked anyway.
+            let fork = self.slots[0].started_at.elapsed();
+            self.release_at = Some(Instant::now() + fork);
+        }
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
@@ -584,11 +599,15 @@ impl Core {
 
     // ----- the clock -------------------------------------------------------------
 
-    /// Periodic work, after every poll: settle dead workers whose exit report
+    /// Periodic work, after every poll: ask for the slots held back at
+    /// build once their time has come, settle dead workers whose exit report
     /// is overdue, kill tasks and inits past their timeout, start respawns
     /// whose back-off is over.
     pub(super) fn tick(&mut self) {
         let now = Instant::now();
+        if self.release_at.is_some_and(|t| t <= now) {
+            self.release_held_back();
+        }
         for i in 0..self.slots.len() {
             self.settle(i);
             let s = &mut self.slots[i];
@@ -653,6 +672,9 @@ impl Core {
     pub(super) fn poll_timeout_ms(&self) -> i32 {
         let now = Instant::now();
         let mut wait = Duration::from_secs(1);
+        if let Some(t) = self.release_at {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
         for s in &self.slots {
             match s.state {
                 SlotState::Dead { exit: None, .. } => wait = wait.min(Duration::from_millis(100)),
