@@ -1076,12 +1076,36 @@ fn case_roundtrip(opts: &Opts, rows: &mut Vec<Row>) {
 
 /// A driver heap of `bytes`, every page touched: mapped, and so shared by
 /// every fork that follows (which copies its page tables).
+///
+/// With `POOL_BENCH_MADV_HUGEPAGE=1` the heap is first given
+/// `madvise(MADV_HUGEPAGE)` (transparent huge pages, when the kernel's
+/// setting is `madvise` or `always`): forks then copy one entry per 2 MiB.
 fn touched_heap(bytes: usize) -> Vec<u8> {
     let mut heap = vec![0u8; bytes];
+    if std::env::var_os("POOL_BENCH_MADV_HUGEPAGE").is_some() {
+        const HUGE: usize = 2 << 20;
+        let start = (heap.as_mut_ptr() as usize).next_multiple_of(HUGE);
+        let end = (heap.as_ptr() as usize + bytes) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: advice on whole pages inside `heap`'s own allocation;
+            // it changes how they are backed, never their contents.
+            let r = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+            };
+            assert_eq!(r, 0, "madvise(MADV_HUGEPAGE) failed");
+        }
+    }
     for (i, page) in heap.chunks_mut(4096).enumerate() {
         page[0] = i as u8;
     }
     black_box(heap)
+}
+
+/// This process's memory in transparent huge pages (KiB), from `/proc`.
+fn anon_huge_kb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn case_start(opts: &Opts, rows: &mut Vec<Row>) {
@@ -1094,6 +1118,9 @@ fn case_start(opts: &Opts, rows: &mut Vec<Row>) {
         ),
     );
     let ballast = touched_heap(heap);
+    if let Some(kb) = anon_huge_kb() {
+        println!("driver AnonHugePages: {} MiB", kb >> 10);
+    }
     let pool_run = |workers: usize| {
         let t = Instant::now();
         let pool = Pool::builder()
