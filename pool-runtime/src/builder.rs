@@ -117,11 +117,34 @@ impl PoolBuilder<Fork> {
     /// be inferred from the tasks used on it; where nothing else names it,
     /// write the type: `let pool: Pool<State> = ...`.
     ///
+    /// # When it returns
+    ///
+    /// As soon as one worker is ready: the others run their init while the
+    /// pool already serves (with a 1 GiB heap, a worker costs a fork's
+    /// worth of page-table copying, so waiting for all would cost one more
+    /// per worker). Calls that mean every worker wait for them:
+    /// [`broadcast`](Pool::broadcast), [`join_with`](Pool::join_with),
+    /// [`join`](Pool::join) and [`insights`](Pool::insights).
+    /// [`submit_to`](Pool::submit_to) a slot still starting waits for it.
+    ///
+    /// If the first init of some worker fails after `build` has returned
+    /// (it returns an error, panics, dies, or runs past the
+    /// [`init_timeout`](PoolBuilder::init_timeout)), the pool breaks as
+    /// `build` would have failed: every worker is killed, every input
+    /// without its outcome yet fails with [`ErrorKind::Init`] and that
+    /// init's message (the same error `build` returns), and so does every
+    /// later call; [`join`](Pool::join) and [`join_with`](Pool::join_with)
+    /// wait for every first init and return it, so a program that joins
+    /// always learns of it. Outcomes handed out before stay valid: they
+    /// ran on a worker whose init succeeded. The failure is never retried;
+    /// a replacement worker's init failing later (after a crash) is
+    /// governed by [`respawn_limit`](PoolBuilder::respawn_limit) instead.
+    ///
     /// # Errors
     ///
-    /// [`ErrorKind::Init`] if an init returns an error, panics or dies (no
-    /// worker process is left behind); [`ErrorKind::Io`] if a process or a
-    /// channel cannot be created.
+    /// [`ErrorKind::Init`] if an init returns an error, panics or dies
+    /// before any worker is ready (no worker process is left behind);
+    /// [`ErrorKind::Io`] if a process or a channel cannot be created.
     ///
     /// # Fork safety
     ///
@@ -320,7 +343,8 @@ impl PoolBuilder<crate::redis::Redis> {
         // The hosts run the tasks under these; the relays need none.
         b.task_timeout = None;
         b.recycle = Recycle::default();
-        b.finish_with(sleep, Box::new(transport))
+        // A Redis pool's slots are relays, up at once: it waits for all.
+        b.finish_with(sleep, Box::new(transport), true)
     }
 }
 
@@ -422,7 +446,7 @@ impl<Start> PoolBuilder<Start> {
         }
     }
 
-    /// The driver over `transport`, once every worker is ready.
+    /// The driver over `transport`, once its first worker is ready.
     fn finish<S: 'static>(
         self,
         sleep: crate::driver::sleep::Sleep,
@@ -433,17 +457,24 @@ impl<Start> PoolBuilder<Start> {
         let zygote = transport.pid().as_raw();
         let span = tracing::info_span!("build", workers = self.workers, zygote);
         let _build = span.enter();
-        self.finish_with(sleep, Box::new(transport))
+        self.finish_with(sleep, Box::new(transport), false)
     }
 
-    /// The driver over `transport`, its workers started.
+    /// The driver over `transport`, once one worker is ready (`all`: every
+    /// one); the others come up while the pool serves.
     fn finish_with<S: 'static>(
         self,
         sleep: crate::driver::sleep::Sleep,
         transport: Box<dyn crate::transport::Transport>,
+        all: bool,
     ) -> Result<Pool<S>, Error> {
         let driver = Driver::new(transport, sleep, self.config());
-        match driver.start_workers() {
+        let started = if all {
+            driver.start_workers()
+        } else {
+            driver.start_first_worker()
+        };
+        match started {
             Ok(()) => {
                 tracing::info!("pool built");
                 let pool = Pool::new(driver).with_exit_timeout(self.exit_timeout);
@@ -553,7 +584,10 @@ impl<Start> PoolBuilder<Start> {
     }
 
     /// Kills a worker whose init runs longer than `limit`: an init failure,
-    /// which fails `build` (or, on respawn, counts toward the respawn limit).
+    /// which fails `build`, or breaks the pool if `build` has returned
+    /// meanwhile (see [`build`](PoolBuilder::build)), or, on respawn,
+    /// counts toward the respawn limit. Checked while some thread waits on
+    /// the pool.
     pub fn init_timeout(mut self, limit: Duration) -> Self {
         self.init_timeout = Some(limit);
         self

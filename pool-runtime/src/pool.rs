@@ -126,7 +126,9 @@ impl<S: 'static> Pool<S> {
     /// Cheap to call, and cheap to have: workers time chunks of items, and
     /// time items one by one only when they take a microsecond or more, so a
     /// slow item among cheap ones may show as the chunk that held it
-    /// ([`SlowInput::Range`](crate::SlowInput::Range)).
+    /// ([`SlowInput::Range`](crate::SlowInput::Range)). Waits first for
+    /// the workers still starting since `build`, so that every slot has its
+    /// pid and init time.
     ///
     /// ```
     /// use pool_runtime::{worker_init, worker_task, Pool, SlowInput};
@@ -155,7 +157,9 @@ impl<S: 'static> Pool<S> {
     /// ```
     pub fn insights(&self) -> crate::Insights {
         let (snapshots, duplicates) = {
-            let core = self.driver.lock();
+            // Workers still starting after `build` are waited for: every
+            // slot then has its pid and its init time.
+            let core = self.driver.wait_until(|core| core.startup_settled());
             (core.insights(), core.duplicates())
         };
         crate::insights::report(snapshots, duplicates)
@@ -239,8 +243,9 @@ impl<S: 'static> Pool<S> {
     }
 
     /// Runs `task` once on every worker, with the same input; returns the
-    /// outputs in worker order. Waits first for any worker being replaced to
-    /// be up; a slot that can no longer start a worker is left out.
+    /// outputs in worker order. Waits first for any worker still starting
+    /// since `build`, or being replaced, to be up; a slot that can no
+    /// longer start a worker is left out.
     ///
     /// # Errors
     ///
@@ -381,6 +386,11 @@ impl<S: 'static> Pool<S> {
             let mut core = self
                 .driver
                 .wait_until(|core| core.handles_settled() && core.all_settled());
+            if let Some(e) = core.init_failure() {
+                drop(core);
+                self.driver.shutdown(None);
+                return Err(e);
+            }
             (core.begin_exit(Some(hook)), core.take_recycled())
         };
         if !recycled.is_empty() && recycle_hook != Some(hook) {
@@ -463,9 +473,15 @@ impl<S: 'static> Pool<S> {
     ///
     /// Calls of [owned handles](Submitted::into_owned) still alive run to
     /// their end first; their handles then hold the outcome.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Init`] if the init of a worker still starting when
+    /// `build` returned failed (see [`PoolBuilder::build`](crate::PoolBuilder::build)):
+    /// `join` waits for those inits, so a program that joins always learns
+    /// of such a failure, whenever it happened.
     pub fn join(self) -> Result<(), Error> {
-        self.end(None);
-        Ok(())
+        self.end(None)
     }
 
     /// [`join`](Pool::join), with workers still busy after `grace` killed
@@ -491,15 +507,28 @@ impl<S: 'static> Pool<S> {
     /// assert!(t.elapsed() < Duration::from_secs(2));
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Pool::join); an init still running after `grace` is
+    /// killed with its worker and is no failure.
     pub fn join_timeout(self, grace: std::time::Duration) -> Result<(), Error> {
-        self.end(Some(grace));
-        Ok(())
+        self.end(Some(grace))
     }
 
-    /// Waits for the calls of owned handles, then shuts the driver down.
-    fn end(&self, grace: Option<std::time::Duration>) {
+    /// Waits for the calls of owned handles, then for the inits still
+    /// running since `build` (for at most `grace`, if given), then shuts
+    /// the driver down; the init failure, if there was one.
+    fn end(&self, grace: Option<std::time::Duration>) -> Result<(), Error> {
         drop(self.driver.wait_until(|core| core.handles_settled()));
+        let deadline = grace.and_then(|g| std::time::Instant::now().checked_add(g));
+        let core = self
+            .driver
+            .wait_until_deadline(|core| core.startup_settled(), deadline);
+        let failure = core.init_failure();
+        drop(core);
         self.driver.shutdown(grace);
+        failure.map_or(Ok(()), Err)
     }
 }
 

@@ -165,6 +165,18 @@ pub(crate) struct Core {
     broken: Option<String>,
     /// `Pool::terminate` was called: what waits fails with `Terminated`.
     terminated: bool,
+    /// `build` has returned: a first init failing now breaks the pool
+    /// (`supervise.rs`, `startup_failed`) instead of failing `build`.
+    built: bool,
+    /// The first init that failed after `build` returned: what waits, and
+    /// every later call, fails with `ErrorKind::Init` and this message.
+    init_failed: Option<String>,
+    /// Slots `0 .. asked` have been asked for a worker; the others wait
+    /// until `release_at`, or until the first worker is ready
+    /// (`supervise.rs`, `release_held_back`).
+    asked: usize,
+    /// When the slots held back at build are asked for anyway.
+    release_at: Option<Instant>,
     /// Exit-hook outcomes of workers that left on their own: (slot, generation, outcome).
     recycled: Vec<(usize, u32, Vec<u8>)>,
     /// Reused list of descriptors for `poll`.
@@ -215,6 +227,10 @@ impl Driver {
             events: Vec::new(),
             broken: None,
             terminated: false,
+            built: false,
+            init_failed: None,
+            asked: 0,
+            release_at: None,
             pollfds: Vec::new(),
             recycled: Vec::new(),
             config: config.clone(),
@@ -250,14 +266,38 @@ impl Driver {
     /// At build: starts a worker in every slot and waits until all are
     /// ready, or for the first init failure (no retry at build).
     pub(crate) fn start_workers(&self) -> Result<(), String> {
+        self.start(true)
+    }
+
+    /// At build: starts slot 0's worker and waits until it is ready, or
+    /// for the first init failure (no retry at build). The other slots are
+    /// asked for once it is ready, or once its init has taken as long as
+    /// its fork did (a slow init is not serialised), whichever comes first:
+    /// the fork server forking them while the first worker starts delays
+    /// it (measured: 7 % of the start with a 1 GiB heap, BENCHMARKS.md).
+    /// They come up while the pool serves; from then on a slot's first
+    /// init that fails breaks the pool (`Core::startup_failed`).
+    pub(crate) fn start_first_worker(&self) -> Result<(), String> {
+        self.start(false)
+    }
+
+    /// Starts the slots' workers and waits for one (`all`: every one) to be ready.
+    fn start(&self, all: bool) -> Result<(), String> {
         {
             let mut core = self.lock();
-            for slot in 0..core.slots.len() {
+            let n = core.slots.len();
+            core.asked = if all { n } else { n.min(1) };
+            for slot in 0..core.asked {
                 core.spawn(slot);
             }
         }
-        let core = self.wait_until(|core| core.startup_status().is_some());
-        core.startup_status().expect("waited for it")
+        let mut core = self.wait_until(|core| core.startup_status(all).is_some());
+        let status = core.startup_status(all).expect("waited for it");
+        core.built = status.is_ok();
+        if status.is_ok() {
+            core.release_held_back();
+        }
+        status
     }
 
     /// Drives the pool until `done` holds, and returns with the lock held.
@@ -561,6 +601,9 @@ impl Core {
     /// Why the pool can run nothing more, if it cannot.
     pub(crate) fn unusable(&self) -> Option<Error> {
         use crate::error::ErrorKind;
+        if let (Some(why), false) = (&self.init_failed, self.terminated) {
+            return Some(Error::new(ErrorKind::Init(why.clone())));
+        }
         match (&self.broken, self.terminated) {
             (_, true) => Some(Error::new(ErrorKind::Terminated)),
             (Some(why), false) => Some(Error::new(ErrorKind::PoolBroken(why.clone()))),
@@ -696,6 +739,7 @@ impl Core {
                     SlotState::Starting { pid } => {
                         s.state = SlotState::Ready { pid };
                         s.init_failures = 0;
+                        s.was_ready = true;
                     }
                     SlotState::Spawning { ref mut ready, .. } => *ready = true,
                     _ => return Err("ready twice"),

@@ -71,6 +71,9 @@ pub(crate) struct Slot {
     pub(crate) exit_result: Option<Vec<u8>>,
     /// Init attempts that failed in a row.
     pub(crate) init_failures: u32,
+    /// A worker of this slot has been ready: its first init is behind it,
+    /// and an init failing from now on is a respawn's, not the pool's.
+    pub(crate) was_ready: bool,
     pub(crate) last_init_error: Option<String>,
     pub(crate) protocol_error: Option<String>,
     /// When the current worker was asked for.
@@ -104,6 +107,7 @@ impl Slot {
             pinned: VecDeque::new(),
             exit_result: None,
             init_failures: 0,
+            was_ready: false,
             last_init_error: None,
             protocol_error: None,
             started_at: Instant::now(),

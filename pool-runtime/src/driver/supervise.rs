@@ -27,7 +27,7 @@ fn backoff(n: u32) -> Duration {
 impl Core {
     /// Asks the transport for a worker in `slot`.
     pub(crate) fn spawn(&mut self, slot: usize) {
-        if self.transport.is_lost() || self.terminated {
+        if self.transport.is_lost() || self.terminated || self.init_failed.is_some() {
             return;
         }
         let s = &mut self.slots[slot];
@@ -62,10 +62,11 @@ impl Core {
         }
     }
 
-    /// At build: `Ok` once every worker is ready, the first init failure
-    /// (no retry at build), or `None` while workers are still starting.
-    pub(crate) fn startup_status(&self) -> Option<Result<(), String>> {
-        let mut all_ready = true;
+    /// At build: `Ok` once a worker is ready (`all`: every one), the
+    /// first init failure (no retry at build), or `None` while workers are
+    /// still starting. A failure seen first wins over a worker ready.
+    pub(crate) fn startup_status(&self, all: bool) -> Option<Result<(), String>> {
+        let mut ready = 0;
         for s in &self.slots {
             if let Some(why) = &s.last_init_error {
                 if !matches!(s.state, SlotState::Starting { .. }) {
@@ -74,15 +75,30 @@ impl Core {
             }
             match &s.state {
                 SlotState::Failed(why) => return Some(Err(why.clone())),
-                SlotState::Ready { .. } => {}
-                _ => all_ready = false,
+                SlotState::Ready { .. } => ready += 1,
+                _ => {}
             }
         }
-        if all_ready {
+        if ready == self.slots.len() || (!all && ready > 0) {
             Some(Ok(()))
         } else {
             self.broken.clone().map(Err)
         }
+    }
+
+    /// Every slot's first worker has been ready, or the pool can run
+    /// nothing more: what `build` used to wait for, and what `join`,
+    /// `broadcast` and `insights` wait for now.
+    pub(crate) fn startup_settled(&self) -> bool {
+        self.broken.is_some()
+            || self.terminated
+            || self.slots.iter().all(|s| s.was_ready)
+    }
+
+    /// The error of the first init that failed after `build` returned.
+    pub(crate) fn init_failure(&self) -> Option<Error> {
+        let why = self.init_failed.as_ref()?;
+        Some(Error::new(ErrorKind::Init(why.clone())))
     }
 
     /// No slot is between two workers (recycling, respawning): each is ready
@@ -155,7 +171,22 @@ impl Core {
 
     // ----- what the transport and the channels say -----------------------------
 
+    /// Asks for a worker in every slot held back at build.
+    pub(crate) fn release_held_back(&mut self) {
+        self.release_at = None;
+        while self.asked < self.slots.len() {
+            self.asked += 1;
+            self.spawn(self.asked - 1);
+        }
+    }
+
     pub(super) fn spawned(&mut self, i: usize, pid: Pid) {
+        if i == 0 && self.asked < self.slots.len() && self.release_at.is_none() {
+            // The first worker's init may take as long as its fork took
+            // before the others are forked anyway.
+            let fork = self.slots[0].started_at.elapsed();
+            self.release_at = Some(Instant::now() + fork);
+        }
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
@@ -175,6 +206,7 @@ impl Core {
         };
         if ready {
             s.init_failures = 0;
+            s.was_ready = true;
         }
         // Asked for before `terminate`, started after it.
         if self.terminated {
@@ -383,6 +415,16 @@ impl Core {
                 None => format!("worker died during init: {}{hint}", death.how),
             });
         }
+        // A first init failing once `build` has returned: as `build` would
+        // have failed, the pool does.
+        if self.built && !slot.was_ready {
+            let why = slot
+                .last_init_error
+                .clone()
+                .unwrap_or_else(|| death.how.to_string());
+            self.startup_failed(why);
+            return;
+        }
         if slot.init_failures >= self.config.respawn_limit.max(1) {
             let why = slot
                 .last_init_error
@@ -420,9 +462,41 @@ impl Core {
     /// Slot `i` can never start a worker again: why.
     pub(super) fn slot_failed(&mut self, i: usize, why: String) {
         self.slots[i].close();
+        if self.built && !self.slots[i].was_ready {
+            // Its first worker never came: the pool's start failed.
+            self.slots[i].state = SlotState::Failed(why.clone());
+            return self.startup_failed(why);
+        }
         self.fail_pinned(i, &why);
         self.slots[i].state = SlotState::Failed(why);
         self.check_all_failed();
+    }
+
+    /// A slot's first worker could not be started or failed its init
+    /// after `build` had returned with another worker ready: the pool
+    /// breaks, as `build` would have failed had it waited. Like
+    /// [`terminate`](Self::terminate), with the init's error: every worker
+    /// is killed, every input without its outcome yet fails with
+    /// `ErrorKind::Init(why)`, and so does every later call; no worker is
+    /// started again.
+    fn startup_failed(&mut self, why: String) {
+        if self.terminated || self.init_failed.is_some() || self.broken.is_some() {
+            return;
+        }
+        tracing::warn!(error = %why, "a worker's first init failed after build; the pool breaks");
+        self.init_failed = Some(why.clone());
+        self.broken = Some(why.clone());
+        for i in 0..self.slots.len() {
+            let held: Vec<u64> = self.slots[i].inflight.drain(..).collect();
+            for tag in held {
+                self.fail_batch_as(tag, || ErrorKind::Init(why.clone()));
+            }
+            if let Some(pid) = self.slots[i].pid() {
+                self.kill(pid);
+            }
+            self.slots[i].respawn_at = None;
+        }
+        self.fail_queued(&why);
     }
 
     /// Fails the batches pinned to slot `i` that wait for its worker.
@@ -483,6 +557,9 @@ impl Core {
         if self.terminated {
             return self.fail_batch_as(tag, || ErrorKind::Terminated);
         }
+        if let Some(init) = self.init_failed.clone() {
+            return self.fail_batch_as(tag, || ErrorKind::Init(init.clone()));
+        }
         self.fail_batch_as(tag, || ErrorKind::PoolBroken(why.to_string()));
     }
 
@@ -522,11 +599,15 @@ impl Core {
 
     // ----- the clock -------------------------------------------------------------
 
-    /// Periodic work, after every poll: settle dead workers whose exit report
+    /// Periodic work, after every poll: ask for the slots held back at
+    /// build once their time has come, settle dead workers whose exit report
     /// is overdue, kill tasks and inits past their timeout, start respawns
     /// whose back-off is over.
     pub(super) fn tick(&mut self) {
         let now = Instant::now();
+        if self.release_at.is_some_and(|t| t <= now) {
+            self.release_held_back();
+        }
         for i in 0..self.slots.len() {
             self.settle(i);
             let s = &mut self.slots[i];
@@ -591,6 +672,9 @@ impl Core {
     pub(super) fn poll_timeout_ms(&self) -> i32 {
         let now = Instant::now();
         let mut wait = Duration::from_secs(1);
+        if let Some(t) = self.release_at {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
         for s in &self.slots {
             match s.state {
                 SlotState::Dead { exit: None, .. } => wait = wait.min(Duration::from_millis(100)),
