@@ -9,6 +9,8 @@ use serde::Serialize;
 
 mod de_guard;
 #[cfg(not(feature = "codec-bincode"))]
+mod fast;
+#[cfg(not(feature = "codec-bincode"))]
 mod ser_error;
 
 use de_guard::Note;
@@ -39,6 +41,9 @@ impl From<CodecError> for crate::Error {
 /// (BENCHMARKS.md, "Codec").
 #[cfg(not(feature = "codec-bincode"))]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if fast::encode(value, out) {
+        return Ok(());
+    }
     let mark = out.len();
     match postcard::to_io(value, &mut *out) {
         Ok(_) => Ok(()),
@@ -67,6 +72,9 @@ fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> CodecEr
 /// so a hostile input is an error, not a panic or a large allocation.
 #[cfg(not(feature = "codec-bincode"))]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    if let Some(fast) = fast::decode::<T>(bytes) {
+        return fast;
+    }
     // `postcard::take_from_bytes`, with a bound on nesting.
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let value = match de_guard::deserialize::<T, _, Plain>(&mut de, &Note::default()) {

@@ -14,6 +14,10 @@ use nix::sys::socket::{
 };
 use nix::unistd::{ForkResult, Pid};
 
+mod same;
+
+pub(crate) use same::{as_same, as_same_mut, Lifeless};
+
 /// Ends this process at once: no atexit handlers, no flushing of stdio
 /// buffers inherited from the driver, no destructors. See `_exit(2)`.
 pub(crate) fn exit_now(code: i32) -> ! {

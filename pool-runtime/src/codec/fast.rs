@@ -1,0 +1,171 @@
+//! Types the codec moves without serde's per-element path, in the very
+//! bytes postcard writes for them, so that either side may take the fast
+//! path or not and still agree.
+//!
+//! * `Vec<u8>` is written and read as postcard's byte string (the length,
+//!   then the bytes: what it writes for a sequence of `u8` too), one copy
+//!   each way instead of one serde call per byte (measured on 4 MiB results
+//!   and on the seeds' 20-byte ones, BENCHMARKS.md, issue 14).
+//! * `String` and the primitives are read without the depth adapter of
+//!   `de_guard.rs`: they cannot nest, and their `Deserialize` is std's, so
+//!   there is no user message to keep.
+//!
+//! Driver and worker are the same program: a type is recognised by its
+//! `TypeId` (`sys::as_same`), so the choice costs nothing at run time. A
+//! length is checked against the bytes that are there before anything is
+//! allocated, as postcard does.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Serialize;
+
+use super::CodecError;
+use crate::sys::{as_same, as_same_mut, Lifeless};
+
+/// A `Vec<u8>` written as postcard's byte string.
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A `Vec<u8>` read as postcard's byte string: one allocation of its
+/// length, one copy.
+struct ByteVec(Vec<u8>);
+
+impl<'de> de::Deserialize<'de> for ByteVec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(ByteVisitor)
+    }
+}
+
+struct ByteVisitor;
+
+impl Visitor<'_> for ByteVisitor {
+    type Value = ByteVec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteVec, E> {
+        Ok(ByteVec(v.to_vec()))
+    }
+}
+
+/// Appends `value` if its type has a fast path, and says whether it did.
+#[inline(always)]
+pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
+    let Some(bytes) = as_same::<Vec<u8>, T>(value) else {
+        return false;
+    };
+    // Writing into a `Vec` cannot fail.
+    postcard::to_io(&AsBytes(bytes), &mut *out).is_ok()
+}
+
+/// The value at the front of `bytes` and the rest, if `T`'s type has a
+/// fast path (`None`: it has none).
+#[inline(always)]
+pub(super) fn decode<T>(bytes: &[u8]) -> Option<Result<(T, &[u8]), CodecError>> {
+    let mut slot: Option<T> = None;
+    let rest = if let Some(s) = as_same_mut::<Option<Vec<u8>>, _>(&mut slot) {
+        take(bytes, s, |b: ByteVec| b.0)
+    } else {
+        plain(bytes, &mut slot)?
+    };
+    Some(rest.map(|rest| (slot.expect("a value was read"), rest)))
+}
+
+/// [`decode`] for `String` and the primitives.
+#[inline(always)]
+fn plain<'b, T>(bytes: &'b [u8], slot: &mut Option<T>) -> Option<Result<&'b [u8], CodecError>> {
+    macro_rules! each {
+        ($($t:ty),*) => {
+            $(
+                if let Some(s) = as_same_mut::<Option<$t>, _>(slot) {
+                    return Some(take(bytes, s, |v: $t| v));
+                }
+            )*
+        };
+    }
+    each!(
+        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char,
+        String
+    );
+    None
+}
+
+/// Reads a `W` with postcard into `slot`, as `V`.
+#[inline(always)]
+fn take<'b, W: de::DeserializeOwned, V: Lifeless>(
+    bytes: &'b [u8],
+    slot: &mut Option<V>,
+    into: impl FnOnce(W) -> V,
+) -> Result<&'b [u8], CodecError> {
+    match postcard::take_from_bytes::<W>(bytes) {
+        Ok((value, rest)) => {
+            *slot = Some(into(value));
+            Ok(rest)
+        }
+        Err(e) => Err(CodecError(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What postcard itself writes for `value`, through serde.
+    fn postcard_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+        postcard::to_allocvec(value).unwrap()
+    }
+
+    #[test]
+    fn a_byte_vector_is_written_as_postcard_writes_it() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = vec![9];
+            assert!(encode(&v, &mut out));
+            assert_eq!(out[1..], postcard_bytes(&v)[..], "length {len}");
+            let (back, rest) = decode::<Vec<u8>>(&out[1..]).unwrap().unwrap();
+            assert_eq!((back, rest.len()), (v, 0));
+        }
+        // Other types take serde's path.
+        assert!(!encode(&vec![1u16], &mut Vec::new()));
+        assert!(!encode("str", &mut Vec::new()));
+        assert!(decode::<Vec<u16>>(&[0]).is_none());
+        assert!(decode::<(u8, u8)>(&[0, 0]).is_none());
+    }
+
+    #[test]
+    fn plain_types_read_what_postcard_wrote() {
+        let mut bytes = postcard_bytes(&u64::MAX);
+        bytes.extend(postcard_bytes(&"héllo".to_string()));
+        bytes.extend(postcard_bytes(&-3i32));
+        bytes.extend(postcard_bytes(&'λ'));
+        let (a, rest) = decode::<u64>(&bytes).unwrap().unwrap();
+        let (b, rest) = decode::<String>(rest).unwrap().unwrap();
+        let (c, rest) = decode::<i32>(rest).unwrap().unwrap();
+        let (d, rest) = decode::<char>(rest).unwrap().unwrap();
+        assert_eq!((a, b.as_str(), c, d, rest.len()), (u64::MAX, "héllo", -3, 'λ', 0));
+    }
+
+    #[test]
+    fn a_hostile_length_is_an_error_before_any_allocation() {
+        // Claims u32::MAX bytes, has three.
+        let mut bytes = postcard_bytes(&(u32::MAX as usize));
+        bytes.extend([1, 2, 3]);
+        assert!(decode::<Vec<u8>>(&bytes).unwrap().is_err());
+        assert!(decode::<String>(&bytes).unwrap().is_err());
+        // Cut short anywhere, and not UTF-8.
+        let full = postcard_bytes(&vec![5u8; 300]);
+        for cut in 0..full.len() {
+            assert!(decode::<Vec<u8>>(&full[..cut]).unwrap().is_err(), "cut at {cut}");
+        }
+        assert!(decode::<String>(&[2, 0xff, 0xfe]).unwrap().is_err());
+        assert!(decode::<bool>(&[2]).unwrap().is_err());
+    }
+}
