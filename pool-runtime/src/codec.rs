@@ -104,6 +104,20 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
     }
 }
 
+/// `buf[at..]` as the `T` it encodes, when that can take `buf`'s own
+/// allocation (a large `Vec<u8>` that ends the buffer: its bytes move to
+/// the front); `None` leaves `buf` untouched, for [`decode`].
+#[cfg(not(feature = "codec-bincode"))]
+pub(crate) fn take_tail<T>(buf: &mut Vec<u8>, at: usize) -> Option<T> {
+    fast::take_tail(buf, at)
+}
+
+/// The bincode codec has no such path: always `None`.
+#[cfg(feature = "codec-bincode")]
+pub(crate) fn take_tail<T>(_buf: &mut Vec<u8>, _at: usize) -> Option<T> {
+    None
+}
+
 /// The most bincode may allocate for one value: the largest frame either
 /// side accepts by default (1 GiB, `channel::frame::MAX_FRAME`).
 #[cfg(feature = "codec-bincode")]

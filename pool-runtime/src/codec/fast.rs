@@ -114,6 +114,27 @@ fn take<'b, W: de::DeserializeOwned, V: Lifeless>(
     }
 }
 
+/// Byte strings from this size up may take their buffer's allocation.
+const TAKE_MIN: usize = 64 * 1024;
+
+/// `buf[at..]` as the `T` it encodes, if `T` is `Vec<u8>`, `buf[at..]` is
+/// exactly one byte string of at least 64 KiB, and it is at least half of
+/// `buf`'s allocation: the bytes move to the front of `buf`, which becomes
+/// the value (no new allocation, whose pages would all fault in, and no
+/// second buffer to free). `None` leaves `buf` as it was.
+pub(super) fn take_tail<T>(buf: &mut Vec<u8>, at: usize) -> Option<T> {
+    let mut slot: Option<T> = None;
+    let s = as_same_mut::<Option<Vec<u8>>, _>(&mut slot)?;
+    let (len, rest) = postcard::take_from_bytes::<usize>(buf.get(at..)?).ok()?;
+    if len != rest.len() || len < TAKE_MIN || len < buf.capacity() / 2 {
+        return None;
+    }
+    let start = buf.len() - len;
+    buf.drain(..start);
+    *s = Some(std::mem::take(buf));
+    slot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +172,33 @@ mod tests {
         let (c, rest) = decode::<i32>(rest).unwrap().unwrap();
         let (d, rest) = decode::<char>(rest).unwrap().unwrap();
         assert_eq!((a, b.as_str(), c, d, rest.len()), (u64::MAX, "héllo", -3, 'λ', 0));
+    }
+
+    #[test]
+    fn a_large_byte_string_at_the_end_takes_the_buffer() {
+        let value = vec![7u8; 100_000];
+        let mut buf = vec![1, 2, 3];
+        assert!(encode(&value, &mut buf));
+        let ptr = buf.as_ptr();
+        let taken = take_tail::<Vec<u8>>(&mut buf, 3).unwrap();
+        assert_eq!((taken.as_ptr(), &taken), (ptr, &value));
+        assert!(buf.is_empty());
+        // Not for other types, small values, a value that does not end the
+        // buffer or whose length is not what is there: the buffer stays.
+        let mut buf = vec![];
+        encode(&value, &mut buf);
+        let whole = buf.clone();
+        assert!(take_tail::<String>(&mut buf, 0).is_none());
+        assert!(take_tail::<Vec<u8>>(&mut buf, 1).is_none());
+        buf.push(0);
+        assert!(take_tail::<Vec<u8>>(&mut buf, 0).is_none());
+        buf.pop();
+        buf.pop();
+        assert!(take_tail::<Vec<u8>>(&mut buf, 0).is_none());
+        assert_eq!(buf[..], whole[..whole.len() - 1]);
+        let mut small = vec![];
+        encode(&vec![7u8; 100], &mut small);
+        assert!(take_tail::<Vec<u8>>(&mut small, 0).is_none());
     }
 
     #[test]
