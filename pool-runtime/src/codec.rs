@@ -196,13 +196,13 @@ mod tests {
 
     /// `levels` nested `Node`s around a `Leaf`.
     fn nested(levels: usize) -> Vec<u8> {
+        // The codec writes a bare integer fixed-width (`codec/fast.rs`); a
+        // variant index and a length are varints, as serde writes them.
         let mut buf = Vec::new();
         for _ in 0..levels {
-            encode(&1u32, &mut buf).unwrap(); // variant Node
-            encode(&1u64, &mut buf).unwrap(); // one child
+            buf.extend([1, 1]); // variant Node, one child
         }
-        encode(&0u32, &mut buf).unwrap(); // variant Leaf
-        encode(&0u8, &mut buf).unwrap();
+        buf.extend([0, 0]); // variant Leaf, 0u8
         buf
     }
 

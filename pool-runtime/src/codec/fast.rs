@@ -1,19 +1,22 @@
-//! Types the codec moves without serde's per-element path, in the very
-//! bytes postcard writes for them, so that either side may take the fast
-//! path or not and still agree.
+//! Types the codec moves without serde's per-element path. Driver and
+//! worker are the same program, and a type is recognised by its `TypeId`
+//! (`sys::as_same`), so the choice costs nothing at run time and both sides
+//! make the same one.
 //!
 //! * `Vec<u8>` is written and read as postcard's byte string (the length,
-//!   then the bytes: what it writes for a sequence of `u8` too), one copy
-//!   each way instead of one serde call per byte (measured on 4 MiB results
-//!   and on the seeds' 20-byte ones, BENCHMARKS.md, issue 14).
-//! * `String` and the primitives are read without the depth adapter of
-//!   `de_guard.rs`: they cannot nest, and their `Deserialize` is std's, so
-//!   there is no user message to keep.
+//!   then the bytes: what postcard writes for a sequence of `u8` too), one
+//!   copy each way instead of one serde call per byte.
+//! * Integers of 16 bits and more, `f32` and `f64` are fixed-width little
+//!   endian (`usize`/`isize` as 64 bits): one store and one load instead of
+//!   a varint loop and a `memcpy` call. Unlike the rest, these are not
+//!   postcard's bytes: a value must be read as the type it was written as
+//!   (the pool always does; a `u32` read as a `u64` is an error).
+//! * `String`, `u8`, `i8`, `bool` and `char` are read with postcard without
+//!   the depth adapter of `de_guard.rs`: they cannot nest, and their
+//!   `Deserialize` is std's, so there is no user message to keep.
 //!
-//! Driver and worker are the same program: a type is recognised by its
-//! `TypeId` (`sys::as_same`), so the choice costs nothing at run time. A
-//! length is checked against the bytes that are there before anything is
-//! allocated, as postcard does.
+//! A length is checked against the bytes that are there before anything is
+//! allocated, as postcard does. Figures: BENCHMARKS.md, issue 14.
 
 use std::fmt;
 
@@ -59,6 +62,20 @@ impl Visitor<'_> for ByteVisitor {
 /// Appends `value` if its type has a fast path, and says whether it did.
 #[inline(always)]
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
+    macro_rules! fixed {
+        ($($t:ty as $w:ty),*) => {
+            $(
+                if let Some(v) = as_same::<$t, T>(value) {
+                    out.extend_from_slice(&(*v as $w).to_le_bytes());
+                    return true;
+                }
+            )*
+        };
+    }
+    fixed!(
+        u64 as u64, u32 as u32, i64 as i64, i32 as i32, usize as u64, isize as i64, f64 as f64,
+        f32 as f32, u16 as u16, i16 as i16, u128 as u128, i128 as i128
+    );
     let Some(bytes) = as_same::<Vec<u8>, T>(value) else {
         return false;
     };
@@ -73,10 +90,44 @@ pub(super) fn decode<T>(bytes: &[u8]) -> Option<Result<(T, &[u8]), CodecError>> 
     let mut slot: Option<T> = None;
     let rest = if let Some(s) = as_same_mut::<Option<Vec<u8>>, _>(&mut slot) {
         take(bytes, s, |b: ByteVec| b.0)
+    } else if let Some(rest) = fixed(bytes, &mut slot) {
+        rest
     } else {
         plain(bytes, &mut slot)?
     };
     Some(rest.map(|rest| (slot.expect("a value was read"), rest)))
+}
+
+/// [`decode`] for the fixed-width types.
+#[inline(always)]
+fn fixed<'b, T>(bytes: &'b [u8], slot: &mut Option<T>) -> Option<Result<&'b [u8], CodecError>> {
+    macro_rules! each {
+        ($($t:ty as $w:ty),*) => {
+            $(
+                if let Some(s) = as_same_mut::<Option<$t>, _>(slot) {
+                    const N: usize = std::mem::size_of::<$w>();
+                    return Some(match bytes.split_first_chunk::<N>() {
+                        Some((head, rest)) => {
+                            *s = Some(<$w>::from_le_bytes(*head) as $t);
+                            Ok(rest)
+                        }
+                        None => Err(cut_short()),
+                    });
+                }
+            )*
+        };
+    }
+    each!(
+        u64 as u64, u32 as u32, i64 as i64, i32 as i32, usize as u64, isize as i64, f64 as f64,
+        f32 as f32, u16 as u16, i16 as i16, u128 as u128, i128 as i128
+    );
+    None
+}
+
+/// A fixed-width value with fewer bytes than its width: postcard's words.
+#[cold]
+fn cut_short() -> CodecError {
+    CodecError(postcard::Error::DeserializeUnexpectedEnd.to_string())
 }
 
 /// [`decode`] for `String` and the primitives.
@@ -91,10 +142,7 @@ fn plain<'b, T>(bytes: &'b [u8], slot: &mut Option<T>) -> Option<Result<&'b [u8]
             )*
         };
     }
-    each!(
-        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char,
-        String
-    );
+    each!(u8, i8, bool, char, String);
     None
 }
 
@@ -163,15 +211,36 @@ mod tests {
 
     #[test]
     fn plain_types_read_what_postcard_wrote() {
-        let mut bytes = postcard_bytes(&u64::MAX);
-        bytes.extend(postcard_bytes(&"héllo".to_string()));
-        bytes.extend(postcard_bytes(&-3i32));
+        let mut bytes = postcard_bytes(&"héllo".to_string());
         bytes.extend(postcard_bytes(&'λ'));
-        let (a, rest) = decode::<u64>(&bytes).unwrap().unwrap();
-        let (b, rest) = decode::<String>(rest).unwrap().unwrap();
-        let (c, rest) = decode::<i32>(rest).unwrap().unwrap();
+        bytes.extend(postcard_bytes(&true));
+        let (b, rest) = decode::<String>(&bytes).unwrap().unwrap();
         let (d, rest) = decode::<char>(rest).unwrap().unwrap();
-        assert_eq!((a, b.as_str(), c, d, rest.len()), (u64::MAX, "héllo", -3, 'λ', 0));
+        let (e, rest) = decode::<bool>(rest).unwrap().unwrap();
+        assert_eq!((b.as_str(), d, e, rest.len()), ("héllo", 'λ', true, 0));
+    }
+
+    #[test]
+    fn fixed_width_values_round_trip_and_a_short_one_is_an_error() {
+        let mut out = Vec::new();
+        assert!(encode(&u64::MAX, &mut out));
+        assert!(encode(&-3i32, &mut out));
+        assert!(encode(&usize::MAX, &mut out));
+        assert!(encode(&1.5f64, &mut out));
+        assert!(encode(&u128::MAX, &mut out));
+        assert_eq!(out.len(), 8 + 4 + 8 + 8 + 16);
+        let (a, rest) = decode::<u64>(&out).unwrap().unwrap();
+        let (b, rest) = decode::<i32>(rest).unwrap().unwrap();
+        let (c, rest) = decode::<usize>(rest).unwrap().unwrap();
+        let (d, rest) = decode::<f64>(rest).unwrap().unwrap();
+        let (e, rest) = decode::<u128>(rest).unwrap().unwrap();
+        assert_eq!((a, b, c, d, e, rest.len()), (u64::MAX, -3, usize::MAX, 1.5, u128::MAX, 0));
+        for cut in 0..8 {
+            assert!(decode::<u64>(&out[..cut]).unwrap().is_err(), "cut at {cut}");
+        }
+        // A tuple of them is serde's (postcard's) own.
+        assert!(!encode(&(1u64, 2u64), &mut out));
+        assert!(decode::<(u64, u64)>(&out).is_none());
     }
 
     #[test]
