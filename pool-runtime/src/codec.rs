@@ -9,6 +9,8 @@ use serde::Serialize;
 
 mod de_guard;
 #[cfg(not(feature = "codec-bincode"))]
+mod fast;
+#[cfg(not(feature = "codec-bincode"))]
 mod ser_error;
 
 use de_guard::Note;
@@ -39,6 +41,9 @@ impl From<CodecError> for crate::Error {
 /// (BENCHMARKS.md, "Codec").
 #[cfg(not(feature = "codec-bincode"))]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if fast::encode(value, out) {
+        return Ok(());
+    }
     let mark = out.len();
     match postcard::to_io(value, &mut *out) {
         Ok(_) => Ok(()),
@@ -67,6 +72,9 @@ fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> CodecEr
 /// so a hostile input is an error, not a panic or a large allocation.
 #[cfg(not(feature = "codec-bincode"))]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    if let Some(fast) = fast::decode::<T>(bytes) {
+        return fast;
+    }
     // `postcard::take_from_bytes`, with a bound on nesting.
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let value = match de_guard::deserialize::<T, _, Plain>(&mut de, &Note::default()) {
@@ -94,6 +102,20 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
         Err(Caught::Inner(again)) => CodecError(note.take().unwrap_or_else(|| again.to_string())),
         Ok(_) => CodecError(e.to_string()),
     }
+}
+
+/// `buf[at..]` as the `T` it encodes, when that can take `buf`'s own
+/// allocation (a large `Vec<u8>` that ends the buffer: its bytes move to
+/// the front); `None` leaves `buf` untouched, for [`decode`].
+#[cfg(not(feature = "codec-bincode"))]
+pub(crate) fn take_tail<T>(buf: &mut Vec<u8>, at: usize) -> Option<T> {
+    fast::take_tail(buf, at)
+}
+
+/// The bincode codec has no such path: always `None`.
+#[cfg(feature = "codec-bincode")]
+pub(crate) fn take_tail<T>(_buf: &mut Vec<u8>, _at: usize) -> Option<T> {
+    None
 }
 
 /// The most bincode may allocate for one value: the largest frame either
@@ -174,13 +196,13 @@ mod tests {
 
     /// `levels` nested `Node`s around a `Leaf`.
     fn nested(levels: usize) -> Vec<u8> {
+        // The codec writes a bare integer fixed-width (`codec/fast.rs`); a
+        // variant index and a length are varints, as serde writes them.
         let mut buf = Vec::new();
         for _ in 0..levels {
-            encode(&1u32, &mut buf).unwrap(); // variant Node
-            encode(&1u64, &mut buf).unwrap(); // one child
+            buf.extend([1, 1]); // variant Node, one child
         }
-        encode(&0u32, &mut buf).unwrap(); // variant Leaf
-        encode(&0u8, &mut buf).unwrap();
+        buf.extend([0, 0]); // variant Leaf, 0u8
         buf
     }
 

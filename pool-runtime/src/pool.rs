@@ -908,6 +908,13 @@ where
         cur.left -= 1;
         cur.next += 1;
         self.delivered += 1;
+        if cur.left == 0 {
+            // A large `Vec<u8>` that ends its frame becomes the frame.
+            if let Some(output) = outcome::take_last::<R>(&mut cur.frame, cur.at) {
+                cur.at = 0;
+                return Some(Ok(output));
+            }
+        }
         let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
         match crate::unwind::quietly(|| outcome::read::<R>(bytes)) {
             Ok((result, rest)) => {

@@ -14,6 +14,12 @@ use nix::sys::socket::{
 };
 use nix::unistd::{ForkResult, Pid};
 
+mod same;
+mod spare;
+
+pub(crate) use same::{as_same, as_same_mut, Lifeless};
+pub(crate) use spare::recv_spare;
+
 /// Ends this process at once: no atexit handlers, no flushing of stdio
 /// buffers inherited from the driver, no destructors. See `_exit(2)`.
 pub(crate) fn exit_now(code: i32) -> ! {

@@ -52,16 +52,41 @@ pub fn finish(buf: &mut [u8], start: usize, limit: usize) -> Result<(), FrameErr
     Ok(())
 }
 
+/// A byte stream that reads into a buffer's spare capacity, so that the
+/// buffer needs no zero-filling first (the driver's socket, `sys::recv_spare`).
+pub trait ReadSpare {
+    /// Appends at most `max` bytes to `buf`, within its spare capacity
+    /// (`buf.capacity() - buf.len() >= max`), returning how many; `0` at the
+    /// end of the stream. `WouldBlock` when nothing is there now.
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+}
+
+/// Any `Read` as a [`ReadSpare`], through a zeroed 8 KiB piece on the
+/// stack (tests, fuzzing).
+#[cfg(any(test, fuzzing))]
+#[derive(Debug)]
+pub struct Zeroing<'a, R>(pub &'a mut R);
+
+#[cfg(any(test, fuzzing))]
+impl<R: Read> ReadSpare for Zeroing<'_, R> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let mut piece = [0u8; 8192];
+        let n = self.0.read(&mut piece[..max.min(8192)])?;
+        buf.extend_from_slice(&piece[..n]);
+        Ok(n)
+    }
+}
+
 /// Reassembles frames from a non-blocking byte stream.
 #[derive(Debug)]
 pub struct FrameReader {
+    /// The bytes read and not yet taken: its length is what arrived, its
+    /// spare capacity where the next read goes (never zero-filled).
     buf: Vec<u8>,
     /// Where the first frame not yet taken starts: frames are taken by
     /// moving this, and the rest moves to the front once per read, not
     /// once per frame.
     start: usize,
-    /// Bytes of `buf` that hold data.
-    filled: usize,
     limit: usize,
 }
 
@@ -86,18 +111,17 @@ impl FrameReader {
         FrameReader {
             buf: Vec::new(),
             start: 0,
-            filled: 0,
             limit,
         }
     }
 
     /// How many bytes the frame at the front still needs, if its prefix is known.
     fn wanted(&self) -> Result<usize, FrameError> {
-        if self.filled - self.start < PREFIX {
-            return Ok(PREFIX);
-        }
         let at = self.start;
-        let len = u32::from_le_bytes(self.buf[at..at + PREFIX].try_into().unwrap()) as usize;
+        let Some(prefix) = self.buf.get(at..at + PREFIX) else {
+            return Ok(PREFIX);
+        };
+        let len = u32::from_le_bytes(prefix.try_into().expect("four bytes")) as usize;
         if len > self.limit {
             return Err(FrameError::TooLarge {
                 len,
@@ -107,33 +131,37 @@ impl FrameReader {
         Ok(PREFIX + len)
     }
 
-    /// Reads what `src` has now into the buffer, growing it only as far as the
-    /// frame at the front needs (and at most 4 MiB at a time).
+    /// Reads what `src` has now into the buffer, zero-filling the room first
+    /// (see [`fill_spare`](FrameReader::fill_spare), which does not): tests, fuzzing.
+    #[cfg(any(test, fuzzing))]
     pub fn fill(&mut self, src: &mut impl Read) -> Result<Fill, FrameError> {
+        self.fill_spare(&mut Zeroing(src))
+    }
+
+    /// Reads what `src` has now into the buffer, growing it only as far as the
+    /// frame at the front needs (and at most 4 MiB at a time, or the whole
+    /// frame when that is at most 64 KiB more). A frame's last read stops at
+    /// its end, so that a large frame is all the buffer holds and can be
+    /// handed over whole ([`next_frame`](FrameReader::next_frame)).
+    pub fn fill_spare(&mut self, src: &mut impl ReadSpare) -> Result<Fill, FrameError> {
         const STEP: usize = 64 * 1024;
         const MAX_STEP: usize = 4 << 20;
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.filled, 0);
-            self.filled -= self.start;
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         let wanted = self.wanted()?;
-        let target = if wanted > self.filled {
-            self.filled + (wanted - self.filled).clamp(STEP, MAX_STEP)
-        } else {
-            self.filled + STEP
+        let filled = self.buf.len();
+        let room = match wanted.saturating_sub(filled) {
+            0 => STEP,
+            need if need <= MAX_STEP + STEP => need.max(STEP),
+            _ => MAX_STEP,
         };
-        if self.buf.len() < target {
-            self.buf.resize(target, 0);
-        }
+        self.buf.reserve(room);
         loop {
-            let room = self.buf.len() - self.filled;
-            match src.read(&mut self.buf[self.filled..]) {
+            match src.read_spare(&mut self.buf, room) {
                 Ok(0) => return Ok(Fill::Eof),
-                Ok(n) => {
-                    self.filled += n;
-                    return Ok(if n < room { Fill::Drained } else { Fill::Data });
-                }
+                Ok(n) => return Ok(if n < room { Fill::Drained } else { Fill::Data }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
                 // A reset or any other failure is the end of the channel.
@@ -146,37 +174,34 @@ impl FrameReader {
     /// front (the payload starts at [`PREFIX`]): dropping it would move every
     /// byte of the frame. A large frame that is all the buffer holds is
     /// handed over with the buffer itself (no copy); a small one is copied
-    /// out, so that the buffer, already zeroed, serves the next read (a new
-    /// one would be allocated and zeroed, 64 KiB, on every round trip).
+    /// out, so that the buffer serves the next read.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         /// Frames from this size up take the buffer with them.
         const HAND_OVER: usize = 64 * 1024;
         let wanted = self.wanted()?;
-        let have = self.filled - self.start;
+        let have = self.buf.len() - self.start;
         if have < PREFIX || have < wanted {
             return Ok(None);
         }
         if self.start == 0 && have == wanted && wanted >= HAND_OVER {
-            let mut frame = std::mem::take(&mut self.buf);
-            frame.truncate(wanted);
-            self.filled = 0;
-            return Ok(Some(frame));
+            return Ok(Some(std::mem::take(&mut self.buf)));
         }
         let frame = self.buf[self.start..self.start + wanted].to_vec();
         self.start += wanted;
-        if self.start == self.filled {
-            (self.start, self.filled) = (0, 0);
+        if self.start == self.buf.len() {
+            self.start = 0;
+            self.buf.clear();
         }
         Ok(Some(frame))
     }
 
     /// After [`Fill::Eof`]: an error if a frame was cut short.
     pub fn check_clean_eof(&self) -> Result<(), FrameError> {
-        if self.filled == self.start {
+        if self.buf.len() == self.start {
             Ok(())
         } else {
             Err(FrameError::Truncated {
-                have: self.filled - self.start,
+                have: self.buf.len() - self.start,
                 want: self.wanted().unwrap_or(0),
             })
         }
@@ -276,7 +301,7 @@ mod tests {
                 limit: 1024
             })
         );
-        assert!(r.buf.len() <= 64 * 1024 + 4);
+        assert!(r.buf.capacity() <= 64 * 1024 + 4);
     }
 
     #[test]

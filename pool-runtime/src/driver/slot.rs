@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::socket::{recv, MsgFlags};
 use nix::unistd::Pid;
 
 use crate::channel::control::Exit;
-use crate::channel::frame::{Fill, FrameError, FrameReader};
+use crate::channel::frame::{Fill, FrameError, FrameReader, ReadSpare};
 use crate::insights::SlotStats;
 use crate::sys::{self, Internal};
 
@@ -176,7 +175,7 @@ impl Slot {
             return Ok(Fill::Eof);
         };
         let mut src = NonBlocking(chan.as_raw_fd());
-        let fill = self.reader.fill(&mut src)?;
+        let fill = self.reader.fill_spare(&mut src)?;
         if fill == Fill::Eof {
             self.reader.check_clean_eof()?;
         }
@@ -184,11 +183,11 @@ impl Slot {
     }
 }
 
-/// `Read` over a non-blocking socket.
+/// Reads from a non-blocking socket, into a buffer's spare capacity.
 struct NonBlocking(i32);
 
-impl io::Read for NonBlocking {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        recv(self.0, buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+impl ReadSpare for NonBlocking {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        sys::recv_spare(self.0, buf, max).map_err(io::Error::from)
     }
 }
