@@ -14,9 +14,12 @@ use nix::sys::socket::{
 };
 use nix::unistd::{ForkResult, Pid};
 
+// Re-typing by TypeId serves the postcard fast paths only.
+#[cfg(not(feature = "codec-bincode"))]
 mod same;
 mod spare;
 
+#[cfg(not(feature = "codec-bincode"))]
 pub(crate) use same::{as_same, as_same_mut, Lifeless};
 pub(crate) use spare::recv_spare;
 
