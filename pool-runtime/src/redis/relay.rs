@@ -179,8 +179,14 @@ impl Shared {
 
     /// Adds batch `payload` (items `first ..` of batch `tag`) to the task stream.
     fn add_task(&self, conn: &mut Conn, tag: u64, payload: &[u8]) -> redis::RedisResult<()> {
-        let id: String = conn.run(
-            cmd("XADD")
+        self.add_tasks(conn, &[(tag, payload)])
+    }
+
+    /// Adds each batch `(tag, payload)` to the task stream, in one round trip.
+    fn add_tasks(&self, conn: &mut Conn, batches: &[(u64, &[u8])]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for (tag, payload) in batches {
+            pipe.cmd("XADD")
                 .arg(self.keys.tasks())
                 .arg("*")
                 .arg("t")
@@ -190,11 +196,15 @@ impl Shared {
                 .arg("a")
                 .arg(0)
                 .arg("f")
-                .arg(payload),
-        )?;
-        if let Some(p) = self.state.lock().unwrap().pending.get_mut(&tag) {
-            p.entry = Some(id);
-            p.missing_since = None;
+                .arg(payload);
+        }
+        let ids: Vec<String> = conn.pipe(&pipe)?;
+        let mut state = self.state.lock().unwrap();
+        for ((tag, _), id) in batches.iter().zip(ids) {
+            if let Some(p) = state.pending.get_mut(tag) {
+                p.entry = Some(id);
+                p.missing_since = None;
+            }
         }
         Ok(())
     }
@@ -673,38 +683,87 @@ impl Drop for RedisTransport {
 }
 
 /// A relay: takes the `Run` frames the driver sends slot `slot` and adds
-/// them to the task stream.
-fn relay(shared: &Shared, slot: usize, mut reader: UnixStream, writer: &UnixStream) {
+/// them to the task stream; those that came together, in one round trip.
+fn relay(shared: &Shared, slot: usize, reader: UnixStream, writer: &UnixStream) {
     let mut conn = Conn::lazy(&shared.client, shared.patience);
-    let mut buf = Vec::new();
-    while let Ok(true) = frame::read_blocking(&mut reader, &mut buf, shared.max_frame) {
-        let (tag, count) = match Message::parse(&buf) {
-            Ok(Message::Run { tag, count, .. }) => (tag, count),
-            Ok(Message::Exit { .. }) => {
+    let mut frames = frame::FrameReader::new(shared.max_frame);
+    let mut src = Blocking(reader);
+    loop {
+        match frames.fill_spare(&mut src) {
+            Ok(frame::Fill::Eof) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut batches: Vec<(u64, Arc<Vec<u8>>)> = Vec::new();
+        // `Some(true)`: an `Exit` came; `Some(false)`: something else than a `Run`.
+        let mut end = None;
+        while let Ok(Some(f)) = frames.next_frame() {
+            let payload = &f[frame::PREFIX..];
+            match Message::parse(payload) {
+                Ok(Message::Run { tag, count, .. }) => {
+                    let payload = Arc::new(payload.to_vec());
+                    shared.state.lock().unwrap().pending.insert(
+                        tag,
+                        Pending {
+                            slot,
+                            outcomes: vec![None; count as usize],
+                            filled: 0,
+                            nanos: 0,
+                            entry: None,
+                            missing_since: None,
+                            payload: payload.clone(),
+                        },
+                    );
+                    batches.push((tag, payload));
+                }
                 // The hosts run exit hooks as they leave (`shutdown`).
+                Ok(Message::Exit { .. }) => end = Some(true),
+                _ => end = Some(false),
+            }
+            if end.is_some() {
+                break;
+            }
+        }
+        if !batches.is_empty() {
+            let send: Vec<(u64, &[u8])> = batches.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+            if let Err(e) = shared.add_tasks(&mut conn, &send) {
+                for (tag, _) in &batches {
+                    shared.fail_batch(*tag, &format!("could not add the batch to Redis: {e}"));
+                }
+            }
+        }
+        match end {
+            Some(true) => {
                 let mut out = Vec::new();
                 let start = write::exited(&mut out);
                 let _ = frame::finish(&mut out, start, shared.max_frame);
                 let _ = (&*writer).write_all(&out);
                 return;
             }
-            _ => return,
-        };
-        let payload = Arc::new(std::mem::take(&mut buf));
-        shared.state.lock().unwrap().pending.insert(
-            tag,
-            Pending {
-                slot,
-                outcomes: vec![None; count as usize],
-                filled: 0,
-                nanos: 0,
-                entry: None,
-                missing_since: None,
-                payload: payload.clone(),
-            },
-        );
-        if let Err(e) = shared.add_task(&mut conn, tag, &payload) {
-            shared.fail_batch(tag, &format!("could not add the batch to Redis: {e}"));
+            Some(false) => return,
+            None => {}
+        }
+    }
+}
+
+/// A relay's end of its channel, read blocking: waits for bytes, then
+/// takes what is there.
+struct Blocking(UnixStream);
+
+impl frame::ReadSpare for Blocking {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsRawFd;
+        loop {
+            match crate::sys::recv_spare(self.0.as_raw_fd(), buf, max) {
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                other => return other.map_err(std::io::Error::from),
+            }
         }
     }
 }
