@@ -554,6 +554,39 @@ fn redis_entries_a_host_took_but_had_not_started_are_not_charged_for_its_death()
 }
 
 #[test]
+fn redis_entries_a_leaving_host_had_not_started_are_not_charged() {
+    // Short tasks, one per entry: the leaving host's consumer holds many
+    // it has not started when SIGTERM comes; they go to the other host,
+    // and with `max_deliveries(1)` any charge would quarantine them.
+    let server = Server::start();
+    let mut leaving = Host::start(&server.url(), 1);
+    let _stays = Host::start(&server.url(), 1);
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .max_deliveries(1)
+        .build(start, 0u64)
+        .unwrap();
+    let mut out = Vec::new();
+    for (i, r) in pool.imap(square, 0..20_000u64).enumerate() {
+        if i == 2_000 {
+            leaving.signal(Signal::SIGTERM);
+        }
+        out.push(r);
+    }
+    for (x, r) in out.iter().enumerate() {
+        let x = x as u64;
+        assert_eq!(*r.as_ref().unwrap_or_else(|e| panic!("{x}: {e}")), x * x);
+    }
+    let status = leaving
+        .wait_exit(Duration::from_secs(10))
+        .expect("the host left");
+    assert!(status.success(), "{status:?}");
+    pool.join().unwrap();
+    assert_clean(&server);
+}
+
+#[test]
 fn redis_two_drivers_share_hosts_without_crosstalk() {
     let server = Server::start();
     let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];

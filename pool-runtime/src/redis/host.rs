@@ -299,6 +299,7 @@ impl Session {
                 me.host.as_bytes(),
                 k.mark_prefix().as_bytes(),
                 me.workers.to_string().as_bytes(),
+                (me.config.lease * 10).as_millis().to_string().as_bytes(),
             ],
         );
         driver.shutdown(None);
@@ -436,9 +437,12 @@ impl Session {
     }
 
     /// Consumer `n`, named `host/n` in the group: takes entries, runs them
-    /// one after another, replies. Before it runs one it marks it, a write
-    /// it does not wait for, so that if this host dies only that entry is
-    /// charged for the death ([`wire::RECLAIM`]). Fresh entries of short
+    /// one after another, replies. Before it runs one of several it holds it
+    /// marks it, a write it does not wait for, so that if this host dies
+    /// only that entry is charged for the death ([`wire::RECLAIM`]); one it
+    /// holds alone needs no mark (with none, all a consumer held is
+    /// charged), once the last mark is deleted, with the read that took
+    /// it: an `apply` costs Redis no command more than its read and reply. Fresh entries of short
     /// tasks are taken several at a time ([`Prefetch`]), their replies sent
     /// together in one round trip with the next read. Every quarter lease,
     /// holding nothing, it takes what dead hosts held.
@@ -456,10 +460,12 @@ impl Session {
         let mut prefetch = Prefetch::default();
         // Replies not sent yet.
         let mut replies: Vec<Reply> = Vec::new();
+        // The mark may name an entry: it is deleted before a lone one runs.
+        let mut marked = false;
         while !live.leaving.load(Ordering::Acquire) {
             let mut held = Vec::new();
             if Instant::now() >= next_reclaim {
-                self.flush(&mut conn, &me, &mut replies);
+                self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
                 held = self.reclaim(&mut conn, &script, &me);
                 // Found some: there may be more.
                 next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
@@ -469,6 +475,9 @@ impl Session {
                 if !replies.is_empty() {
                     pipe.add_command(self.send_replies(&me, &replies)).ignore();
                     replies.clear();
+                }
+                if marked {
+                    pipe.cmd("DEL").arg(&mark.key).ignore();
                 }
                 pipe.cmd("XREADGROUP")
                     .arg("GROUP")
@@ -482,6 +491,7 @@ impl Session {
                     .arg(&tasks)
                     .arg(">");
                 let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
+                marked &= read.is_err();
                 match read.map(|v| v.first().map(wire::read_reply).unwrap_or_default()) {
                     Ok(entries) if !entries.is_empty() => held = entries.into_iter().map(|e| (e, 1)).collect(),
                     Ok(_) => continue,
@@ -494,12 +504,19 @@ impl Session {
             }
             let started = Instant::now();
             let mut ran = 0;
+            let alone = held.len() == 1 && !marked;
             for (e, deliveries) in &held {
                 // Leaving: what is not run stays pending, uncharged, for others.
                 if live.leaving.load(Ordering::Acquire) {
                     break;
                 }
-                replies.extend(self.serve_entry(driver, &mut conn, e, *deliveries, &mark));
+                let mark = if alone {
+                    None
+                } else {
+                    marked = true;
+                    Some(&mark)
+                };
+                replies.extend(self.serve_entry(driver, &mut conn, e, *deliveries, mark));
                 ran += 1;
                 if driver.lock().unusable().is_some() {
                     live.leaving.store(true, Ordering::Release);
@@ -507,19 +524,28 @@ impl Session {
             }
             prefetch.observe(ran, started.elapsed());
         }
-        self.flush(&mut conn, &me, &mut replies);
+        self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
     }
 
-    /// Sends the replies not sent yet.
-    fn flush(&self, conn: &mut Conn, consumer: &str, replies: &mut Vec<Reply>) {
+    /// Sends the replies not sent yet, and deletes the mark if there is one.
+    fn flush(&self, conn: &mut Conn, consumer: &str, replies: &mut Vec<Reply>, (mark, marked): (&Mark, &mut bool)) {
+        if replies.is_empty() && !*marked {
+            return;
+        }
+        let mut pipe = redis::pipe();
         if !replies.is_empty() {
-            let _ = conn.run::<Value>(&self.send_replies(consumer, replies));
+            pipe.add_command(self.send_replies(consumer, replies)).ignore();
             replies.clear();
         }
+        if *marked {
+            pipe.cmd("DEL").arg(&mark.key).ignore();
+        }
+        *marked &= conn.pipe::<()>(&pipe).is_err();
     }
 
     /// Runs one entry (or splits or quarantines it); its reply, if it has one.
-    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32, mark: &Mark) -> Option<Reply> {
+    /// `mark`: where to mark it first, if it is not held alone.
+    fn serve_entry(&self, driver: &Driver, conn: &mut Conn, e: &Entry, deliveries: u32, mark: Option<&Mark>) -> Option<Reply> {
         let k = &self.keys;
         let (tag, first) = (e.number::<u64>("t"), e.number::<u32>("o"));
         let prior = e.number::<u32>("a").unwrap_or(0);
@@ -551,7 +577,9 @@ impl Session {
             self.split(conn, e, (tag, first, 0), payload);
             return None;
         }
-        conn.send(cmd("SET").arg(&mark.key).arg(&e.id).arg("PX").arg(mark.ttl_ms));
+        if let Some(mark) = mark {
+            conn.send(cmd("SET").arg(&mark.key).arg(&e.id).arg("PX").arg(mark.ttl_ms));
+        }
         // `None`: the local pool broke; the entry stays pending, for others.
         let r = local::run(driver, &[(payload, None)])?.pop()?;
         if r.quarantined {

@@ -257,11 +257,12 @@ return 1
 
 /// A host leaves: its consumers with nothing pending and their marks (all
 /// marks, if the pool is gone), its lease and its entry in the hosts hash
-/// go. A consumer that left entries keeps its mark, so that they are not
-/// charged when others take them.
+/// go. A consumer that left entries (taken, never started: it finishes the
+/// one it runs before it leaves) is marked `-`, an entry no stream holds,
+/// so that none of them is charged when others take them.
 ///
 /// KEYS: tasks, lease, hosts. ARGV: group, host id, mark key prefix, how
-/// many consumers.
+/// many consumers, how long a mark lives (ms).
 pub(crate) const LEAVE: &str = r#"
 redis.call('DEL', KEYS[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
@@ -271,6 +272,8 @@ for i = 0, tonumber(ARGV[4]) - 1 do
   if not ok or #left == 0 then
     if ok then pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name) end
     redis.call('DEL', ARGV[3] .. name)
+  else
+    redis.call('SET', ARGV[3] .. name, '-', 'PX', ARGV[5])
   end
 end
 return 1
