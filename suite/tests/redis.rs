@@ -854,3 +854,31 @@ fn redis_acl_users_one_kept_to_the_pool_keys_serves_one_without_scripts_or_strea
         "the password leaked: {text}"
     );
 }
+
+#[test]
+fn redis_timeouts_recycling_and_progress_work_as_locally() {
+    let server = Server::start();
+    let _host = Host::start(&server.url(), 2);
+    let pool = builder(&server.url())
+        .task_timeout(Duration::from_millis(500))
+        .max_tasks_per_worker(7)
+        .progress(pool_runtime::ProgressMode::Always)
+        .build(start, 0u64)
+        .unwrap();
+    // A task past its limit is `TimedOut`, on the host as locally; the
+    // others of its map are untouched.
+    let out: Vec<_> = pool.imap(nap, [10u64, 3_000, 10, 10]).collect();
+    for (i, r) in out.iter().enumerate() {
+        if i == 1 {
+            let e = r.as_ref().unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::TimedOut(_)), "{e}");
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    // Workers recycled after seven tasks still give every outcome once.
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..300u64).unwrap(), want);
+    pool.join().unwrap();
+    assert_clean(&server);
+}
