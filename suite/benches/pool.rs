@@ -698,6 +698,55 @@ mod raw {
         );
         (d, out)
     }
+
+    /// [`pump_seeds`] keeping the results in their frames (a slab): the
+    /// parent copies each reply frame once and keeps `(frame, offset, len)`
+    /// per result, no `Vec` of its own per result.
+    pub fn pump_seeds_slab(cache: &[String], keys: &[u64]) -> (Duration, Slab) {
+        let mut slab = Slab::default();
+        let d = pump(
+            keys,
+            |xs, buf| {
+                xs.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()))
+            },
+            |req, out| {
+                for k in req.chunks_exact(8) {
+                    let bits = super::to_bits(cache, u64::from_le_bytes(k.try_into().unwrap()));
+                    postcard::to_io(&bits.len(), &mut *out).unwrap();
+                    out.extend_from_slice(&bits);
+                }
+            },
+            |reply| {
+                let frame = slab.frames.len() as u32;
+                let mut rest = reply;
+                while !rest.is_empty() {
+                    let (len, r) = postcard::take_from_bytes::<usize>(rest).unwrap();
+                    let at = (reply.len() - r.len()) as u32;
+                    slab.spans.push((frame, at, len as u32));
+                    rest = &r[len..];
+                }
+                slab.frames.push(reply.to_vec());
+            },
+        );
+        (d, slab)
+    }
+
+    /// Results kept in the frames they came in.
+    #[derive(Default)]
+    pub struct Slab {
+        pub frames: Vec<Vec<u8>>,
+        /// Per result: its frame, offset and length.
+        pub spans: Vec<(u32, u32, u32)>,
+    }
+
+    impl Slab {
+        /// Result `i`'s bytes.
+        pub fn get(&self, i: usize) -> &[u8] {
+            let (f, at, len) = self.spans[i];
+            &self.frames[f as usize][at as usize..(at + len) as usize]
+        }
+    }
 }
 
 // ===========================================================================
@@ -851,7 +900,7 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
     let meter = CpuMeter::new(&pool);
     let mut cpu = (0, 0);
     let (mut seq, mut ray, mut pl, mut pb) = (vec![], vec![], vec![], vec![]);
-    let mut pump = vec![];
+    let (mut pump, mut slab) = (vec![], vec![]);
     for round in 0..=opts.runs {
         // The input is cloned outside the timings: map takes it by value.
         let input = keys.clone();
@@ -861,6 +910,13 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         drop(black_box(out));
         let (d_pump, out) = raw::pump_seeds(&cache, &keys);
         assert_eq!(out.len(), keys.len());
+        drop(black_box(out));
+        let (d_slab, out) = raw::pump_seeds_slab(&cache, &keys);
+        assert_eq!(out.spans.len(), keys.len());
+        assert_eq!(
+            out.get(keys.len() - 1),
+            &to_bits(&cache, keys[keys.len() - 1])[..]
+        );
         drop(black_box(out));
         let before = meter.read();
         let (d_pool, out) = common::time(|| pool.map(convert, input).expect("map"));
@@ -883,6 +939,7 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
             seq.push(secs(d_seq));
             ray.push(secs(d_ray));
             pump.push(secs(d_pump));
+            slab.push(secs(d_slab));
             pl.push(secs(d_pool));
             pb.push(secs(d_bytes));
         }
@@ -907,6 +964,12 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         fmt_dur(median(&pump)),
         median_ratio(&pump, &ray),
         median_ratio(&pl, &pump)
+    );
+    println!(
+        "floor: the same pump keeping results in their frames (a slab, offsets, no Vec per result): {} = {:.2}x rayon;  pool / slab pump = {:.2}x",
+        fmt_dur(median(&slab)),
+        median_ratio(&slab, &ray),
+        median_ratio(&pl, &slab)
     );
     print_cpu("pool.map(convert)", keys_n as u64, (0, 0), cpu, opts.runs);
     println!(
