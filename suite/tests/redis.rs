@@ -882,3 +882,105 @@ fn redis_timeouts_recycling_and_progress_work_as_locally() {
     pool.join().unwrap();
     assert_clean(&server);
 }
+
+#[test]
+fn redis_garbage_in_a_pools_streams_is_dropped_never_a_crash() {
+    let server = Server::start();
+    let mut host = Host::start(&server.url(), 2);
+    let pool = builder(&server.url()).build(start, 0u64).unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let key = |suffix: &str| {
+        let keys = server.keys();
+        keys.iter()
+            .find(|k| k.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} among {keys:?}"))
+            .clone()
+    };
+    let (tasks, replies) = (key(":tasks"), key(":replies"));
+    // A `Run` header (tag, task, count) claiming `count` inputs, then `body`.
+    let run = |count: u32, body: &[u8]| {
+        let mut b = vec![0u8];
+        b.extend_from_slice(&999_999_999u64.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        b.extend_from_slice(body);
+        b
+    };
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let tag = "999999999";
+    let bad_tasks: Vec<Vec<(&str, Vec<u8>)>> = vec![
+        vec![("junk", b"1".to_vec())],
+        vec![
+            ("t", tag.into()),
+            ("o", b"0".to_vec()),
+            ("f", vec![0xff, 0]),
+        ],
+        // Four billion inputs claimed, three bytes there.
+        vec![
+            ("t", tag.into()),
+            ("o", b"0".to_vec()),
+            ("f", run(u32::MAX, &[1, 2, 3])),
+        ],
+        // An input whose length runs past the entry.
+        vec![
+            ("t", tag.into()),
+            ("o", b"0".to_vec()),
+            ("f", run(1, &[31 << 3, 0xff, 0xff, 0xff, 0x7f])),
+        ],
+    ];
+    for fields in &bad_tasks {
+        let mut c = redis::cmd("XADD");
+        c.arg(&tasks).arg("*");
+        for (k, v) in fields {
+            c.arg(*k).arg(v);
+        }
+        let _: String = c.query(&mut con).unwrap();
+    }
+    let bad_replies: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![("junk", b"1")],
+        vec![
+            ("t", tag.as_bytes()),
+            ("o", b"0"),
+            ("n", b"1"),
+            ("b", &[0xff, 0xff, 0xff]),
+        ],
+        vec![
+            ("t", tag.as_bytes()),
+            ("o", b"4000000000"),
+            ("n", b"4000000000"),
+            ("b", b""),
+        ],
+        vec![("k", b"b"), ("t", b"77"), ("n", b"4000000000"), ("b", b"x")],
+    ];
+    for fields in &bad_replies {
+        let mut c = redis::cmd("XADD");
+        c.arg(&replies).arg("*");
+        for (k, v) in fields {
+            c.arg(*k).arg(*v);
+        }
+        let _: String = c.query(&mut con).unwrap();
+    }
+    // The pool and its host go on, every outcome right.
+    let want: Vec<u64> = (0..2_000u64).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..2_000u64).unwrap(), want);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    assert!(host.wait_exit(Duration::ZERO).is_none(), "the host died");
+    // What no driver wrote went to the dead-letter stream, none of it stays
+    // pending for ever.
+    let dead_key = tasks.replace(":tasks", ":dead");
+    let dead = server.wait_for(Duration::from_secs(5), |s| {
+        s.cli(&["XLEN", &dead_key]).first().map(String::as_str) == Some("4")
+    });
+    assert!(dead, "dead letters: {:?}", server.cli(&["XLEN", &dead_key]));
+    let pending = server.cli(&["XPENDING", &tasks, "hosts"]);
+    assert_eq!(
+        pending.first().map(String::as_str),
+        Some("0"),
+        "{pending:?}"
+    );
+    pool.join().unwrap();
+    assert_clean(&server);
+}

@@ -420,7 +420,7 @@ impl Session {
                     let core = driver.wait_until(|core| core.all_settled());
                     core.ready_slots().into_iter().map(|s| (payload, Some(s))).collect()
                 };
-                let Some(ran) = local::run(driver, &runs) else {
+                let Ok(ran) = local::run(driver, &runs) else {
                     continue;
                 };
                 let outcomes: Vec<u8> = ran.into_iter().flat_map(|r| r.outcomes).collect();
@@ -551,9 +551,7 @@ impl Session {
         let prior = e.number::<u32>("a").unwrap_or(0);
         let payload = e.field("f").unwrap_or_default();
         let (Some(tag), Some(first), Ok(Message::Run { count, .. })) = (tag, first, Message::parse(payload)) else {
-            // Not a batch of ours: nothing can answer it.
-            let _ = conn.run::<()>(cmd("XACK").arg(k.tasks()).arg(GROUP).arg(&e.id));
-            let _ = conn.run::<()>(cmd("XDEL").arg(k.tasks()).arg(&e.id));
+            self.drop_malformed(conn, e);
             return None;
         };
         let delivered = prior.saturating_add(deliveries);
@@ -580,8 +578,15 @@ impl Session {
         if let Some(mark) = mark {
             conn.send(cmd("SET").arg(&mark.key).arg(&e.id).arg("PX").arg(mark.ttl_ms));
         }
-        // `None`: the local pool broke; the entry stays pending, for others.
-        let r = local::run(driver, &[(payload, None)])?.pop()?;
+        let r = match local::run(driver, &[(payload, None)]) {
+            Ok(mut ran) => ran.pop()?,
+            Err(local::Unrun::Malformed) => {
+                self.drop_malformed(conn, e);
+                return None;
+            }
+            // The local pool broke: the entry stays pending, for others.
+            Err(local::Unrun::Broken) => return None,
+        };
         if r.quarantined {
             self.dead_letter(conn, e, "an input of this batch killed its workers");
         }
@@ -602,6 +607,15 @@ impl Session {
         c
     }
 
+    /// Lets an entry whose batch is malformed go, to the dead-letter stream:
+    /// not a batch a driver wrote, so no outcome of it can be true.
+    fn drop_malformed(&self, conn: &mut Conn, e: &Entry) {
+        let k = &self.keys;
+        self.dead_letter(conn, e, "a malformed batch: its inputs are not what its header says");
+        let _ = conn.run::<()>(cmd("XACK").arg(k.tasks()).arg(GROUP).arg(&e.id));
+        let _ = conn.run::<()>(cmd("XDEL").arg(k.tasks()).arg(&e.id));
+    }
+
     /// Adds the entry to the dead-letter stream, with why.
     fn dead_letter(&self, conn: &mut Conn, e: &Entry, why: &str) {
         let mut c = cmd("XADD");
@@ -617,6 +631,7 @@ impl Session {
     fn split(&self, conn: &mut Conn, e: &Entry, (tag, first, attempts): (u64, u32, u32), payload: &[u8]) {
         let k = &self.keys;
         let Some(items) = local::batch_items(payload) else {
+            self.drop_malformed(conn, e);
             return;
         };
         let mut pipe = redis::pipe();

@@ -88,7 +88,9 @@ fn place(payload: &[u8]) -> Option<Placed> {
         body
     };
     let mut at = frame::PREFIX + payload.len() - inputs.len();
-    let mut offsets = Vec::with_capacity(count as usize);
+    // `count` comes from Redis: no more room than the bytes could hold
+    // (every item is at least its one-byte head).
+    let mut offsets = Vec::with_capacity((count as usize).min(inputs.len()));
     let mut rest = inputs;
     for _ in 0..count {
         offsets.push(at as u32);
@@ -104,12 +106,27 @@ fn place(payload: &[u8]) -> Option<Placed> {
     })
 }
 
+/// Why [`run`] has no outcomes to give.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Unrun {
+    /// A payload is not a well-formed `Run` (nothing was run).
+    Malformed,
+    /// The local pool broke before it could say.
+    Broken,
+}
+
 /// Runs batches on the local pool in one job, each (a `Run` payload) on
 /// the slot it names or on any worker; what each came to, in order.
-/// `None`: a payload is malformed, or the local pool broke before it could
-/// say.
-pub(super) fn run(driver: &Driver, runs: &[(&[u8], Option<usize>)]) -> Option<Vec<Ran>> {
-    let placed: Vec<Placed> = runs.iter().map(|(p, _)| place(p)).collect::<Option<_>>()?;
+pub(super) fn run(driver: &Driver, runs: &[(&[u8], Option<usize>)]) -> Result<Vec<Ran>, Unrun> {
+    let placed: Vec<Placed> = runs
+        .iter()
+        .map(|(p, _)| place(p))
+        .collect::<Option<_>>()
+        .ok_or(Unrun::Malformed)?;
+    run_placed(driver, runs, placed).ok_or(Unrun::Broken)
+}
+
+fn run_placed(driver: &Driver, runs: &[(&[u8], Option<usize>)], placed: Vec<Placed>) -> Option<Vec<Ran>> {
     // Each batch's first item in the job.
     let mut bases = Vec::with_capacity(placed.len());
     let mut total = 0u64;
@@ -204,7 +221,7 @@ pub(super) fn batch_items(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
     } else {
         (&body[..0], body)
     };
-    let mut out = Vec::with_capacity(count as usize);
+    let mut out = Vec::with_capacity((count as usize).min(inputs.len()));
     let mut rest = inputs;
     for _ in 0..count {
         let (_, _, next) = item::read(rest).ok()?;
@@ -218,4 +235,28 @@ pub(super) fn batch_items(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
         rest = next;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Run` payload (no prefix) claiming `count` inputs, with `body` after.
+    fn run_payload(count: u32, body: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let start = message::write::run(&mut buf, 7, 1, count);
+        buf.extend_from_slice(body);
+        buf.split_off(start + frame::PREFIX)
+    }
+
+    #[test]
+    fn a_count_beyond_its_bytes_is_refused_without_a_huge_allocation() {
+        // An entry anyone with access to Redis could have added: four
+        // billion inputs claimed, three bytes there.
+        let lie = run_payload(u32::MAX, &[0, 1, 2]);
+        assert!(place(&lie).is_none());
+        assert!(batch_items(&lie).is_none());
+        assert!(place(&run_payload(2, &[])).is_none());
+        assert!(batch_items(&run_payload(1, &[])).is_none());
+    }
 }
