@@ -51,6 +51,12 @@ pub trait Report {
 /// least this long each: a clock read (~25 ns) is then under 3 % of an item.
 const TIME_EACH_NANOS: u64 = 1_000;
 
+/// A chunk whose outcomes take this many bytes or more does not grow: large
+/// results then end a chunk one by one, and the worker can send each in a
+/// frame of its own (`worker.rs`, `Flusher`), whose allocation the driver
+/// hands to the caller as the result (`codec::take_tail`).
+pub(crate) const BIG_CHUNK: usize = 1 << 20;
+
 /// Items decoded, run and encoded together: enough for the calls to overlap
 /// their memory latency, few enough that outcomes stream back steadily.
 const CHUNK: usize = 64;
@@ -211,7 +217,9 @@ impl<'a> Batch<'a> {
                 started
             };
             let ran = outputs.len() as u32;
+            let written = self.out.len();
             self.encode_chunk(next, &mut outputs);
+            let big = self.out.len() - written >= BIG_CHUNK;
             let encoded = std::time::Instant::now();
             let total = (encoded - started).as_nanos() as u64;
             let (call_nanos, codec_nanos) = if split {
@@ -231,7 +239,10 @@ impl<'a> Batch<'a> {
                 return Ok(());
             }
             next = end;
-            if chunk < CHUNK as u32 && encoded - started < std::time::Duration::from_millis(1) {
+            if chunk < CHUNK as u32
+                && !big
+                && encoded - started < std::time::Duration::from_millis(1)
+            {
                 chunk *= 2;
             }
             // The last chunk's outcomes go back with the end of the batch.
@@ -627,6 +638,21 @@ mod tests {
         assert_eq!(t.items, (1..50).collect::<Vec<_>>());
         assert_eq!(t.chunks[0], (0, 1, false));
         assert!(t.chunks[1..].iter().all(|c| c.2), "{:?}", t.chunks);
+    }
+
+    #[test]
+    fn large_results_end_their_chunks_one_by_one() {
+        fn big(n: u64) -> Vec<u8> {
+            vec![n as u8; BIG_CHUNK]
+        }
+        let inputs = body(&(0..5u64).collect::<Vec<_>>());
+        let (mut out, mut t) = (Vec::new(), Timings::default());
+        let mut batch = Batch::new(&inputs, 5, &mut out, &mut t);
+        run_stateless(big, item::decode, &mut (), &mut batch).unwrap();
+        let sizes: Vec<u32> = t.chunks.iter().map(|c| c.1).collect();
+        assert_eq!(sizes, [1, 1, 1, 1, 1]);
+        let got = outcomes::<Vec<u8>>(&out);
+        assert!(got.iter().enumerate().all(|(k, r)| r.as_ref().is_ok_and(|v| v[0] == k as u8)));
     }
 
     #[test]
