@@ -201,15 +201,7 @@ impl<'a> Batch<'a> {
             let stopped = if each {
                 self.call_timed(next, decoded, &mut inputs, &mut outputs, &mut call)
             } else {
-                let mut stopped = false;
-                for (k, input) in inputs.drain(..).enumerate() {
-                    let Some(output) = self.call_item(next + k as u32, input, &mut call) else {
-                        stopped = true;
-                        break;
-                    };
-                    outputs.push(output);
-                }
-                stopped
+                self.call_chunk(next, &mut inputs, &mut outputs, &mut call)
             };
             let called = if split {
                 std::time::Instant::now()
@@ -367,6 +359,48 @@ impl<'a> Batch<'a> {
         }
         item::end_dense(self.out, run);
         true
+    }
+
+    /// The call loop for cheap items: the task on each input of the chunk
+    /// (items `first ..`), in order, into `outputs`. One catch covers a run
+    /// of calls (a catch per call costs a call frame an item, measured on
+    /// tiny tasks); a call that panics fails its item alone, and the run
+    /// goes on after it. `true` if the task limit stopped the batch.
+    #[inline(always)]
+    fn call_chunk<A, R>(
+        &self,
+        first: u32,
+        inputs: &mut Vec<Result<A, Failed>>,
+        outputs: &mut Vec<Result<R, Failed>>,
+        call: &mut impl FnMut(A) -> R,
+    ) -> bool {
+        let (cell, stop_at) = (self.cell, self.stop_at);
+        let mut each = inputs.drain(..).enumerate();
+        loop {
+            let run = catch(|| {
+                for (k, input) in &mut each {
+                    let i = first + k as u32;
+                    if i >= stop_at {
+                        return true;
+                    }
+                    outputs.push(match input {
+                        Ok(input) => {
+                            if let Some(cell) = cell {
+                                cell.mark(i, Phase::Run);
+                            }
+                            Ok(call(input))
+                        }
+                        Err(failed) => Err(failed),
+                    });
+                }
+                false
+            });
+            match run {
+                Ok(stopped) => return stopped,
+                // The item whose call panicked: the drain is past it.
+                Err(panic) => outputs.push(Err(panicked(panic, ""))),
+            }
+        }
     }
 
     /// Item `i`'s outcome: the task called on its input (which may have
@@ -638,6 +672,28 @@ mod tests {
         assert_eq!(t.items, (1..50).collect::<Vec<_>>());
         assert_eq!(t.chunks[0], (0, 1, false));
         assert!(t.chunks[1..].iter().all(|c| c.2), "{:?}", t.chunks);
+    }
+
+    #[test]
+    fn calls_that_panic_fail_alone_and_the_chunk_goes_on() {
+        fn even(x: u64) -> u64 {
+            assert!(x.is_multiple_of(2), "odd");
+            x
+        }
+        let inputs = dense(&(0..300).collect::<Vec<_>>());
+        let (mut out, mut p) = (Vec::new(), NoReport);
+        let mut batch = Batch::new(&inputs, 300, &mut out, &mut p).stopping_at(250);
+        run_stateless(even, item::decode, &mut (), &mut batch).unwrap();
+        assert_eq!(batch.ran(), 250);
+        let got = outcomes::<u64>(&out);
+        assert_eq!(got.len(), 250);
+        for (k, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => assert!(k.is_multiple_of(2) && *v == k as u64, "item {k}: {r:?}"),
+                Err(ErrorKind::Panicked(m)) => assert!(k % 2 == 1 && m.contains("odd"), "{k}: {m}"),
+                Err(e) => panic!("item {k}: {e:?}"),
+            }
+        }
     }
 
     #[test]
