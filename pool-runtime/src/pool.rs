@@ -810,9 +810,14 @@ where
                 return;
             }
             let want = self.chunker.size();
-            let mut bytes = Vec::new();
+            // Fixed-width inputs: the frame's size is known, so it is
+            // allocated once, not grown by doubling.
+            let items = crate::codec::fixed_width::<I::Item>()
+                .map_or(0, |w| (want as usize).min(BATCH_BYTES / w + 1));
+            let width = crate::codec::fixed_width::<I::Item>().unwrap_or(0);
+            let mut bytes = Vec::with_capacity(if items > 0 { items * width + 64 } else { 0 });
             let start = self.route.begin(&mut bytes, 0);
-            let mut offsets = Vec::new();
+            let mut offsets = Vec::with_capacity(items);
             let first = self.pulled;
             while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
                 if self.spare.is_empty() {
