@@ -6,7 +6,7 @@
 //! It calls pool-runtime's own code, public under `--cfg fuzzing` (which
 //! `cargo fuzz` sets): `channel::frame::{FrameReader, read_blocking}`,
 //! `channel::message::{Message::parse_frame, write}`,
-//! `channel::outcome::{read_each, read}`, `channel::item::{read, decode}`
+//! `channel::outcome::{read_each, read}`, `channel::item::{read, decode, Items}`
 //! and the worker's batch loop (`batch::Batch`, `batch::run_stateless`).
 //!
 //! Input: `[config, seed_lo, seed_hi, stream...]`.
@@ -275,7 +275,8 @@ impl WithType for Walk<'_> {
         // (A panic in a `Deserialize` would abort under libFuzzer's panic
         // hook: none of the fuzzed types panics.)
         let mut all = Vec::new();
-        let end = outcome::read_each::<T>(self.body, count, |result| {
+        let mut items = item::Items::new(self.body);
+        let end = outcome::read_each::<T>(&mut items, count, |result| {
             all.push(result);
             true
         });
@@ -285,15 +286,21 @@ impl WithType for Walk<'_> {
         }
         // As `Imap::next` reads them: one `read` per item, with the same
         // results and the same end.
-        let mut rest = self.body;
+        let mut one_by_one = item::Items::new(self.body);
         for (k, want) in all.iter().enumerate() {
-            let (got, next) = outcome::read::<T>(rest).expect("read_each read this item");
-            rest = next;
+            let got = outcome::read::<T>(&mut one_by_one).expect("read_each read this item");
             same_outcome(k, got, want);
         }
         match end {
-            Ok(after) => assert_eq!(after.len(), rest.len(), "where the outcomes end"),
-            Err(_) => assert!(outcome::read::<T>(rest).is_err(), "read and read_each disagree"),
+            Ok(()) => assert_eq!(
+                items.into_parts(),
+                one_by_one.into_parts(),
+                "where the outcomes end"
+            ),
+            Err(_) => assert!(
+                outcome::read::<T>(&mut one_by_one).is_err(),
+                "read and read_each disagree"
+            ),
         }
         all.into_iter().for_each(forget_outcome);
     }
@@ -349,31 +356,30 @@ impl WithType for Worker<'_> {
         if run.is_err() {
             // The worker leaves (a protocol error) only for a body that is
             // not `count` items.
-            let mut rest = self.body;
+            let mut items = item::Items::new(self.body);
             for _ in 0..count {
-                match item::read(rest) {
-                    Ok((_, _, next)) => rest = next,
-                    Err(_) => return,
+                if items.next_item().is_err() {
+                    return;
                 }
             }
             panic!("the worker refused a body of {count} well-formed items");
         }
         assert_eq!(batch.ran(), count, "no task limit: every item runs");
         let mut outcomes = Vec::new();
-        let rest = outcome::read_each::<T>(&out, count, |result| {
+        let mut written = item::Items::new(&out);
+        outcome::read_each::<T>(&mut written, count, |result| {
             outcomes.push(result);
             true
         })
         .expect("the worker wrote a malformed outcome");
-        assert!(rest.is_empty(), "bytes left after the outcomes");
+        assert_eq!(written.between(), Some(&[][..]), "bytes left after the outcomes");
         assert_eq!(outcomes.len(), count as usize, "one outcome per input");
-        let mut input = self.body;
+        let mut input = item::Items::new(self.body);
         for (i, outcome) in outcomes.into_iter().enumerate() {
             // The echo task returns its input: the value the driver reads
             // back is the one the worker decoded. Items are length-delimited:
             // one that does not decode fails alone.
-            let (status, value, rest) = item::read(input).expect("the worker read every item");
-            input = rest;
+            let (status, value) = input.next_item().expect("the worker read every item");
             if status != 0 {
                 // An item that carries the driver's error in place of an
                 // input: the worker hands back an error for it.

@@ -16,6 +16,10 @@ def item(status,value):
     if len(value)<31: return bytes([status|len(value)<<3])+value
     return bytes([status|31<<3])+struct.pack('<I',len(value))+value
 def items(values,status=0): return b''.join(item(status,v) for v in values)
+# A dense run: head byte 7, the width, a u32 count, then the values back to
+# back, all of status Ok (fixed-width types: a u64 is 8 bytes little-endian).
+def dense(width,values): return bytes([7,width])+struct.pack('<I',len(values))+b''.join(values)
+def u64le(x): return struct.pack('<Q',x)
 def done(tag,first,count,nanos,body,codec=0,io=0): return frame(bytes([12])+struct.pack('<QIIQQQI',tag,first,count,nanos,codec,io,0)+body)
 def run(tag,task,count,body): return frame(bytes([1])+struct.pack('<QII',tag,task,count)+body)
 ready=frame(bytes([10])); exit_=frame(bytes([2])+struct.pack('<I',0xffffffff)); exit3=frame(bytes([2])+struct.pack('<I',3))
@@ -43,6 +47,11 @@ seeds={
  # (config type 7 = Tree) overflowed the driver's stack; now a malformed outcome.
  'regress-deep-tree': (0x1c, done(3,0,1,0,item(0,b'\x01\x01'*5000+b'\x00\x00'))),
  'many': (0x1b, b''.join([ready,done(1,0,1,5,item(0,varint(1))),run(2,0,1,item(0,varint(2))),exited,exit_])),
+ # Dense runs of u64 with an exception between them, both ways; and a
+ # run whose width is not the type's (each of its items fails alone).
+ 'run_dense_u64': (0x02, run(9,0,6,dense(8,[u64le(x) for x in [0,1,2**63]])+item(2,s('could not encode the input'))+dense(8,[u64le(5),u64le(6)]))),
+ 'done_dense_u64': (0x00, done(7,0,5,10,dense(8,[u64le(25),u64le(36)])+item(1,s('task panicked'))+dense(8,[u64le(7),u64le(8)]))),
+ 'run_dense_narrow': (0x00, run(9,0,3,dense(4,[b'\x01\x00\x00\x00']*3))),
  # A Run whose second item does not decode as the type: it fails alone.
  'run_undecodable': (0x00, run(4,0,3,items([varint(1),b'\xff\xff',varint(3)]))),
 }

@@ -51,6 +51,12 @@ pub trait Report {
 /// least this long each: a clock read (~25 ns) is then under 3 % of an item.
 const TIME_EACH_NANOS: u64 = 1_000;
 
+/// A chunk whose outcomes take this many bytes or more does not grow: large
+/// results then end a chunk one by one, and the worker can send each in a
+/// frame of its own (`worker.rs`, `Flusher`), whose allocation the driver
+/// hands to the caller as the result (`codec::take_tail`).
+pub(crate) const BIG_CHUNK: usize = 1 << 20;
+
 /// Items decoded, run and encoded together: enough for the calls to overlap
 /// their memory latency, few enough that outcomes stream back steadily.
 const CHUNK: usize = 64;
@@ -71,7 +77,7 @@ fn panicked(panic: Caught, during: &str) -> Failed {
 
 /// One batch of inputs on its way through a worker.
 pub struct Batch<'a> {
-    input: &'a [u8],
+    input: item::Items<'a>,
     count: u32,
     out: &'a mut Vec<u8>,
     report: &'a mut dyn Report,
@@ -103,7 +109,7 @@ impl<'a> Batch<'a> {
         report: &'a mut dyn Report,
     ) -> Self {
         Batch {
-            input,
+            input: item::Items::new(input),
             count,
             out,
             report,
@@ -195,15 +201,7 @@ impl<'a> Batch<'a> {
             let stopped = if each {
                 self.call_timed(next, decoded, &mut inputs, &mut outputs, &mut call)
             } else {
-                let mut stopped = false;
-                for (k, input) in inputs.drain(..).enumerate() {
-                    let Some(output) = self.call_item(next + k as u32, input, &mut call) else {
-                        stopped = true;
-                        break;
-                    };
-                    outputs.push(output);
-                }
-                stopped
+                self.call_chunk(next, &mut inputs, &mut outputs, &mut call)
             };
             let called = if split {
                 std::time::Instant::now()
@@ -211,7 +209,9 @@ impl<'a> Batch<'a> {
                 started
             };
             let ran = outputs.len() as u32;
+            let written = self.out.len();
             self.encode_chunk(next, &mut outputs);
+            let big = self.out.len() - written >= BIG_CHUNK;
             let encoded = std::time::Instant::now();
             let total = (encoded - started).as_nanos() as u64;
             let (call_nanos, codec_nanos) = if split {
@@ -231,7 +231,10 @@ impl<'a> Batch<'a> {
                 return Ok(());
             }
             next = end;
-            if chunk < CHUNK as u32 && encoded - started < std::time::Duration::from_millis(1) {
+            if chunk < CHUNK as u32
+                && !big
+                && encoded - started < std::time::Duration::from_millis(1)
+            {
                 chunk *= 2;
             }
             // The last chunk's outcomes go back with the end of the batch.
@@ -269,8 +272,7 @@ impl<'a> Batch<'a> {
                     if let Some(cell) = cell {
                         cell.mark(i, Phase::Decode);
                     }
-                    let (status, value, rest) = item::read(input)?;
-                    input = rest;
+                    let (status, value) = input.next_item()?;
                     inputs.push(if status == Status::Ok as u8 {
                         decode(value).map_err(|e| {
                             failed(Status::Codec, format!("could not decode the input: {e}"))
@@ -300,6 +302,9 @@ impl<'a> Batch<'a> {
     /// empties. One catch covers a run of items; a panic in a result's
     /// `Serialize` takes back what that item wrote and fails it alone.
     fn encode_chunk<R: Serialize>(&mut self, first: u32, outputs: &mut Vec<Result<R, Failed>>) {
+        if self.encode_dense(first, outputs) {
+            return;
+        }
         let mut k = 0;
         while k < outputs.len() {
             let (cell, out, long) = (self.cell, &mut *self.out, &mut self.long);
@@ -325,6 +330,77 @@ impl<'a> Batch<'a> {
             }
         }
         outputs.clear();
+    }
+
+    /// [`encode_chunk`](Batch::encode_chunk) for a result of a fixed-width
+    /// type: the outputs in dense runs (`channel/item.rs`), an item that
+    /// failed an ordinary item between two of them. Their encoding is the
+    /// codec's own, no user code, and cannot fail or panic. `false` (and
+    /// nothing done) for any other type.
+    #[inline(always)]
+    fn encode_dense<R: Serialize>(&mut self, first: u32, outputs: &mut Vec<Result<R, Failed>>) -> bool {
+        let Some(width) = crate::codec::fixed_width::<R>() else {
+            return false;
+        };
+        self.mark(first, Phase::Encode);
+        let mut run = item::begin_dense(self.out, width);
+        for output in outputs.drain(..) {
+            match output {
+                Ok(value) => {
+                    let written = crate::codec::encode(&value, self.out);
+                    debug_assert!(written.is_ok(), "a fixed-width value always encodes");
+                }
+                Err(f) => {
+                    item::end_dense(self.out, run);
+                    outcome::write_failure(self.out, &f, &mut self.long);
+                    run = item::begin_dense(self.out, width);
+                }
+            }
+        }
+        item::end_dense(self.out, run);
+        true
+    }
+
+    /// The call loop for cheap items: the task on each input of the chunk
+    /// (items `first ..`), in order, into `outputs`. One catch covers a run
+    /// of calls (a catch per call costs a call frame an item, measured on
+    /// tiny tasks); a call that panics fails its item alone, and the run
+    /// goes on after it. `true` if the task limit stopped the batch.
+    #[inline(always)]
+    fn call_chunk<A, R>(
+        &self,
+        first: u32,
+        inputs: &mut Vec<Result<A, Failed>>,
+        outputs: &mut Vec<Result<R, Failed>>,
+        call: &mut impl FnMut(A) -> R,
+    ) -> bool {
+        let (cell, stop_at) = (self.cell, self.stop_at);
+        let mut each = inputs.drain(..).enumerate();
+        loop {
+            let run = catch(|| {
+                for (k, input) in &mut each {
+                    let i = first + k as u32;
+                    if i >= stop_at {
+                        return true;
+                    }
+                    outputs.push(match input {
+                        Ok(input) => {
+                            if let Some(cell) = cell {
+                                cell.mark(i, Phase::Run);
+                            }
+                            Ok(call(input))
+                        }
+                        Err(failed) => Err(failed),
+                    });
+                }
+                false
+            });
+            match run {
+                Ok(stopped) => return stopped,
+                // The item whose call panicked: the drain is past it.
+                Err(panic) => outputs.push(Err(panicked(panic, ""))),
+            }
+        }
     }
 
     /// Item `i`'s outcome: the task called on its input (which may have
@@ -467,14 +543,25 @@ mod tests {
     }
 
     /// The outcomes of a `Done` body, read as the driver does.
-    fn outcomes<R: DeserializeOwned>(mut body: &[u8]) -> Vec<Result<R, ErrorKind>> {
+    fn outcomes<R: DeserializeOwned>(body: &[u8]) -> Vec<Result<R, ErrorKind>> {
         let mut all = Vec::new();
-        while !body.is_empty() {
-            let (r, rest) = outcome::read::<R>(body).unwrap();
+        let mut items = item::Items::new(body);
+        while items.between().is_none_or(|rest| !rest.is_empty()) {
+            let r = outcome::read::<R>(&mut items).unwrap();
             all.push(r.map_err(|e| e.kind().clone()));
-            body = rest;
         }
         all
+    }
+
+    /// `values` as one dense run, as the driver writes fixed-width inputs.
+    fn dense(values: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let run = item::begin_dense(&mut out, 8);
+        for v in values {
+            crate::codec::encode(v, &mut out).unwrap();
+        }
+        item::end_dense(&mut out, run);
+        out
     }
 
     fn run_square(inputs: &[u8], count: u32) -> Vec<u8> {
@@ -489,6 +576,30 @@ mod tests {
         let mut batch = Batch::new(inputs, count, &mut out, &mut p);
         run_stateless(square, item::decode, &mut (), &mut batch).unwrap();
         out
+    }
+
+    #[test]
+    fn dense_inputs_give_dense_outcomes_with_failures_between() {
+        let values: Vec<u64> = (0..200).collect();
+        let out = run_square(&dense(&values), 200);
+        let got = outcomes::<u64>(&out);
+        assert_eq!(got.len(), 200);
+        for (k, r) in got.iter().enumerate() {
+            if k == 3 {
+                assert!(matches!(r, Err(ErrorKind::Panicked(m)) if m.contains("three")), "{r:?}");
+            } else {
+                assert_eq!(r, &Ok(k as u64 * k as u64));
+            }
+        }
+        // One head per run, not per item: well under 9 bytes an outcome.
+        assert!(out.len() < 200 * 8 + 100, "{} bytes", out.len());
+        // Ordinary items and a dense run in one body read alike.
+        let mut mixed = body(&[5u64]);
+        mixed.extend(dense(&[6, 7]));
+        mixed.extend(body(&["eight".to_string()]));
+        let got = outcomes::<u64>(&run_square(&mixed, 4));
+        assert_eq!(&got[..3], &[Ok(25), Ok(36), Ok(49)]);
+        assert!(matches!(&got[3], Err(ErrorKind::Codec(m)) if m.contains("decode the input")));
     }
 
     #[test]
@@ -561,6 +672,43 @@ mod tests {
         assert_eq!(t.items, (1..50).collect::<Vec<_>>());
         assert_eq!(t.chunks[0], (0, 1, false));
         assert!(t.chunks[1..].iter().all(|c| c.2), "{:?}", t.chunks);
+    }
+
+    #[test]
+    fn calls_that_panic_fail_alone_and_the_chunk_goes_on() {
+        fn even(x: u64) -> u64 {
+            assert!(x.is_multiple_of(2), "odd");
+            x
+        }
+        let inputs = dense(&(0..300).collect::<Vec<_>>());
+        let (mut out, mut p) = (Vec::new(), NoReport);
+        let mut batch = Batch::new(&inputs, 300, &mut out, &mut p).stopping_at(250);
+        run_stateless(even, item::decode, &mut (), &mut batch).unwrap();
+        assert_eq!(batch.ran(), 250);
+        let got = outcomes::<u64>(&out);
+        assert_eq!(got.len(), 250);
+        for (k, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => assert!(k.is_multiple_of(2) && *v == k as u64, "item {k}: {r:?}"),
+                Err(ErrorKind::Panicked(m)) => assert!(k % 2 == 1 && m.contains("odd"), "{k}: {m}"),
+                Err(e) => panic!("item {k}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn large_results_end_their_chunks_one_by_one() {
+        fn big(n: u64) -> Vec<u8> {
+            vec![n as u8; BIG_CHUNK]
+        }
+        let inputs = body(&(0..5u64).collect::<Vec<_>>());
+        let (mut out, mut t) = (Vec::new(), Timings::default());
+        let mut batch = Batch::new(&inputs, 5, &mut out, &mut t);
+        run_stateless(big, item::decode, &mut (), &mut batch).unwrap();
+        let sizes: Vec<u32> = t.chunks.iter().map(|c| c.1).collect();
+        assert_eq!(sizes, [1, 1, 1, 1, 1]);
+        let got = outcomes::<Vec<u8>>(&out);
+        assert!(got.iter().enumerate().all(|(k, r)| r.as_ref().is_ok_and(|v| v[0] == k as u8)));
     }
 
     #[test]

@@ -40,10 +40,18 @@ impl From<CodecError> for crate::Error {
 /// `to_io` into a `Vec` measured as fast as any other postcard output path
 /// (BENCHMARKS.md, "Codec").
 #[cfg(not(feature = "codec-bincode"))]
+#[inline]
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     if fast::encode(value, out) {
         return Ok(());
     }
+    encode_serde(value, out)
+}
+
+/// [`encode`] through serde: a type with no fast path (kept apart so that
+/// the fast path inlines into the callers' loops).
+#[cfg(not(feature = "codec-bincode"))]
+fn encode_serde<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let mark = out.len();
     match postcard::to_io(value, &mut *out) {
         Ok(_) => Ok(()),
@@ -71,10 +79,17 @@ fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> CodecEr
 /// Never trusts `bytes`: lengths inside are checked against what is there,
 /// so a hostile input is an error, not a panic or a large allocation.
 #[cfg(not(feature = "codec-bincode"))]
+#[inline]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     if let Some(fast) = fast::decode::<T>(bytes) {
         return fast;
     }
+    decode_serde(bytes)
+}
+
+/// [`decode`] through serde: a type with no fast path.
+#[cfg(not(feature = "codec-bincode"))]
+fn decode_serde<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     // `postcard::take_from_bytes`, with a bound on nesting.
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let value = match de_guard::deserialize::<T, _, Plain>(&mut de, &Note::default()) {
@@ -102,6 +117,25 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
         Err(Caught::Inner(again)) => CodecError(note.take().unwrap_or_else(|| again.to_string())),
         Ok(_) => CodecError(e.to_string()),
     }
+}
+
+/// How many bytes [`encode`] writes for every `T`, if that is the same for
+/// every value and the encoding cannot fail (the fixed-width primitives):
+/// values of such a type may go back to back in a dense run
+/// (`channel/item.rs`).
+#[cfg(not(feature = "codec-bincode"))]
+#[inline(always)]
+pub(crate) fn fixed_width<T: ?Sized>() -> Option<usize> {
+    fast::width::<T>()
+}
+
+/// The bincode codec writes varints: never.
+#[cfg(feature = "codec-bincode")]
+#[inline(always)]
+// The same signature as the postcard codec's, whose `T` picks the width.
+#[allow(clippy::extra_unused_type_parameters)]
+pub(crate) fn fixed_width<T: ?Sized>() -> Option<usize> {
+    None
 }
 
 /// `buf[at..]` as the `T` it encodes, when that can take `buf`'s own

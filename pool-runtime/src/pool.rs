@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::frame;
-use crate::channel::item;
+use crate::channel::item::{self, InRun, Items};
 use crate::channel::message::{write, Route};
 use crate::channel::outcome::{self, Status};
 use crate::driver::{Completion, Core, Driver, JobId, NewBatch};
@@ -376,7 +376,7 @@ impl<S: 'static> Pool<S> {
             self.driver.shutdown(None);
             return bodies
                 .iter()
-                .map(|body| crate::unwind::quietly(|| outcome::read::<E::Output>(body))?.0)
+                .map(|body| crate::unwind::quietly(|| outcome::read_one::<E::Output>(body))?)
                 .collect();
         }
         let recycle_hook = self.driver.config.recycle.exit_hook;
@@ -433,7 +433,7 @@ impl<S: 'static> Pool<S> {
             .chain(last)
             .map(|body| {
                 let body = body?;
-                crate::unwind::quietly(|| outcome::read::<E::Output>(&body))?.0
+                crate::unwind::quietly(|| outcome::read_one::<E::Output>(&body))?
             })
             .collect()
     }
@@ -575,7 +575,7 @@ fn broadcast_remote<R: DeserializeOwned>(
         .map_err(|why| Error::new(ErrorKind::PoolBroken(why)))?;
     outcomes
         .iter()
-        .map(|item| crate::unwind::quietly(|| outcome::read::<R>(item))?.0)
+        .map(|item| crate::unwind::quietly(|| outcome::read_one::<R>(item))?)
         .collect()
 }
 
@@ -627,7 +627,9 @@ const RUN: usize = 64;
 /// each an item whose offset goes to `offsets`, until the frame holds
 /// `want` items or [`BATCH_BYTES`]. An input whose `Serialize` errs or
 /// panics (user code) becomes an item that carries its error instead: the
-/// worker hands it back as that input's outcome, in its place.
+/// worker hands it back as that input's outcome, in its place. Inputs of a
+/// fixed-width type go in one dense run (`channel/item.rs`), each offset
+/// the run's: their encoding is the codec's own and cannot fail.
 fn encode_inputs<A: Serialize>(
     bytes: &mut Vec<u8>,
     offsets: &mut Vec<u32>,
@@ -635,6 +637,19 @@ fn encode_inputs<A: Serialize>(
     want: u32,
     long: &mut bool,
 ) {
+    if let Some(width) = crate::codec::fixed_width::<A>() {
+        let run = item::begin_dense(bytes, width);
+        while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
+            let Some(input) = spare.pop_front() else {
+                break;
+            };
+            offsets.push(run as u32);
+            let written = crate::codec::encode(&input, bytes);
+            debug_assert!(written.is_ok(), "a fixed-width value always encodes");
+        }
+        item::end_dense(bytes, run);
+        return;
+    }
     crate::unwind::quietly(|| loop {
         let mut at = bytes.len();
         let run = crate::unwind::catch(|| {
@@ -669,6 +684,8 @@ const BATCH_BYTES: usize = 4 << 20;
 struct Cursor {
     frame: Vec<u8>,
     at: usize,
+    /// Where in a dense run `at` is.
+    run: InRun,
     next: u64,
     left: u32,
 }
@@ -793,9 +810,14 @@ where
                 return;
             }
             let want = self.chunker.size();
-            let mut bytes = Vec::new();
+            // Fixed-width inputs: the frame's size is known, so it is
+            // allocated once, not grown by doubling.
+            let items = crate::codec::fixed_width::<I::Item>()
+                .map_or(0, |w| (want as usize).min(BATCH_BYTES / w + 1));
+            let width = crate::codec::fixed_width::<I::Item>().unwrap_or(0);
+            let mut bytes = Vec::with_capacity(if items > 0 { items * width + 64 } else { 0 });
             let start = self.route.begin(&mut bytes, 0);
-            let mut offsets = Vec::new();
+            let mut offsets = Vec::with_capacity(items);
             let first = self.pulled;
             while (offsets.len() as u32) < want && bytes.len() < BATCH_BYTES {
                 if self.spare.is_empty() {
@@ -873,9 +895,10 @@ where
         loop {
             if let Some(cur) = self.cursor.take() {
                 let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
+                let mut items = Items::resume(bytes, cur.run);
                 let mut failed = None;
                 crate::unwind::quietly(|| {
-                    outcome::read_each::<R>(bytes, cur.left, |result| {
+                    outcome::read_each::<R>(&mut items, cur.left, |result| {
                         #[cfg(feature = "progress")]
                         self.progress.observe(Some(&result));
                         match result {
@@ -908,7 +931,7 @@ where
         cur.left -= 1;
         cur.next += 1;
         self.delivered += 1;
-        if cur.left == 0 {
+        if cur.left == 0 && cur.run == InRun::default() {
             // A large `Vec<u8>` that ends its frame becomes the frame.
             if let Some(output) = outcome::take_last::<R>(&mut cur.frame, cur.at) {
                 cur.at = 0;
@@ -916,14 +939,16 @@ where
             }
         }
         let bytes = &cur.frame[cur.at.min(cur.frame.len())..];
-        match crate::unwind::quietly(|| outcome::read::<R>(bytes)) {
-            Ok((result, rest)) => {
-                cur.at = cur.frame.len() - rest.len();
+        let mut items = Items::resume(bytes, cur.run);
+        match crate::unwind::quietly(|| outcome::read::<R>(&mut items)) {
+            Ok(result) => {
+                let (rest, run) = items.into_parts();
+                (cur.at, cur.run) = (cur.frame.len() - rest.len(), run);
                 Some(result)
             }
             Err(malformed) => {
                 // The rest of this frame cannot be read: each item left fails.
-                cur.at = cur.frame.len();
+                (cur.at, cur.run) = (cur.frame.len(), InRun::default());
                 Some(Err(malformed.into()))
             }
         }
@@ -955,6 +980,7 @@ where
                 self.cursor = Some(Cursor {
                     frame,
                     at: body,
+                    run: InRun::default(),
                     next: first,
                     left: count,
                 });

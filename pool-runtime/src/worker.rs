@@ -412,7 +412,11 @@ struct Flusher<'a> {
 impl Report for Flusher<'_> {
     fn chunk_done(&mut self, next: u32, out: &mut Vec<u8>) {
         const EVERY: Duration = Duration::from_millis(20);
-        if next > self.flushed && self.last.elapsed() >= EVERY {
+        // Large results go back as they end (one a frame, when they are
+        // each `BIG_CHUNK` or more): a result that ends its frame becomes
+        // the caller's value without a copy.
+        let big = out.len() - self.start >= crate::batch::BIG_CHUNK;
+        if next > self.flushed && (big || self.last.elapsed() >= EVERY) {
             let span = (
                 self.flushed,
                 next - self.flushed,

@@ -7,7 +7,6 @@
 //! driver): here a type that does not match is a protocol error, not a panic.
 
 use super::{Batch, CHUNK};
-use crate::channel::item;
 use crate::channel::outcome::{self, Status};
 use crate::sys::Phase;
 use crate::codec::CodecError;
@@ -204,8 +203,7 @@ impl Batch<'_> {
                     return Ok(());
                 }
                 self.mark(i, Phase::Decode);
-                let (status, bytes, rest) = item::read(self.input).map_err(|e| e.to_string())?;
-                self.input = rest;
+                let (status, bytes) = self.input.next_item().map_err(|e| e.to_string())?;
                 if status != Status::Ok as u8 {
                     // The driver could not encode this input: its error instead.
                     outcome::write_failure(self.out, &outcome::carried(status, bytes), &mut self.long);

@@ -77,6 +77,10 @@ impl<R: Read> ReadSpare for Zeroing<'_, R> {
     }
 }
 
+/// Frames from this size up take the reader's buffer with them
+/// ([`FrameReader::next_frame`]).
+const HAND_OVER: usize = 64 * 1024;
+
 /// Reassembles frames from a non-blocking byte stream.
 #[derive(Debug)]
 pub struct FrameReader {
@@ -154,6 +158,9 @@ impl FrameReader {
         let filled = self.buf.len();
         let room = match wanted.saturating_sub(filled) {
             0 => STEP,
+            // A frame to be handed over whole: its last read stops at its
+            // end, or the next frame's first bytes would make it a copy.
+            need if need <= MAX_STEP + STEP && wanted >= HAND_OVER => need,
             need if need <= MAX_STEP + STEP => need.max(STEP),
             _ => MAX_STEP,
         };
@@ -176,8 +183,6 @@ impl FrameReader {
     /// handed over with the buffer itself (no copy); a small one is copied
     /// out, so that the buffer serves the next read.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        /// Frames from this size up take the buffer with them.
-        const HAND_OVER: usize = 64 * 1024;
         let wanted = self.wanted()?;
         let have = self.buf.len() - self.start;
         if have < PREFIX || have < wanted {
@@ -286,6 +291,29 @@ mod tests {
             assert_eq!(&got[0][PREFIX..], b"one");
             assert!(got[1][PREFIX..].is_empty());
             assert_eq!(got[3][PREFIX..].len(), 70_000);
+        }
+    }
+
+    #[test]
+    fn a_large_frame_followed_by_another_is_handed_over_whole() {
+        let bytes = framed(&[&[1u8; 100_000], &[2u8; 100_000], b"small"]);
+        for step in [7_000, 30_000, 1 << 20] {
+            let mut r = FrameReader::new(MAX_FRAME);
+            let mut src = Trickle(&bytes, step);
+            let mut got = Vec::new();
+            while matches!(r.fill(&mut src).unwrap(), Fill::Data | Fill::Drained) {
+                while let Some(f) = r.next_frame().unwrap() {
+                    // Handed over: the reader starts again with no buffer.
+                    let whole = f.len() >= HAND_OVER && r.buf.capacity() == 0;
+                    got.push((f[PREFIX], f.len(), whole));
+                }
+            }
+            let large = PREFIX + 100_000;
+            assert_eq!(
+                got,
+                [(1, large, true), (2, large, true), (b's', PREFIX + 5, false)],
+                "step {step}"
+            );
         }
     }
 

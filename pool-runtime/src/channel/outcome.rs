@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::item::{self, Malformed};
+use super::item::{self, Items, Malformed};
 use crate::error::{Error, ErrorKind, Location, Panic};
 use crate::unwind;
 
@@ -202,8 +202,8 @@ impl From<Malformed> for Error {
     }
 }
 
-/// Reads the outcome at the front of `bytes`: the item's result (its output,
-/// or the error the worker reported), and the bytes after it.
+/// Reads the next outcome from `items`: the item's result (its output, or
+/// the error the worker reported).
 ///
 /// The output is decoded here, in the caller's thread: its `Deserialize` is
 /// user code, so its error is this item's `Codec` error, and its panic this
@@ -211,15 +211,19 @@ impl From<Malformed> for Error {
 /// [`unwind::quietly`], so that such a panic is not printed and its
 /// location is known.
 #[inline]
-pub fn read<R: DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(Result<R, Error>, &[u8]), Malformed> {
+pub fn read<R: DeserializeOwned>(items: &mut Items<'_>) -> Result<Result<R, Error>, Malformed> {
     let mut one = None;
-    let rest = read_each(bytes, 1, |result| {
+    read_each(items, 1, |result| {
         one = Some(result);
         false
     })?;
-    Ok((one.expect("one outcome for the one item read"), rest))
+    Ok(one.expect("one outcome for the one item read"))
+}
+
+/// The one outcome at the front of `bytes` (a body of one item), as
+/// [`read`] reads it.
+pub(crate) fn read_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<Result<R, Error>, Malformed> {
+    read(&mut Items::new(bytes))
 }
 
 /// The outcome at `at` in `frame`, when it is the frame's last item, a
@@ -235,23 +239,23 @@ pub(crate) fn take_last<R>(frame: &mut Vec<u8>, at: usize) -> Option<R> {
     crate::codec::take_tail(frame, value_at)
 }
 
-/// Reads `count` outcomes from the front of `bytes` as [`read`] does, in
-/// order, handing each to `take` until it returns `false`; returns the
-/// bytes after the last one read. One catch covers a run of items (a catch
-/// per item costs more than decoding a small output): a panic in an
-/// output's `Deserialize` is that item's `Panicked`, and the run goes on
-/// after it. Call it inside [`unwind::quietly`].
+/// Reads `count` outcomes from `items` as [`read`] does, in order, handing
+/// each to `take` until it returns `false`; `items` is left after the last
+/// one read. One catch covers a run of items (a catch per item costs more
+/// than decoding a small output): a panic in an output's `Deserialize` is
+/// that item's `Panicked`, and the run goes on after it. Call it inside
+/// [`unwind::quietly`].
 pub fn read_each<R: DeserializeOwned>(
-    bytes: &[u8],
+    items: &mut Items<'_>,
     count: u32,
     mut take: impl FnMut(Result<R, Error>) -> bool,
-) -> Result<&[u8], Malformed> {
-    let (mut next, mut left) = (bytes, count);
+) -> Result<(), Malformed> {
+    let mut left = count;
     while left > 0 {
         let run = unwind::catch(|| {
             while left > 0 {
-                let (status, value, rest) = item::read(next)?;
-                (next, left) = (rest, left - 1);
+                let (status, value) = items.next_item()?;
+                left -= 1;
                 let result = if status == Status::Ok as u8 {
                     item::decode::<R>(value).map_err(undecodable)
                 } else {
@@ -272,7 +276,7 @@ pub fn read_each<R: DeserializeOwned>(
             }
         }
     }
-    Ok(next)
+    Ok(())
 }
 
 #[cold]
@@ -329,12 +333,13 @@ mod tests {
             }
         });
         let mut got = Vec::new();
-        let rest = read_each::<u64>(&bytes, errors.len() as u32, |r| {
+        let mut items = Items::new(&bytes);
+        read_each::<u64>(&mut items, errors.len() as u32, |r| {
             got.push(r.unwrap_err());
             true
         })
         .unwrap();
-        assert!(rest.is_empty());
+        assert_eq!(items.between(), Some(&[][..]));
         for (sent, got) in errors.iter().zip(&got) {
             assert_eq!(sent.kind(), got.kind());
             assert_eq!(sent.to_string(), got.to_string());
@@ -342,7 +347,7 @@ mod tests {
         // Garbage in a remote error is that item's error, never a panic.
         let mut out = Vec::new();
         item::write(&mut out, Status::Remote as u8, &[1u8, 2, 3], &mut false).unwrap();
-        let (r, _) = read::<u64>(&out).unwrap();
+        let r = read_one::<u64>(&out).unwrap();
         assert!(matches!(r.unwrap_err().kind(), ErrorKind::Codec(_)));
     }
 
@@ -359,10 +364,12 @@ mod tests {
             };
             write_panic(out, &Panic::new("while encoding the result", "no".into(), Some(at)), long);
         });
-        let (a, rest) = read::<u64>(&body).unwrap();
-        let (b, rest) = read::<u64>(rest).unwrap();
-        let (c, rest) = read::<u64>(rest).unwrap();
-        let (d, rest) = read::<u64>(rest).unwrap();
+        let mut items = Items::new(&body);
+        let a = read::<u64>(&mut items).unwrap();
+        let b = read::<u64>(&mut items).unwrap();
+        let c = read::<u64>(&mut items).unwrap();
+        let d = read::<u64>(&mut items).unwrap();
+        let rest = items.between().unwrap();
         assert_eq!(a.unwrap(), 7);
         assert!(matches!(b.unwrap_err().kind(), ErrorKind::Panicked(m) if m == "boom"));
         assert!(matches!(c.unwrap_err().kind(), ErrorKind::Codec(m) if m == "bad input"));
@@ -381,8 +388,9 @@ mod tests {
             write(out, Status::Ok, "not a number", long);
             write(out, Status::Ok, &9u64, long);
         });
-        let (a, rest) = read::<u64>(&body).unwrap();
-        let (b, _) = read::<u64>(rest).unwrap();
+        let mut items = Items::new(&body);
+        let a = read::<u64>(&mut items).unwrap();
+        let b = read::<u64>(&mut items).unwrap();
         assert!(
             matches!(a.unwrap_err().kind(), ErrorKind::Codec(m) if m.contains("decode the result")),
         );
@@ -414,7 +422,7 @@ mod tests {
         });
         let mut got = Vec::new();
         unwind::quietly(|| {
-            read_each::<Unlucky>(&body, 6, |r| {
+            read_each::<Unlucky>(&mut Items::new(&body), 6, |r| {
                 got.push(r.map(|u| u.0).map_err(|e| e.kind().clone()));
                 true
             })
@@ -432,7 +440,7 @@ mod tests {
         assert_eq!(got[5], Err(ErrorKind::Codec("bad input".into())));
         // `take` says stop: nothing more is read.
         let mut seen = 0;
-        read_each::<u64>(&body, 6, |_| {
+        read_each::<u64>(&mut Items::new(&body), 6, |_| {
             seen += 1;
             seen < 2
         })
@@ -442,16 +450,16 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_never_a_panic() {
-        assert!(read::<u64>(&[]).is_err());
-        assert!(read::<u64>(&[9 << 3, 1, 2]).is_err());
+        assert!(read_one::<u64>(&[]).is_err());
+        assert!(read_one::<u64>(&[9 << 3, 1, 2]).is_err());
         // A status no worker writes is that item's error.
-        assert!(read::<u64>(&[7]).unwrap().0.is_err());
+        assert!(read_one::<u64>(&[7 | 1 << 3, 0]).unwrap().is_err());
         // A message that is not a string is that item's error too.
-        let (r, _) = read::<u64>(&[1 | 1 << 3, 200]).unwrap();
+        let r = read_one::<u64>(&[1 | 1 << 3, 200]).unwrap();
         assert!(matches!(r.unwrap_err().kind(), ErrorKind::Panicked(_)));
         for len in 0..64u8 {
             let bytes: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
-            let _ = read::<(u64, String, Vec<u8>)>(&bytes);
+            let _ = read_one::<(u64, String, Vec<u8>)>(&bytes);
         }
     }
 }

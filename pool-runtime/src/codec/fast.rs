@@ -83,6 +83,28 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> boo
     postcard::to_io(&AsBytes(bytes), &mut *out).is_ok()
 }
 
+/// The bytes [`encode`] always writes for a `T`, if it writes the same
+/// number for every value (the fixed-width types): such values may be
+/// written back to back with no head of their own (`channel/item.rs`,
+/// dense runs).
+#[inline(always)]
+pub(super) fn width<T: ?Sized>() -> Option<usize> {
+    macro_rules! each {
+        ($($t:ty as $w:ty),*) => {
+            $(
+                if typeid::of::<T>() == std::any::TypeId::of::<$t>() {
+                    return Some(std::mem::size_of::<$w>());
+                }
+            )*
+        };
+    }
+    each!(
+        u64 as u64, u32 as u32, i64 as i64, i32 as i32, usize as u64, isize as i64, f64 as f64,
+        f32 as f32, u16 as u16, i16 as i16, u128 as u128, i128 as i128
+    );
+    None
+}
+
 /// The value at the front of `bytes` and the rest, if `T`'s type has a
 /// fast path (`None`: it has none).
 #[inline(always)]
@@ -229,6 +251,11 @@ mod tests {
         assert!(encode(&1.5f64, &mut out));
         assert!(encode(&u128::MAX, &mut out));
         assert_eq!(out.len(), 8 + 4 + 8 + 8 + 16);
+        assert_eq!(
+            (width::<u64>(), width::<i32>(), width::<usize>(), width::<u128>()),
+            (Some(8), Some(4), Some(8), Some(16))
+        );
+        assert_eq!((width::<u8>(), width::<String>(), width::<(u64, u64)>()), (None, None, None));
         let (a, rest) = decode::<u64>(&out).unwrap().unwrap();
         let (b, rest) = decode::<i32>(rest).unwrap().unwrap();
         let (c, rest) = decode::<usize>(rest).unwrap().unwrap();

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{send, MsgFlags};
 
+use crate::channel::item;
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
@@ -846,11 +847,10 @@ impl Core {
             // The input's value, without its item head.
             let input = b
                 .offsets
-                .get(item as usize)
+                .first()
                 .filter(|_| items == 1)
                 .and_then(|&at| b.frame.get(at as usize..))
-                .and_then(|bytes| crate::channel::item::read(bytes).ok())
-                .map(|(_, value, _)| value);
+                .and_then(|body| item::nth(body, item));
             let index = b.first + item as u64;
             s.stats.slow(b.task, (index, items, nanos), pid, input);
         }
@@ -973,28 +973,25 @@ impl Core {
 }
 
 impl BatchRec {
-    /// The items `from .. to` of this batch as a new batch.
+    /// The items `from .. to` of this batch as a new batch, each an
+    /// ordinary item (a dense run's values with heads of their own).
     fn clone_range(&self, from: u32, to: u32) -> Option<NewBatch> {
         if from >= to {
             return None;
         }
-        let start = self.offsets[from as usize] as usize;
-        let end = self
-            .offsets
-            .get(to as usize)
-            .map_or(self.frame.len(), |&o| o as usize);
         // The header, and a pipeline's chain, run up to the first input.
         let head = self.offsets[0] as usize;
-        let mut frame = Vec::with_capacity(head + end - start);
+        let mut frame = Vec::with_capacity(self.frame.len());
         frame.extend_from_slice(&self.frame[..head]);
         message::write::patch_run_count(&mut frame, 0, to - from);
-        let shift = frame.len();
-        frame.extend_from_slice(&self.frame[start..end]);
+        item::copy_range(&self.frame[head..], from, to, &mut frame).ok()?;
         crate::channel::frame::finish(&mut frame, 0, usize::MAX).ok()?;
-        let offsets = self.offsets[from as usize..to as usize]
-            .iter()
-            .map(|&o| o - start as u32 + shift as u32)
-            .collect();
+        let mut offsets = Vec::with_capacity((to - from) as usize);
+        let mut rest = &frame[head..];
+        while !rest.is_empty() {
+            offsets.push((frame.len() - rest.len()) as u32);
+            rest = item::read(rest).ok()?.2;
+        }
         Some(NewBatch {
             job: self.job,
             task: self.task,

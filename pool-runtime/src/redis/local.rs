@@ -87,16 +87,19 @@ fn place(payload: &[u8]) -> Option<Placed> {
     } else {
         body
     };
-    let mut at = frame::PREFIX + payload.len() - inputs.len();
+    // Each item's offset is where it starts, or the dense run it is in.
+    let base = frame::PREFIX + payload.len() - inputs.len();
     // `count` comes from Redis: no more room than the bytes could hold
-    // (every item is at least its one-byte head).
+    // (every item is at least one byte).
     let mut offsets = Vec::with_capacity((count as usize).min(inputs.len()));
-    let mut rest = inputs;
+    let mut items = item::Items::new(inputs);
+    let mut at = base;
     for _ in 0..count {
+        if let Some(rest) = items.between() {
+            at = base + inputs.len() - rest.len();
+        }
         offsets.push(at as u32);
-        let (_, _, next) = item::read(rest).ok()?;
-        at += rest.len() - next.len();
-        rest = next;
+        items.next_item().ok()?;
     }
     Some(Placed {
         frame: framed,
@@ -176,15 +179,13 @@ fn run_placed(driver: &Driver, runs: &[(&[u8], Option<usize>)], placed: Vec<Plac
                         return None;
                     }
                     ran[batch_of(first)].nanos += nanos;
-                    let mut rest = frame.get(body..)?;
-                    for i in 0..u64::from(count) {
-                        let (_, _, next) = item::read(rest).ok()?;
+                    let (each, _) = item::split(frame.get(body..)?, count).ok()?;
+                    for (i, one) in (0..).zip(each) {
                         let slot = outcomes.get_mut((first + i) as usize)?;
                         if slot.is_none() {
                             left -= 1;
                         }
-                        *slot = Some(rest[..rest.len() - next.len()].to_vec());
-                        rest = next;
+                        *slot = Some(one);
                     }
                 }
                 Completion::Failed { index, error } => {
@@ -221,18 +222,16 @@ pub(super) fn batch_items(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
     } else {
         (&body[..0], body)
     };
-    let mut out = Vec::with_capacity((count as usize).min(inputs.len()));
-    let mut rest = inputs;
-    for _ in 0..count {
-        let (_, _, next) = item::read(rest).ok()?;
+    let (each, _) = item::split(inputs, count).ok()?;
+    let mut out = Vec::with_capacity(each.len());
+    for input in each {
         let mut one = Vec::new();
         let start = message::write::run(&mut one, tag, task, 1);
         one.extend_from_slice(chain);
-        one.extend_from_slice(&rest[..rest.len() - next.len()]);
+        one.extend_from_slice(&input);
         // The payload is the frame without its length prefix.
         one.drain(start..start + frame::PREFIX);
         out.push(one);
-        rest = next;
     }
     Some(out)
 }

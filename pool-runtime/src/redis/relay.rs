@@ -446,13 +446,7 @@ fn error_item(status: Status, why: &str) -> Option<Vec<u8>> {
 /// `count` items back to back in `body`, each one's bytes; `None` unless
 /// `body` holds exactly that many well-formed items.
 fn split_items(body: &[u8], count: u32) -> Option<Vec<Vec<u8>>> {
-    let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
-    let mut rest = body;
-    for _ in 0..count {
-        let (_, _, next) = item::read(rest).ok()?;
-        out.push(rest[..rest.len() - next.len()].to_vec());
-        rest = next;
-    }
+    let (out, rest) = item::split(body, count).ok()?;
     rest.is_empty().then_some(out)
 }
 
@@ -907,7 +901,7 @@ mod tests {
         };
         assert_eq!((tag, first, count), (7, 0, 3));
         let mut got = Vec::new();
-        outcome::read_each::<u64>(&frame[body], 3, |r| {
+        outcome::read_each::<u64>(&mut item::Items::new(&frame[body]), 3, |r| {
             got.push(r.unwrap());
             true
         })
