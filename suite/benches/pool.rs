@@ -365,7 +365,9 @@ mod raw {
         // SAFETY: page-aligned, 4096 bytes, zeroed; AtomicU64 has the layout
         // of u64. Unmapped by the caller only after the child is gone and
         // the slice is no longer used.
-        (p, unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), 512) })
+        (p, unsafe {
+            std::slice::from_raw_parts(p.cast::<AtomicU64>(), 512)
+        })
     }
 
     /// In a raw child: die with the parent, so no child outlives a crash.
@@ -428,7 +430,10 @@ mod raw {
     }
 
     fn futex_wait(word: &AtomicU64, expected: u32) {
-        let timeout = libc::timespec { tv_sec: 30, tv_nsec: 0 };
+        let timeout = libc::timespec {
+            tv_sec: 30,
+            tv_nsec: 0,
+        };
         // SAFETY: the low half (little-endian) of a live, aligned u64 is an
         // aligned 32-bit word; FUTEX_WAIT only reads it and `timeout`.
         unsafe {
@@ -444,7 +449,14 @@ mod raw {
 
     fn futex_wake(word: &AtomicU64) {
         // SAFETY: as above; FUTEX_WAKE touches no memory.
-        unsafe { libc::syscall(libc::SYS_futex, word.as_ptr().cast::<u32>(), libc::FUTEX_WAKE, 1) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr().cast::<u32>(),
+                libc::FUTEX_WAKE,
+                1,
+            )
+        };
     }
 
     /// `n` 8-byte round trips through a shared page, each side sleeping on
