@@ -205,6 +205,7 @@ fn serve(spec: Spec) -> i32 {
             generation: spec.generation,
         },
         chan,
+        rings: None,
         cells: &cells,
         zygote,
         max_frame,

@@ -5,7 +5,9 @@
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use crate::channel::ring::RingPair;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{
@@ -89,14 +91,18 @@ pub(crate) fn packet_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
-/// Sends one packet, with `fd` attached if given (`SCM_RIGHTS`).
+/// Sends one packet, with `fds` attached (`SCM_RIGHTS`).
 pub(crate) fn send_packet(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
-    fd: Option<BorrowedFd<'_>>,
+    fds: &[BorrowedFd<'_>],
 ) -> nix::Result<()> {
-    let raw = fd.map(|f| [f.as_raw_fd()]);
-    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg: Vec<ControlMessage<'_>> = if raw.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&raw)]
+    };
     sendmsg::<()>(
         sock.as_raw_fd(),
         &[IoSlice::new(bytes)],
@@ -107,13 +113,16 @@ pub(crate) fn send_packet(
     Ok(())
 }
 
+/// The most descriptors one packet carries.
+const PACKET_FDS: usize = 3;
+
 /// Receives one packet into `buf`; returns its length (0 at end of stream)
-/// and the descriptor attached to it, if any.
+/// and the descriptors attached to it, in order (at most three).
 pub(crate) fn recv_packet(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-) -> nix::Result<(usize, Option<OwnedFd>)> {
-    let mut space = nix::cmsg_space!(RawFd);
+) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([RawFd; PACKET_FDS]);
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
@@ -121,20 +130,17 @@ pub(crate) fn recv_packet(
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
-    let mut fd = None;
+    let mut fds = Vec::new();
     for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for raw in fds {
+        if let ControlMessageOwned::ScmRights(raws) = c {
+            for raw in raws {
                 // SAFETY: the kernel just installed `raw` in this process for
                 // us (SCM_RIGHTS); nothing else owns it yet.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
         }
     }
-    Ok((msg.bytes, fd))
+    Ok((msg.bytes, fds))
 }
 
 // ---------------------------------------------------------------------------
@@ -329,6 +335,12 @@ impl StepCell {
         }
     }
 
+    /// In the driver: whether a batch it took back may still be unseen by
+    /// the worker (it clears the mark as it skips the batch).
+    pub(crate) fn take_back_unseen(&self) -> bool {
+        self.gate.load(Ordering::Acquire) & TAKEN_BACK != 0
+    }
+
     /// In the driver: the batch under way, if any, and the item in it and
     /// its phase, once one has started.
     pub(crate) fn read(&self) -> Option<(u64, Option<(u32, Phase)>)> {
@@ -450,6 +462,134 @@ impl Drop for StepCells {
             nix::sys::mman::munmap(self.ptr.cast(), self.len * std::mem::size_of::<StepCell>())
         };
     }
+}
+
+// ---------------------------------------------------------------------------
+// Rings: one sealed memfd per worker generation holds its pair of rings
+// (`channel/ring.rs`), mapped by the driver and by that worker only. The
+// seals keep its size: a worker cannot shrink it under the driver (whose
+// next access would be a SIGBUS).
+
+/// One worker generation's [`RingPair`], mapped.
+#[derive(Debug)]
+pub(crate) struct RingMap {
+    ptr: NonNull<RingPair>,
+    /// Internal: another pool's fork server does not keep it.
+    fd: Internal<OwnedFd>,
+}
+
+// SAFETY: the mapping only holds atomics, which may be shared across threads.
+unsafe impl Send for RingMap {}
+// SAFETY: as above; every access goes through `&RingPair`, whose fields are atomic.
+unsafe impl Sync for RingMap {}
+
+impl RingMap {
+    /// A fresh, empty pair in a new memfd, sealed at its size.
+    pub(crate) fn new() -> nix::Result<Self> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(
+            "pool-rings",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        nix::unistd::ftruncate(&fd, std::mem::size_of::<RingPair>() as i64)?;
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
+        Self::map(fd)
+    }
+
+    /// In a worker: the pair in the memfd the driver sent, which must be
+    /// large enough and sealed against shrinking.
+    pub(crate) fn map_received(fd: OwnedFd) -> nix::Result<Self> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        let bytes = nix::sys::stat::fstat(&fd)?.st_size as usize;
+        let seals = SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS)?);
+        if bytes < std::mem::size_of::<RingPair>() || !seals.contains(SealFlag::F_SEAL_SHRINK) {
+            return Err(nix::errno::Errno::EINVAL);
+        }
+        Self::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> nix::Result<Self> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let bytes = std::num::NonZeroUsize::new(std::mem::size_of::<RingPair>()).unwrap();
+        // SAFETY: a new shared mapping of a memfd sealed at least `bytes`
+        // long (it cannot shrink under us), aliased only by the peer's
+        // mapping, whose every access is atomic; a fresh memfd is zeroed,
+        // and all-zero bytes are a valid, empty `RingPair`.
+        let ptr = unsafe {
+            mmap(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )
+        }?;
+        Ok(RingMap {
+            ptr: ptr.cast(),
+            fd: Internal::new(fd),
+        })
+    }
+
+    /// The rings.
+    pub(crate) fn rings(&self) -> &RingPair {
+        // SAFETY: mapped by `map` with room for a `RingPair`, valid (atomics
+        // only) for as long as `self`, which the reference borrows.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The memfd, to send to the worker.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `map` made, with its length; no reference into
+        // it outlives `self`.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), std::mem::size_of::<RingPair>()) };
+    }
+}
+
+/// Sleeps while `word` holds `expected`, for at most `timeout`; returns on
+/// a wake, a change, a signal or the timeout alike (the caller looks
+/// again), `true` if the timeout ran out. Not `FUTEX_PRIVATE_FLAG`: the
+/// word is shared with another process. See `futex(2)`.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration) -> bool {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call and
+    // `timeout` a valid relative timespec; FUTEX_WAIT only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &timeout as *const libc::timespec,
+        )
+    };
+    r < 0 && nix::errno::Errno::last() == nix::errno::Errno::ETIMEDOUT
+}
+
+/// Wakes the one process sleeping on `word`, if any.
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not
+    // touch memory.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+/// The CPU this thread runs on now (`u32::MAX` if unknown). A vDSO call on
+/// x86-64 and arm64, no system call. See `sched_getcpu(3)`.
+pub(crate) fn current_cpu() -> u32 {
+    // SAFETY: takes no arguments, touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).unwrap_or(u32::MAX)
 }
 
 // ---------------------------------------------------------------------------

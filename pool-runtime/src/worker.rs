@@ -57,6 +57,8 @@ pub(crate) struct Start<'a> {
     pub(crate) info: WorkerInfo,
     /// The worker's end of its channel.
     pub(crate) chan: OwnedFd,
+    /// Its rings' memfd and the driver's doorbell, if it has rings.
+    pub(crate) rings: Option<(OwnedFd, OwnedFd)>,
     /// The step cells shared with the driver; the worker's is `info.index`.
     pub(crate) cells: &'a StepCells,
     pub(crate) zygote: Pid,
@@ -93,6 +95,7 @@ pub(crate) fn live(
     let Start {
         info,
         chan,
+        rings,
         cells,
         zygote,
         max_frame,
@@ -106,6 +109,10 @@ pub(crate) fn live(
     unwind::record_panics_here();
     let mut stream = UnixStream::from(chan);
     let mut out = Vec::with_capacity(4096);
+    let rings = match rings.map(|(memfd, doorbell)| WorkerRings::new(memfd, doorbell)) {
+        Some(Err(e)) => return fail_init(&mut stream, &format!("cannot map the rings: {e}")),
+        rings => rings.and_then(Result::ok),
+    };
 
     let pid = std::process::id();
     let init_span = tracing::info_span!(
@@ -133,6 +140,7 @@ pub(crate) fn live(
     }
     let server = Server {
         stream,
+        rings,
         out,
         cell,
         max_frame,
@@ -148,6 +156,7 @@ pub(crate) fn live(
 /// A ready worker: what serving batches needs from one to the next.
 struct Server<'a> {
     stream: UnixStream,
+    rings: Option<WorkerRings>,
     out: Vec<u8>,
     cell: &'a StepCell,
     max_frame: usize,
@@ -170,13 +179,23 @@ impl Server<'_> {
             return code::PROTOCOL;
         };
         let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(reader_end));
+        // A frame read from the socket, not yet handled; the last from the ring.
+        let (mut held, mut from_ring) = (false, Vec::new());
         loop {
-            match frame::read_blocking(&mut reader, &mut input, self.max_frame) {
-                Ok(true) => {}
-                Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
-                Err(_) => return code::PROTOCOL,
-            }
-            let hook = match Message::parse(&input) {
+            let via_ring = match self.rings.as_mut() {
+                None => match frame::read_blocking(&mut reader, &mut input, self.max_frame) {
+                    Ok(true) => false,
+                    Ok(false) => return 0, // the driver closed the channel: leave, no exit hook
+                    Err(_) => return code::PROTOCOL,
+                },
+                Some(rings) => match rings.next(&mut reader, (&mut input, &mut held), &mut from_ring, self.max_frame) {
+                    Ok(Some(via_ring)) => via_ring,
+                    Ok(None) => return 0,
+                    Err(()) => return code::PROTOCOL,
+                },
+            };
+            let payload = if via_ring { &from_ring[frame::PREFIX..] } else { &input[..] };
+            let hook = match Message::parse(payload) {
                 Ok(Message::Run {
                     tag,
                     task,
@@ -187,7 +206,7 @@ impl Server<'_> {
                     if !self.cell.claim(tag) {
                         continue;
                     }
-                    if let Err(code) = self.run(&mut *state, tag, (task, count, body)) {
+                    if let Err(code) = self.run(&mut *state, tag, (task, count, body), via_ring) {
                         return code;
                     }
                     if !self.recycle.due(self.served) {
@@ -203,12 +222,14 @@ impl Server<'_> {
     }
 
     /// Runs batch `tag` (`count` inputs of `task` in `body`) and sends its
-    /// outcomes back; `Err`: the worker must leave, with this exit code.
+    /// outcomes back (through the ring if the batch came `via_ring` and they
+    /// fit in one frame); `Err`: the worker must leave, with this exit code.
     fn run(
         &mut self,
         state: &mut dyn std::any::Any,
         tag: u64,
         (task, count, body): (u32, u32, &[u8]),
+        via_ring: bool,
     ) -> Result<(), i32> {
         let job = Job::find(task, body).ok_or(code::PROTOCOL)?;
         // Disabled (no subscriber, or above DEBUG), this is a relaxed load
@@ -250,8 +271,10 @@ impl Server<'_> {
         // the driver runs the ones not started elsewhere.
         self.cell.end();
         self.served += ran as u64;
+        // Back through the ring only if all of it goes there: one `Done`.
+        let ring = self.rings.as_mut().filter(|_| via_ring && flushed == 0);
         let sent = send_done(
-            &mut self.stream,
+            (&mut self.stream, ring),
             &mut self.out,
             (tag, start),
             (flushed, ran - flushed, nanos),
@@ -287,6 +310,120 @@ impl std::io::Read for ReadWhenReady {
         }
         self.0.read(buf)
     }
+}
+
+/// How long a worker spins for its next frame before it sleeps, when the
+/// driver runs on another CPU and allows it.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// A worker asleep on its ring looks at its socket at least this often,
+/// should a wake-up have been lost.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// The worker's side of its rings (`channel/ring.rs`): `Run` frames in,
+/// `Done` frames out; the socket is still read for the rest.
+struct WorkerRings {
+    map: sys::RingMap,
+    /// The driver's wake-up descriptor: written after a frame if the
+    /// driver said it sleeps.
+    doorbell: OwnedFd,
+    /// Where the worker reads next in `to_worker`.
+    tail: u64,
+    /// Where the worker writes next in `to_driver`.
+    head: u64,
+    /// The driver's socket moves seen so far.
+    moves: u64,
+    /// The socket must be looked at (a sleep ran out).
+    look: bool,
+}
+
+impl WorkerRings {
+    fn new(memfd: OwnedFd, doorbell: OwnedFd) -> nix::Result<Self> {
+        Ok(WorkerRings {
+            map: sys::RingMap::map_received(memfd)?,
+            doorbell,
+            tail: 0,
+            head: 0,
+            moves: 0,
+            look: true,
+        })
+    }
+
+    /// The next frame: from the ring (into `from_ring`, prefix included:
+    /// `Some(true)`) or the socket (into `socket.0`, prefix not included:
+    /// `Some(false)`), `None` once the driver closed the socket. The ring
+    /// first: a frame there is older than any the worker has not read from
+    /// the socket (the driver sends one through the ring only then), so a
+    /// socket frame read is held (`socket.1`) while the ring has any.
+    fn next(
+        &mut self,
+        reader: &mut std::io::BufReader<ReadWhenReady>,
+        (input, held): (&mut Vec<u8>, &mut bool),
+        from_ring: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<Option<bool>, ()> {
+        let mut spun = false;
+        loop {
+            let ring = &self.map.rings().to_worker;
+            if ring.pop(&mut self.tail, max_frame, from_ring).map_err(drop)? {
+                self.map.rings().to_driver.set_writer_cpu(sys::current_cpu());
+                return Ok(Some(true));
+            }
+            if std::mem::take(held) {
+                return Ok(Some(false));
+            }
+            let moves = ring.socket_moves();
+            if !reader.buffer().is_empty() || std::mem::take(&mut self.look) || moves != self.moves {
+                self.moves = moves;
+                if !reader.buffer().is_empty() || readable(reader.get_ref()) {
+                    match frame::read_blocking(reader, input, max_frame) {
+                        Ok(true) => *held = true,
+                        Ok(false) => return Ok(None),
+                        Err(_) => return Err(()),
+                    }
+                    continue;
+                }
+            }
+            if !spun && ring.spin() && ring.writer_cpu() != sys::current_cpu() {
+                spun = true;
+                let start = Instant::now();
+                while !ring.ready(self.tail) && ring.socket_moves() == self.moves && start.elapsed() < SPIN {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let bell = ring.will_wait();
+            if !ring.ready(self.tail) && ring.socket_moves() == self.moves {
+                self.look = sys::futex_wait(ring.bell_word(), bell, LOOK_EVERY);
+            }
+            ring.awake();
+        }
+    }
+
+    /// Sends the finished frame `out` through the ring, waking the driver
+    /// if it sleeps; `Ok(false)`: no room, it takes the socket.
+    fn send(&mut self, out: &[u8]) -> Result<bool, ()> {
+        let ring = &self.map.rings().to_driver;
+        if !ring.push(&mut self.head, out).map_err(drop)? {
+            return Ok(false);
+        }
+        if ring.wants_bell() {
+            let _ = nix::unistd::write(&self.doorbell, &1u64.to_ne_bytes());
+        }
+        Ok(true)
+    }
+}
+
+/// Whether the socket has something to read now, or its end.
+fn readable(chan: &ReadWhenReady) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fds = [libc::pollfd {
+        fd: chan.0.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // An error is seen as readable: the read then says what is wrong.
+    !matches!(sys::poll_raw(&mut fds, 0), Ok(0))
 }
 
 /// What a `Run` asks for: one task, or a chain of them (a pipeline).
@@ -363,7 +500,7 @@ fn fail_init(stream: &mut UnixStream, message: &str) -> i32 {
 /// measured since the last one, and sends it. A frame over the limit
 /// (results too large) is replaced by one error per item.
 fn send_done(
-    stream: &mut UnixStream,
+    (stream, ring): (&mut UnixStream, Option<&mut WorkerRings>),
     out: &mut Vec<u8>,
     (tag, start): (u64, usize),
     (first, count, nanos): (u32, u32, u64),
@@ -388,7 +525,11 @@ fn send_done(
     }
     tally.reported();
     let writing = Instant::now();
-    let sent = stream.write_all(out).is_ok();
+    let sent = match ring.map(|r| r.send(out)) {
+        Some(Ok(true)) => true,
+        Some(Err(())) => false,
+        Some(Ok(false)) | None => stream.write_all(out).is_ok(),
+    };
     tally.io_nanos += writing.elapsed().as_nanos() as u64;
     sent
 }
@@ -423,7 +564,7 @@ impl Report for Flusher<'_> {
                 self.last.elapsed().as_nanos() as u64,
             );
             if !send_done(
-                self.stream,
+                (self.stream, None),
                 out,
                 (self.tag, self.start),
                 span,

@@ -9,3 +9,4 @@ pub mod frame;
 pub mod item;
 pub mod message;
 pub mod outcome;
+pub mod ring;

@@ -22,7 +22,7 @@ mod take_back;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use crate::channel::item;
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
 use crate::error::Error;
-use crate::sys;
+use crate::sys::{self, Internal};
 use crate::transport::{self, Event, Transport};
 use slot::{Slot, SlotState};
 
@@ -182,6 +182,12 @@ pub(crate) struct Core {
     recycled: Vec<(usize, u32, Vec<u8>)>,
     /// Reused list of descriptors for `poll`.
     pollfds: Vec<libc::pollfd>,
+    /// A copy of the poller's wake-up descriptor: a worker with rings
+    /// writes it after a frame, if the driver said it sleeps.
+    doorbell: Option<Internal<OwnedFd>>,
+    /// CPUs this process may run on, at build: one spins for a ring's
+    /// frame only while fewer workers are busy.
+    cpus: usize,
     config: Config,
     /// Futures and streams waiting for their job (the `async` feature).
     #[cfg(feature = "async")]
@@ -233,6 +239,8 @@ impl Driver {
             asked: 0,
             release_at: None,
             pollfds: Vec::new(),
+            doorbell: sleep.doorbell(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             recycled: Vec::new(),
             config: config.clone(),
             #[cfg(feature = "async")]
@@ -339,6 +347,17 @@ impl Driver {
                 core = self.sleep.follow(core, left);
                 continue;
             }
+            if read_first {
+                if let Some((map, tail)) = core.spin_target() {
+                    // As a poll would, without the lock: nothing is closed meanwhile.
+                    let took = core.roles.take_polling();
+                    debug_assert!(took, "no other thread polls: checked above");
+                    drop(core);
+                    spin_for(&map.rings().to_driver, tail);
+                    core = self.lock();
+                    core.roles.end_polling();
+                }
+            }
             if std::mem::take(&mut read_first) && core.read_lone_worker() {
                 // As after a poll: refill the worker, wake whoever waits.
                 self.refill_and_wake(&mut core);
@@ -356,11 +375,15 @@ impl Driver {
                 let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
                 timeout = timeout.min(ms.max(1));
             }
+            if core.rings_sleep(true) {
+                timeout = 0;
+            }
             drop(core);
             // The descriptors stay open: only a thread holding the lock while
             // no thread polls closes one, and we poll.
             let polled = sys::poll_raw(&mut fds, timeout);
             core = self.lock();
+            core.rings_sleep(false);
             core.roles.end_polling();
             self.after_poll(&mut core, fds, polled);
             polled_once = true;
@@ -392,6 +415,11 @@ impl Driver {
                 self.sleep.woken();
             }
             core.handle_events(&fds);
+        }
+        // Workers with rings ring the wake-up descriptor, or found the
+        // driver awake: look at every ring, whatever the poll said.
+        for i in 0..core.slots.len() {
+            core.read_ring(i);
         }
         core.pollfds = fds;
         core.tick();
@@ -654,6 +682,10 @@ impl Core {
             if p.fd < 0 || p.revents == 0 || i >= self.slots.len() {
                 continue;
             }
+            // Closed (or replaced) since the poll: not this channel's events.
+            if self.slots[i].chan.as_ref().map(|c| c.as_raw_fd()) != Some(p.fd) {
+                continue;
+            }
             if p.revents & libc::POLLOUT != 0 {
                 self.write_slot(i);
             }
@@ -674,12 +706,40 @@ impl Core {
             .enumerate()
             .filter(|(_, s)| !s.inflight.is_empty());
         match (busy.next(), busy.next()) {
+            // Its answer comes through the ring: no system call to look.
+            (Some((i, s)), None) if s.awaits_ring() => {
+                self.read_ring(i);
+                true
+            }
             (Some((i, _)), None) if self.slots[i].chan.is_some() => {
                 self.read_slot(i);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The lone busy slot, if its answer comes through its ring and the
+    /// driver may spin for it: its worker last ran on another CPU than
+    /// this thread, and fewer workers are busy than there are CPUs (one).
+    fn spin_target(&self) -> Option<(Arc<crate::sys::RingMap>, u64)> {
+        let mut busy = self.slots.iter().filter(|s| !s.inflight.is_empty());
+        let (Some(s), None) = (busy.next(), busy.next()) else {
+            return None;
+        };
+        let r = s.rings.as_ref().filter(|_| s.awaits_ring() && self.cpus > 1)?;
+        (r.to_driver().writer_cpu() != sys::current_cpu()).then(|| (r.map.clone(), r.tail))
+    }
+
+    /// Before a poll: tells each busy worker with rings that the driver
+    /// sleeps (or, `false`, woke); whether one already put a frame there.
+    fn rings_sleep(&self, sleeps: bool) -> bool {
+        let mut ready = false;
+        for s in self.slots.iter().filter(|s| !s.inflight.is_empty()) {
+            s.driver_sleeps(sleeps);
+            ready |= sleeps && s.ring_ready();
+        }
+        ready
     }
 
     /// Carries out what the transport reported.
@@ -700,7 +760,13 @@ impl Core {
         self.events = events;
     }
 
+    /// Reads what the worker sent: its ring first, then before each frame
+    /// of its socket (and before its end) its ring again, so frames are
+    /// handled in the order it sent them.
     fn read_slot(&mut self, i: usize) {
+        if !self.read_ring(i) {
+            return;
+        }
         loop {
             let fill = self.slots[i].fill();
             loop {
@@ -712,6 +778,9 @@ impl Core {
                         return;
                     }
                 };
+                if !self.read_ring(i) {
+                    return;
+                }
                 if let Err(why) = self.handle_frame(i, frame) {
                     self.protocol_failure(i, why);
                     return;
@@ -722,11 +791,32 @@ impl Core {
                 // Level-triggered poll says so if more comes, or the end.
                 Ok(Fill::Drained | Fill::WouldBlock) => return,
                 Ok(Fill::Eof) | Err(_) => {
-                    self.channel_closed(i);
+                    if self.read_ring(i) {
+                        self.channel_closed(i);
+                    }
                     return;
                 }
             }
         }
+    }
+
+    /// Handles the frames waiting in slot `i`'s ring; `false` if one was
+    /// corrupt or wrong (the worker is then killed and its channel closed).
+    fn read_ring(&mut self, i: usize) -> bool {
+        while self.slots[i].ring_ready() {
+            let mut frame = Vec::new();
+            let why = match self.slots[i].ring_recv(&mut frame) {
+                Ok(false) => return true,
+                Ok(true) => match self.handle_frame(i, frame) {
+                    Ok(()) => continue,
+                    Err(why) => why.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            self.protocol_failure(i, &why);
+            return false;
+        }
+        true
     }
 
     fn handle_frame(&mut self, i: usize, frame: Vec<u8>) -> Result<(), &'static str> {
@@ -876,12 +966,28 @@ impl Core {
         let b = self.batches.get_mut(&tag).expect("batch exists");
         b.slot = Some(slot);
         let frame = b.frame.clone();
+        // The ring only when nothing the worker has not read is in its
+        // socket: it reads its ring first (`driver/README.md`, Rings).
+        let ring_ok = self.slots[slot].inflight.is_empty()
+            && !self.slots[slot].has_output()
+            && self.slots[slot].rings.is_some()
+            && !self.transport.take_back_unseen(slot);
+        let busy = self.slots.iter().filter(|s| !s.inflight.is_empty()).count();
+        let spin = busy < self.cpus;
         let s = &mut self.slots[slot];
         s.stats.sent(frame.len());
         if s.inflight.is_empty() {
             s.head_since = Instant::now();
         }
         s.inflight.push_back(tag);
+        if ring_ok {
+            match s.ring_send(tag, &frame, spin) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => return self.protocol_failure(slot, &e.to_string()),
+            }
+        }
+        let s = &mut self.slots[slot];
         s.push_frame(frame);
         self.write_slot(slot);
     }
@@ -952,6 +1058,7 @@ impl Core {
             s.out.clear();
             return;
         };
+        let mut wrote = false;
         while let Some((frame, off)) = s.out.front_mut() {
             match send(
                 chan.as_raw_fd(),
@@ -959,6 +1066,7 @@ impl Core {
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
             ) {
                 Ok(n) => {
+                    wrote = true;
                     *off += n;
                     if *off == frame.len() {
                         s.out.pop_front();
@@ -966,9 +1074,24 @@ impl Core {
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 // Full: the poller waits for POLLOUT. Broken: it sees the hang-up.
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        if wrote {
+            s.socket_written();
+        }
+    }
+}
+
+/// How long the driver spins for a ring's frame before it polls: a
+/// wake-up across cores costs 36–120 µs on the VM measured (BENCHMARKS.md).
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Spins until `ring` has a frame after `tail`, for at most [`SPIN`].
+fn spin_for(ring: &crate::channel::ring::Ring, tail: u64) {
+    let start = Instant::now();
+    while !ring.ready(tail) && start.elapsed() < SPIN {
+        std::hint::spin_loop();
     }
 }
 

@@ -12,8 +12,9 @@ use nix::unistd::Pid;
 
 use crate::channel::control::Exit;
 use crate::channel::frame::{Fill, FrameError, FrameReader, ReadSpare};
+use crate::channel::ring::{Ring, RingError};
 use crate::insights::SlotStats;
-use crate::sys::{self, Internal};
+use crate::sys::{self, Internal, RingMap};
 
 /// Where a worker slot is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,55 @@ pub(crate) struct Slot {
     pub(crate) recycling: bool,
     /// Insights: what the slot's workers did.
     pub(crate) stats: SlotStats,
+    /// The current worker's rings, if its transport gave it some.
+    pub(crate) rings: Option<SlotRings>,
     max_frame: usize,
+}
+
+/// The driver's side of one worker generation's rings (`channel/ring.rs`).
+#[derive(Debug)]
+pub(crate) struct SlotRings {
+    /// Shared with a thread that spins on it without the lock.
+    pub(crate) map: Arc<RingMap>,
+    /// Where the driver writes next in `to_worker`.
+    head: u64,
+    /// Where the driver reads next in `to_driver`.
+    pub(crate) tail: u64,
+    /// The last batch sent through the ring: its outcome comes back there.
+    pub(crate) sent: Option<u64>,
+}
+
+impl SlotRings {
+    pub(crate) fn new(map: RingMap) -> Self {
+        SlotRings {
+            map: Arc::new(map),
+            head: 0,
+            tail: 0,
+            sent: None,
+        }
+    }
+
+    fn to_worker(&self) -> &Ring {
+        &self.map.rings().to_worker
+    }
+
+    pub(crate) fn to_driver(&self) -> &Ring {
+        &self.map.rings().to_driver
+    }
+
+    /// Wakes the worker if it said it sleeps.
+    fn ring_worker(&self) {
+        if self.to_worker().wants_bell() {
+            sys::futex_wake(self.to_worker().bell());
+        }
+    }
+
+    /// The driver wrote to the worker's socket, or closed it: a worker
+    /// asleep on its ring looks there.
+    fn socket_moved(&self) {
+        self.to_worker().socket_moved();
+        self.ring_worker();
+    }
 }
 
 impl Slot {
@@ -116,6 +165,7 @@ impl Slot {
             respawn_at: None,
             recycling: false,
             stats: SlotStats::default(),
+            rings: None,
             max_frame,
         }
     }
@@ -135,10 +185,75 @@ impl Slot {
         Ok(theirs)
     }
 
-    /// Closes the driver's end of the channel, if open.
+    /// Closes the driver's end of the channel, if open, and its rings
+    /// (telling a worker asleep on them to look at the socket).
     pub(crate) fn close(&mut self) {
         self.chan = None;
         self.out.clear();
+        if let Some(rings) = self.rings.take() {
+            rings.socket_moved();
+        }
+    }
+
+    /// Sends `frame` (batch `tag`) through the ring, if there is one with
+    /// room; `spin` allows the worker to spin for the next one. `Ok(false)`:
+    /// it takes the socket.
+    pub(crate) fn ring_send(&mut self, tag: u64, frame: &[u8], spin: bool) -> Result<bool, RingError> {
+        let Some(r) = &mut self.rings else {
+            return Ok(false);
+        };
+        let map = &*r.map;
+        let ring = &map.rings().to_worker;
+        ring.set_spin(spin);
+        ring.set_writer_cpu(sys::current_cpu());
+        if !ring.push(&mut r.head, frame)? {
+            return Ok(false);
+        }
+        r.sent = Some(tag);
+        r.ring_worker();
+        Ok(true)
+    }
+
+    /// The driver wrote bytes to the worker's socket: a worker asleep on its
+    /// ring looks there.
+    pub(crate) fn socket_written(&self) {
+        if let Some(r) = &self.rings {
+            r.socket_moved();
+        }
+    }
+
+    /// Takes the next frame the worker put in its ring, if any.
+    pub(crate) fn ring_recv(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+        match &mut self.rings {
+            Some(r) => {
+                let map = &*r.map;
+                map.rings().to_driver.pop(&mut r.tail, self.max_frame, out)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the worker put something in its ring.
+    pub(crate) fn ring_ready(&self) -> bool {
+        self.rings.as_ref().is_some_and(|r| r.to_driver().ready(r.tail))
+    }
+
+    /// Whether the outcome of the slot's only batch comes through the ring.
+    pub(crate) fn awaits_ring(&self) -> bool {
+        self.inflight.len() == 1
+            && self.rings.as_ref().is_some_and(|r| r.sent.as_ref() == self.inflight.front())
+    }
+
+    /// Says to the worker that the driver is about to sleep (`true`: it
+    /// then writes the doorbell after a frame), or is awake.
+    pub(crate) fn driver_sleeps(&self, sleeps: bool) {
+        if let Some(r) = &self.rings {
+            if sleeps {
+                r.to_driver().will_wait();
+            } else {
+                r.to_driver().awake();
+            }
+        }
     }
 
     pub(crate) fn pid(&self) -> Option<Pid> {

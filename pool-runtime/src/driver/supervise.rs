@@ -2,13 +2,14 @@
 //! a dead one a new home (retry, or an error that names the cause), killing
 //! a task past its timeout, recycling, and respawning with back-off.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
 use super::policy::{self, Death, Held, Rules};
-use super::slot::SlotState;
+use super::slot::{SlotRings, SlotState};
 use super::{Completion, Core, JobId, NewBatch, EXIT_REPORT_WAIT};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind, WorkerDeath};
@@ -36,9 +37,9 @@ impl Core {
         if generation > 0 {
             s.stats.restarted();
         }
-        match s.open_channel() {
-            Ok(worker_end) => {
-                let started = self.transport.start(slot, generation, &worker_end);
+        match (s.open_channel(), &self.doorbell) {
+            (Ok(worker_end), Some(doorbell)) => {
+                let started = self.transport.start(slot, generation, &worker_end, doorbell.as_fd());
                 // The transport's worker holds its own copy now.
                 drop(worker_end);
                 let s = &mut self.slots[slot];
@@ -46,6 +47,7 @@ impl Core {
                     s.close();
                     self.break_pool(why);
                 } else {
+                    s.rings = started.ok().flatten().map(SlotRings::new);
                     s.state = SlotState::Spawning {
                         ready: false,
                         closed: false,
@@ -58,7 +60,8 @@ impl Core {
                     }
                 }
             }
-            Err(e) => self.slot_failed(slot, format!("cannot create a channel: {e}")),
+            (Err(e), _) => self.slot_failed(slot, format!("cannot create a channel: {e}")),
+            (Ok(_), None) => self.slot_failed(slot, "cannot copy the wake-up descriptor".into()),
         }
     }
 

@@ -38,12 +38,18 @@ struct Script {
 struct Scripted(Arc<Mutex<Script>>);
 
 impl Transport for Scripted {
-    fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String> {
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        channel: &OwnedFd,
+        _: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Option<crate::sys::RingMap>, String> {
         let theirs = UnixStream::from(channel.try_clone().map_err(|e| e.to_string())?);
         theirs.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut s = self.0.lock().unwrap();
         s.started.push((slot, generation, Some(theirs)));
-        Ok(())
+        Ok(None)
     }
     fn kill(&self, pid: Pid) {
         self.0.lock().unwrap().killed.push(pid);

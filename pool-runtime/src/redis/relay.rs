@@ -519,7 +519,13 @@ fn relay_pid(slot: usize) -> Pid {
 }
 
 impl Transport for RedisTransport {
-    fn start(&mut self, slot: usize, _generation: u32, channel: &OwnedFd) -> Result<(), String> {
+    fn start(
+        &mut self,
+        slot: usize,
+        _generation: u32,
+        channel: &OwnedFd,
+        _doorbell: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Option<crate::sys::RingMap>, String> {
         if let Some(why) = self.shared.lost.lock().unwrap().clone() {
             return Err(why);
         }
@@ -544,7 +550,7 @@ impl Transport for RedisTransport {
             slot,
             pid: relay_pid(slot),
         });
-        Ok(())
+        Ok(None)
     }
 
     fn leave_with(&mut self, hook: u32, grace: Duration) -> Option<Vec<Vec<u8>>> {

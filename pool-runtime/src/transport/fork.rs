@@ -20,7 +20,7 @@ use crate::channel::control::{Ctl, Exit};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
 use crate::sandbox::Sandbox;
-use crate::sys::{self, Internal, StepCells};
+use crate::sys::{self, Internal, RingMap, StepCells};
 use crate::task::Init;
 use crate::worker::{self, Recycle};
 
@@ -132,9 +132,9 @@ impl ForkServer {
         self.pid
     }
 
-    fn send(&self, msg: Ctl, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+    fn send(&self, msg: Ctl, fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
         let ctl = self.ctl.as_ref().ok_or(Errno::EPIPE)?;
-        sys::send_packet(ctl.as_fd(), &msg.encode(), fd)
+        sys::send_packet(ctl.as_fd(), &msg.encode(), fds)
     }
 
     fn lose(&mut self, why: &str, out: &mut Vec<Event>) {
@@ -144,12 +144,26 @@ impl ForkServer {
 }
 
 impl Transport for ForkServer {
-    fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String> {
+    /// A forked worker gets a fresh pair of rings (a worker started
+    /// fresh does not: it speaks the socket only).
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        channel: &OwnedFd,
+        doorbell: BorrowedFd<'_>,
+    ) -> Result<Option<RingMap>, String> {
         let msg = Ctl::Spawn {
             slot: slot as u32,
             generation,
         };
-        self.send(msg, Some(channel.as_fd())).map_err(|_| {
+        // Without rings (no memory for them) the worker still serves.
+        let rings = self.greeting.is_none().then(RingMap::new).and_then(Result::ok);
+        let sent = match &rings {
+            Some(r) => self.send(msg, &[channel.as_fd(), r.fd(), doorbell]),
+            None => self.send(msg, &[channel.as_fd()]),
+        };
+        sent.map(|()| rings).map_err(|_| {
             self.ctl = None;
             "the fork server is gone".to_string()
         })
@@ -175,7 +189,7 @@ impl Transport for ForkServer {
                 pid: pid.as_raw(),
                 signal: Signal::SIGKILL as i32,
             },
-            None,
+            &[],
         );
     }
 
@@ -222,6 +236,10 @@ impl Transport for ForkServer {
         self.cells.get(slot).take_back(tag)
     }
 
+    fn take_back_unseen(&self, slot: usize) -> bool {
+        self.cells.get(slot).take_back_unseen()
+    }
+
     fn take_breach(&self, slot: usize) -> u64 {
         self.cells.get(slot).take_breach()
     }
@@ -242,7 +260,7 @@ impl Transport for ForkServer {
             Ctl::Shutdown {
                 grace_ms: grace.as_millis().try_into().unwrap_or(u32::MAX),
             },
-            None,
+            &[],
         );
         let give_up = Instant::now() + grace + Duration::from_secs(2);
         loop {

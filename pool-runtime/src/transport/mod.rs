@@ -23,7 +23,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use crate::channel::control::Exit;
-use crate::sys::Phase;
+use crate::sys::{Phase, RingMap};
 
 /// What a transport reports about its workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +45,19 @@ pub(crate) type Position = Option<(u64, Option<(u32, Phase)>)>;
 /// How worker processes start, end and are watched; see the module docs.
 pub(crate) trait Transport: Send + fmt::Debug {
     /// Starts a worker for `slot` (its `generation`-th), serving `channel`.
-    /// `Err` says why the transport can start no worker at all (it is then
-    /// lost); a failure for this one worker comes later as
-    /// [`Event::StartFailed`].
-    fn start(&mut self, slot: usize, generation: u32, channel: &OwnedFd) -> Result<(), String>;
+    /// A transport whose workers can share memory with the driver gives
+    /// the worker a fresh pair of rings and `doorbell` (the descriptor the
+    /// driver polls, to be written when the driver sleeps), and returns the
+    /// driver's mapping of them. `Err` says why the transport can start no
+    /// worker at all (it is then lost); a failure for this one worker comes
+    /// later as [`Event::StartFailed`].
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        channel: &OwnedFd,
+        doorbell: BorrowedFd<'_>,
+    ) -> Result<Option<RingMap>, String>;
 
     /// The frame every new worker is sent before anything else, if any
     /// (a worker started fresh learns its init and arguments from it).
@@ -112,6 +121,14 @@ pub(crate) trait Transport: Send + fmt::Debug {
         false
     }
 
+    /// Whether a batch taken back from the worker in `slot` may still be
+    /// unseen by it (its frame unread). A frame sent after it must then
+    /// take the socket, behind it: the worker reads its ring first.
+    fn take_back_unseen(&self, slot: usize) -> bool {
+        let _ = slot;
+        false
+    }
+
     /// Once the worker in `slot` is gone: where it was, and a clean slate
     /// for the slot's next worker.
     fn take_position(&self, slot: usize) -> Position;
@@ -145,7 +162,7 @@ pub(crate) trait Broadcast: Send + Sync {
 pub(crate) struct Ended;
 
 impl Transport for Ended {
-    fn start(&mut self, _: usize, _: u32, _: &OwnedFd) -> Result<(), String> {
+    fn start(&mut self, _: usize, _: u32, _: &OwnedFd, _: BorrowedFd<'_>) -> Result<Option<RingMap>, String> {
         Err("the pool has shut down".into())
     }
     fn kill(&self, _: Pid) {}

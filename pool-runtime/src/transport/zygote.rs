@@ -136,14 +136,17 @@ impl Zygote<'_> {
                 life.ctl_open = false;
                 kill_all(life);
             }
-            Ok((n, fd)) => match Ctl::decode(&buf[..n]) {
+            Ok((n, fds)) => match Ctl::decode(&buf[..n]) {
                 Some(Ctl::Spawn { slot, generation }) if life.deadline.is_none() => {
-                    if let Some(chan) = fd {
+                    let mut fds = fds.into_iter();
+                    if let Some(chan) = fds.next() {
                         let info = WorkerInfo {
                             index: slot as usize,
                             generation,
                         };
-                        self.spawn(life, info, chan, (sfd, old_mask));
+                        // The rings' memfd and the driver's doorbell, if sent.
+                        let rings = fds.next().zip(fds.next());
+                        self.spawn(life, info, (chan, rings), (sfd, old_mask));
                     }
                 }
                 Some(Ctl::Kill { pid, signal }) => {
@@ -162,13 +165,13 @@ impl Zygote<'_> {
         }
     }
 
-    /// Forks the worker `info` says, on channel `chan`, and tells the
-    /// driver its pid (or why there is none).
+    /// Forks the worker `info` says, on channel `chan` (and its rings, if
+    /// any), and tells the driver its pid (or why there is none).
     fn spawn(
         &self,
         life: &mut Life,
         info: WorkerInfo,
-        chan: OwnedFd,
+        (chan, rings): (OwnedFd, Option<(OwnedFd, OwnedFd)>),
         (sfd, old_mask): (&SignalFd, &SigSet),
     ) {
         let me = nix::unistd::getpid();
@@ -181,6 +184,7 @@ impl Zygote<'_> {
             (self.launch)(worker::Start {
                 info,
                 chan,
+                rings,
                 cells: self.cells,
                 zygote: me,
                 max_frame: self.max_frame,
@@ -188,8 +192,8 @@ impl Zygote<'_> {
                 sandbox: self.sandbox,
             })
         });
-        // `chan` was moved into the closure and dropped with it: the zygote
-        // keeps no copy of any worker's channel.
+        // `chan` and the rings were moved into the closure and dropped with
+        // it: the zygote keeps no copy of any worker's channel.
         match forked {
             Ok(pid) => {
                 life.children.insert(pid, slot);
@@ -206,7 +210,7 @@ impl Zygote<'_> {
     }
 
     fn send(&self, msg: Ctl) {
-        let _ = sys::send_packet(self.ctl.as_fd(), &msg.encode(), None);
+        let _ = sys::send_packet(self.ctl.as_fd(), &msg.encode(), &[]);
     }
 }
 

@@ -70,6 +70,12 @@ impl Sleep {
         self.wake.as_fd().as_raw_fd()
     }
 
+    /// A copy of the wake-up descriptor, for workers' rings to ring
+    /// (`None` if it cannot be copied: workers then get no rings).
+    pub(crate) fn doorbell(&self) -> Option<Internal<std::os::fd::OwnedFd>> {
+        self.wake.as_fd().try_clone_to_owned().ok().map(Internal::new)
+    }
+
     /// After `poll` said the wake-up descriptor is readable: resets it.
     pub(crate) fn woken(&self) {
         let _ = self.wake.read();
