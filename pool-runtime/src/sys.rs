@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use crate::channel::ring::RingPair;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{
@@ -470,20 +469,30 @@ impl Drop for StepCells {
 // seals keep its size: a worker cannot shrink it under the driver (whose
 // next access would be a SIGBUS).
 
-/// One worker generation's [`RingPair`], mapped.
+/// A type that may live in memory shared with another process, mapped by
+/// [`SharedMap`].
+///
+/// # Safety
+/// All-zero bytes must be a valid value, and every access through `&Self`
+/// must be atomic (the peer writes the same memory at any time).
+pub(crate) unsafe trait Zeroed: Sync {}
+
+/// A `T` (one worker generation's rings: `channel::ring::RingMap`) in a
+/// sealed memfd, mapped.
 #[derive(Debug)]
-pub(crate) struct RingMap {
-    ptr: NonNull<RingPair>,
+pub(crate) struct SharedMap<T: Zeroed> {
+    ptr: NonNull<T>,
     /// Internal: another pool's fork server does not keep it.
     fd: Internal<OwnedFd>,
 }
 
-// SAFETY: the mapping only holds atomics, which may be shared across threads.
-unsafe impl Send for RingMap {}
-// SAFETY: as above; every access goes through `&RingPair`, whose fields are atomic.
-unsafe impl Sync for RingMap {}
+// SAFETY: the mapping only holds atomics (`Zeroed`), which may be shared
+// across threads.
+unsafe impl<T: Zeroed> Send for SharedMap<T> {}
+// SAFETY: as above; every access goes through `&T`, which is atomic.
+unsafe impl<T: Zeroed> Sync for SharedMap<T> {}
 
-impl RingMap {
+impl<T: Zeroed> SharedMap<T> {
     /// A fresh, empty pair in a new memfd, sealed at its size.
     pub(crate) fn new() -> nix::Result<Self> {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -492,7 +501,7 @@ impl RingMap {
             "pool-rings",
             MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
         )?;
-        nix::unistd::ftruncate(&fd, std::mem::size_of::<RingPair>() as i64)?;
+        nix::unistd::ftruncate(&fd, std::mem::size_of::<T>() as i64)?;
         let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
         fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
         Self::map(fd)
@@ -504,7 +513,7 @@ impl RingMap {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
         let bytes = nix::sys::stat::fstat(&fd)?.st_size as usize;
         let seals = SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS)?);
-        if bytes < std::mem::size_of::<RingPair>() || !seals.contains(SealFlag::F_SEAL_SHRINK) {
+        if bytes < std::mem::size_of::<T>() || !seals.contains(SealFlag::F_SEAL_SHRINK) {
             return Err(nix::errno::Errno::EINVAL);
         }
         Self::map(fd)
@@ -512,11 +521,11 @@ impl RingMap {
 
     fn map(fd: OwnedFd) -> nix::Result<Self> {
         use nix::sys::mman::{mmap, MapFlags, ProtFlags};
-        let bytes = std::num::NonZeroUsize::new(std::mem::size_of::<RingPair>()).unwrap();
+        let bytes = std::num::NonZeroUsize::new(std::mem::size_of::<T>()).unwrap();
         // SAFETY: a new shared mapping of a memfd sealed at least `bytes`
         // long (it cannot shrink under us), aliased only by the peer's
         // mapping, whose every access is atomic; a fresh memfd is zeroed,
-        // and all-zero bytes are a valid, empty `RingPair`.
+        // and all-zero bytes are a valid `T` (`Zeroed`).
         let ptr = unsafe {
             mmap(
                 None,
@@ -527,15 +536,15 @@ impl RingMap {
                 0,
             )
         }?;
-        Ok(RingMap {
+        Ok(SharedMap {
             ptr: ptr.cast(),
             fd: Internal::new(fd),
         })
     }
 
-    /// The rings.
-    pub(crate) fn rings(&self) -> &RingPair {
-        // SAFETY: mapped by `map` with room for a `RingPair`, valid (atomics
+    /// The mapped value (a worker's rings).
+    pub(crate) fn rings(&self) -> &T {
+        // SAFETY: mapped by `map` with room for a `T`, valid (atomics
         // only) for as long as `self`, which the reference borrows.
         unsafe { self.ptr.as_ref() }
     }
@@ -546,11 +555,11 @@ impl RingMap {
     }
 }
 
-impl Drop for RingMap {
+impl<T: Zeroed> Drop for SharedMap<T> {
     fn drop(&mut self) {
         // SAFETY: the mapping `map` made, with its length; no reference into
         // it outlives `self`.
-        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), std::mem::size_of::<RingPair>()) };
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), std::mem::size_of::<T>()) };
     }
 }
 

@@ -323,7 +323,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// The worker's side of its rings (`channel/ring.rs`): `Run` frames in,
 /// `Done` frames out; the socket is still read for the rest.
 struct WorkerRings {
-    map: sys::RingMap,
+    map: crate::channel::ring::RingMap,
     /// The driver's wake-up descriptor: written after a frame if the
     /// driver said it sleeps.
     doorbell: OwnedFd,
@@ -340,7 +340,7 @@ struct WorkerRings {
 impl WorkerRings {
     fn new(memfd: OwnedFd, doorbell: OwnedFd) -> nix::Result<Self> {
         Ok(WorkerRings {
-            map: sys::RingMap::map_received(memfd)?,
+            map: crate::channel::ring::RingMap::map_received(memfd)?,
             doorbell,
             tail: 0,
             head: 0,

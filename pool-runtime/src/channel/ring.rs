@@ -77,7 +77,7 @@ pub struct Ring {
     data: [AtomicU64; WORDS],
 }
 
-/// A worker's pair of rings, one mapping (`sys::RingMap`). All-zero bytes
+/// A worker's pair of rings, one mapping (`RingMap`). All-zero bytes
 /// are a valid, empty pair.
 #[repr(C)]
 #[derive(Debug)]
@@ -87,6 +87,13 @@ pub struct RingPair {
     /// `Done` frames, from the worker.
     pub to_driver: Ring,
 }
+
+// SAFETY: every field is an atomic integer (all-zero bytes: an empty pair),
+// and every access goes through those atomics.
+unsafe impl crate::sys::Zeroed for RingPair {}
+
+/// One worker generation's [`RingPair`], mapped from a sealed memfd.
+pub(crate) type RingMap = crate::sys::SharedMap<RingPair>;
 
 #[cfg(any(test, fuzzing))]
 impl RingPair {

@@ -722,7 +722,7 @@ impl Core {
     /// The lone busy slot, if its answer comes through its ring and the
     /// driver may spin for it: its worker last ran on another CPU than
     /// this thread, and fewer workers are busy than there are CPUs (one).
-    fn spin_target(&self) -> Option<(Arc<crate::sys::RingMap>, u64)> {
+    fn spin_target(&self) -> Option<(Arc<crate::channel::ring::RingMap>, u64)> {
         let mut busy = self.slots.iter().filter(|s| !s.inflight.is_empty());
         let (Some(s), None) = (busy.next(), busy.next()) else {
             return None;

@@ -14,7 +14,8 @@ use crate::channel::control::Exit;
 use crate::channel::frame::{Fill, FrameError, FrameReader, ReadSpare};
 use crate::channel::ring::{Ring, RingError};
 use crate::insights::SlotStats;
-use crate::sys::{self, Internal, RingMap};
+use crate::channel::ring::RingMap;
+use crate::sys::{self, Internal};
 
 /// Where a worker slot is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ impl Transport for Scripted {
         generation: u32,
         channel: &OwnedFd,
         _: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<Option<crate::sys::RingMap>, String> {
+    ) -> Result<Option<crate::channel::ring::RingMap>, String> {
         let theirs = UnixStream::from(channel.try_clone().map_err(|e| e.to_string())?);
         theirs.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut s = self.0.lock().unwrap();

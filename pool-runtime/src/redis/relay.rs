@@ -525,7 +525,7 @@ impl Transport for RedisTransport {
         _generation: u32,
         channel: &OwnedFd,
         _doorbell: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<Option<crate::sys::RingMap>, String> {
+    ) -> Result<Option<crate::channel::ring::RingMap>, String> {
         if let Some(why) = self.shared.lost.lock().unwrap().clone() {
             return Err(why);
         }

@@ -20,7 +20,8 @@ use crate::channel::control::{Ctl, Exit};
 use crate::channel::message;
 use crate::error::{Error, ErrorKind};
 use crate::sandbox::Sandbox;
-use crate::sys::{self, Internal, RingMap, StepCells};
+use crate::channel::ring::RingMap;
+use crate::sys::{self, Internal, StepCells};
 use crate::task::Init;
 use crate::worker::{self, Recycle};
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use crate::channel::control::Exit;
-use crate::sys::{Phase, RingMap};
+use crate::channel::ring::RingMap;
+use crate::sys::Phase;
 
 /// What a transport reports about its workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
