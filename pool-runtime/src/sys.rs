@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -493,7 +492,7 @@ unsafe impl<T: Zeroed> Send for SharedMap<T> {}
 unsafe impl<T: Zeroed> Sync for SharedMap<T> {}
 
 impl<T: Zeroed> SharedMap<T> {
-    /// A fresh, empty pair in a new memfd, sealed at its size.
+    /// A fresh, all-zero `T` in a new memfd, sealed at its size.
     pub(crate) fn new() -> nix::Result<Self> {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
         use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -507,7 +506,7 @@ impl<T: Zeroed> SharedMap<T> {
         Self::map(fd)
     }
 
-    /// In a worker: the pair in the memfd the driver sent, which must be
+    /// In a worker: the `T` in the memfd the driver sent, which must be
     /// large enough and sealed against shrinking.
     pub(crate) fn map_received(fd: OwnedFd) -> nix::Result<Self> {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -542,8 +541,8 @@ impl<T: Zeroed> SharedMap<T> {
         })
     }
 
-    /// The mapped value (a worker's rings).
-    pub(crate) fn rings(&self) -> &T {
+    /// The mapped value.
+    pub(crate) fn get(&self) -> &T {
         // SAFETY: mapped by `map` with room for a `T`, valid (atomics
         // only) for as long as `self`, which the reference borrows.
         unsafe { self.ptr.as_ref() }

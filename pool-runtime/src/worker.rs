@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use crate::channel::frame;
 use crate::channel::message::{self, write, Message};
 use crate::channel::outcome::{self, Status};
+use crate::channel::ring::RingMap;
 use crate::batch::stages::Link;
 use crate::batch::{Batch, Report};
 use crate::insights::WorkerTally;
@@ -323,7 +324,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// The worker's side of its rings (`channel/ring.rs`): `Run` frames in,
 /// `Done` frames out; the socket is still read for the rest.
 struct WorkerRings {
-    map: crate::channel::ring::RingMap,
+    map: RingMap,
     /// The driver's wake-up descriptor: written after a frame if the
     /// driver said it sleeps.
     doorbell: OwnedFd,
@@ -340,7 +341,7 @@ struct WorkerRings {
 impl WorkerRings {
     fn new(memfd: OwnedFd, doorbell: OwnedFd) -> nix::Result<Self> {
         Ok(WorkerRings {
-            map: crate::channel::ring::RingMap::map_received(memfd)?,
+            map: RingMap::map_received(memfd)?,
             doorbell,
             tail: 0,
             head: 0,
@@ -364,9 +365,9 @@ impl WorkerRings {
     ) -> Result<Option<bool>, ()> {
         let mut spun = false;
         loop {
-            let ring = &self.map.rings().to_worker;
+            let ring = &self.map.get().to_worker;
             if ring.pop(&mut self.tail, max_frame, from_ring).map_err(drop)? {
-                self.map.rings().to_driver.set_writer_cpu(sys::current_cpu());
+                self.map.get().to_driver.set_writer_cpu(sys::current_cpu());
                 return Ok(Some(true));
             }
             if std::mem::take(held) {
@@ -403,7 +404,7 @@ impl WorkerRings {
     /// Sends the finished frame `out` through the ring, waking the driver
     /// if it sleeps; `Ok(false)`: no room, it takes the socket.
     fn send(&mut self, out: &[u8]) -> Result<bool, ()> {
-        let ring = &self.map.rings().to_driver;
+        let ring = &self.map.get().to_driver;
         if !ring.push(&mut self.head, out).map_err(drop)? {
             return Ok(false);
         }

@@ -31,6 +31,7 @@ use nix::sys::socket::{send, MsgFlags};
 use crate::channel::item;
 use crate::channel::frame::Fill;
 use crate::channel::message::{self, Message, Tally};
+use crate::channel::ring::RingMap;
 use crate::error::Error;
 use crate::sys::{self, Internal};
 use crate::transport::{self, Event, Transport};
@@ -353,7 +354,7 @@ impl Driver {
                     let took = core.roles.take_polling();
                     debug_assert!(took, "no other thread polls: checked above");
                     drop(core);
-                    spin_for(&map.rings().to_driver, tail);
+                    spin_for(&map.get().to_driver, tail);
                     core = self.lock();
                     core.roles.end_polling();
                 }
@@ -722,7 +723,7 @@ impl Core {
     /// The lone busy slot, if its answer comes through its ring and the
     /// driver may spin for it: its worker last ran on another CPU than
     /// this thread, and fewer workers are busy than there are CPUs (one).
-    fn spin_target(&self) -> Option<(Arc<crate::channel::ring::RingMap>, u64)> {
+    fn spin_target(&self) -> Option<(Arc<RingMap>, u64)> {
         let mut busy = self.slots.iter().filter(|s| !s.inflight.is_empty());
         let (Some(s), None) = (busy.next(), busy.next()) else {
             return None;

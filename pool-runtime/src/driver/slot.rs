@@ -121,11 +121,11 @@ impl SlotRings {
     }
 
     fn to_worker(&self) -> &Ring {
-        &self.map.rings().to_worker
+        &self.map.get().to_worker
     }
 
     pub(crate) fn to_driver(&self) -> &Ring {
-        &self.map.rings().to_driver
+        &self.map.get().to_driver
     }
 
     /// Wakes the worker if it said it sleeps.
@@ -204,7 +204,7 @@ impl Slot {
             return Ok(false);
         };
         let map = &*r.map;
-        let ring = &map.rings().to_worker;
+        let ring = &map.get().to_worker;
         ring.set_spin(spin);
         ring.set_writer_cpu(sys::current_cpu());
         if !ring.push(&mut r.head, frame)? {
@@ -228,7 +228,7 @@ impl Slot {
         match &mut self.rings {
             Some(r) => {
                 let map = &*r.map;
-                map.rings().to_driver.pop(&mut r.tail, self.max_frame, out)
+                map.get().to_driver.pop(&mut r.tail, self.max_frame, out)
             }
             None => Ok(false),
         }
