@@ -119,6 +119,15 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
     }
 }
 
+/// The value at the front of `bytes`, borrowed from them, and the rest: a
+/// `&[u8]` or `&str` where [`encode`] wrote a `Vec<u8>` or a `String`
+/// (the same bytes: a length, then the bytes), with no copy. Only for
+/// types that cannot nest.
+#[cfg(not(feature = "codec-bincode"))]
+pub(crate) fn view<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), CodecError> {
+    postcard::take_from_bytes(bytes).map_err(|e| CodecError(e.to_string()))
+}
+
 /// How many bytes [`encode`] writes for every `T`, if that is the same for
 /// every value and the encoding cannot fail (the fixed-width primitives):
 /// values of such a type may go back to back in a dense run
@@ -192,6 +201,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecErro
         })
 }
 
+/// The value at the front of `bytes`, borrowed from them, and the rest
+/// (see the postcard codec's `view`).
+#[cfg(feature = "codec-bincode")]
+pub(crate) fn view<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), CodecError> {
+    bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map(|(v, n)| (v, &bytes[n..]))
+        .map_err(|e| CodecError(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +225,23 @@ mod tests {
             (n, s.as_str(), v, rest.len()),
             (7, "seven", vec![1, 2, 3], 0)
         );
+    }
+
+    #[test]
+    fn a_view_borrows_what_encode_wrote_for_bytes_and_text() {
+        let mut buf = Vec::new();
+        encode(&vec![0u8, 1, 255], &mut buf).unwrap();
+        encode(&"été".to_string(), &mut buf).unwrap();
+        let (bytes, rest): (&[u8], _) = view(&buf).unwrap();
+        let (text, rest): (&str, _) = view(rest).unwrap();
+        assert_eq!((bytes, text, rest.len()), (&[0u8, 1, 255][..], "été", 0));
+        // Borrowed, not copied.
+        assert!(buf.as_ptr_range().contains(&bytes.as_ptr()));
+        // A length past the bytes, and text that is not UTF-8, are errors.
+        assert!(view::<&[u8]>(&buf[..2]).is_err());
+        let mut bad = Vec::new();
+        encode(&vec![0xffu8, 0xfe], &mut bad).unwrap();
+        assert!(view::<&str>(&bad).is_err());
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub use pipeline::{feed, Feeds, Pipeline};
 pub use pool::progress::{ProgressDrawTarget, ProgressMode};
 #[cfg(feature = "async")]
 pub use pool::ImapStream;
-pub use pool::{as_completed, AsCompleted, Call, Imap, Pool, Submitted};
+pub use pool::{as_completed, AsCompleted, Call, Imap, Pool, Slab, SlabItem, SlabIter, Submitted};
 pub use task::{marker, Exit, Init, Task, WorkerInfo};
 
 /// What the macros' output names. Renamed (`__private01` for 0.1) whenever

@@ -29,12 +29,14 @@ mod chunker;
 mod handle;
 #[cfg(feature = "progress")]
 pub(crate) mod progress;
+mod slab;
 mod sticky;
 #[cfg(feature = "async")]
 pub use asynch::ImapStream;
 pub use as_completed::{as_completed, AsCompleted};
 pub use call::Call;
 pub use handle::Submitted;
+pub use slab::{Slab, SlabItem, SlabIter};
 
 /// A pool of worker processes, each holding its own state `S`.
 ///
@@ -178,6 +180,42 @@ impl<S: 'static> Pool<S> {
         I: IntoIterator<Item = T::Input>,
     {
         self.imap(task, inputs).collect_vec()
+    }
+
+    /// Like [`map`](Pool::map), for a task whose output is a `Vec<u8>` or a
+    /// `String`: the outputs stay in the frames the workers sent them in,
+    /// and the [`Slab`] lends each as a `&[u8]` or a `&str`. No allocation
+    /// or copy per output in the caller's thread, where `map` makes one of
+    /// each; for many small outputs that is most of the caller's work.
+    ///
+    /// ```
+    /// use pool_runtime::{worker_init, worker_task, Pool};
+    ///
+    /// #[worker_init]
+    /// fn names(_: &()) -> Vec<&'static str> { vec!["zero", "one", "two"] }
+    ///
+    /// #[worker_task]
+    /// fn name(names: &Vec<&'static str>, i: usize) -> String { names[i % 3].to_string() }
+    ///
+    /// # fn main() -> Result<(), pool_runtime::Error> {
+    /// let pool = Pool::builder().workers(2).build(names, ())?;
+    /// let slab = pool.map_slab(name, 0..4)?;
+    /// assert_eq!(slab.len(), 4);
+    /// assert_eq!(&slab[3], "zero");
+    /// assert_eq!(slab.iter().collect::<Vec<&str>>(), ["zero", "one", "two", "zero"]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pool::map): the first failure in input order.
+    pub fn map_slab<T, M, I>(&self, task: T, inputs: I) -> Result<Slab<T::Output>, Error>
+    where
+        T: Task<S, M>,
+        T::Output: SlabItem,
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.imap(task, inputs).collect_slab()
     }
 
     /// Runs `task` on every input, lazily: inputs are pulled from the

@@ -1064,7 +1064,7 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
     let meter = CpuMeter::new(&pool);
     let mut cpu = (0, 0);
     let (mut seq, mut ray, mut pl, mut pb) = (vec![], vec![], vec![], vec![]);
-    let (mut pump, mut slab) = (vec![], vec![]);
+    let (mut pump, mut slab, mut ps) = (vec![], vec![], vec![]);
     for round in 0..=opts.runs {
         // The input is cloned outside the timings: map takes it by value.
         let input = keys.clone();
@@ -1094,6 +1094,15 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
             .sum();
         assert_eq!(sum, expect, "checksum");
         drop(out);
+        // The same, the outputs left in their frames (`map_slab`).
+        let input = keys.clone();
+        let (d_slab_pool, out) = common::time(|| pool.map_slab(convert, input).expect("map_slab"));
+        let sum: u64 = out
+            .iter()
+            .map(|v| v.iter().map(|&b| b as u64).sum::<u64>())
+            .sum();
+        assert_eq!(sum, expect, "checksum of the slab");
+        drop(out);
         // The same, with the bit vectors returned as serde_bytes::ByteBuf.
         let input = keys.clone();
         let (d_bytes, out) = common::time(|| pool.map(convert_bytes, input).expect("map"));
@@ -1106,6 +1115,7 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
             slab.push(secs(d_slab));
             pl.push(secs(d_pool));
             pb.push(secs(d_bytes));
+            ps.push(secs(d_slab_pool));
         }
     }
     let (s, r, p) = (median(&seq), median(&ray), median(&pl));
@@ -1122,6 +1132,11 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         "same keys, bit vectors returned as serde_bytes::ByteBuf: pool.map {} = {:.2}x rayon",
         fmt_dur(median(&pb)),
         median_ratio(&pb, &ray)
+    );
+    let slab_ratio = median_ratio(&ps, &ray);
+    println!(
+        "same keys, outputs left in their frames: pool.map_slab {} = {slab_ratio:.2}x rayon (target <= 1.5x)",
+        fmt_dur(median(&ps)),
     );
     println!(
         "floor: raw two-child frame pump doing the same lookups (one Vec per result): {} = {:.2}x rayon;  pool / pump = {:.2}x",
@@ -1155,6 +1170,14 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         ),
         target: "<= 1.5x".into(),
         met: Some(ratio <= 1.5),
+    });
+    rows.push(Row {
+        case: "1 seeds: pool.map_slab vs rayon (wall)",
+        pool: fmt_dur(median(&ps)),
+        reference: format!("rayon {}", fmt_dur(r)),
+        ratio: format!("{slab_ratio:.2}x"),
+        target: "<= 1.5x".into(),
+        met: Some(slab_ratio <= 1.5),
     });
 }
 

@@ -45,6 +45,11 @@ fn square(s: &mut State, x: u64) -> u64 {
     x * x + s.base
 }
 
+#[worker_task]
+fn label(s: &State, x: u64) -> String {
+    format!("{}-{x}", s.base)
+}
+
 /// Sleeps `ms`, then says which host ran it.
 #[worker_task]
 fn nap(s: &mut State, ms: u64) -> u32 {
@@ -148,6 +153,9 @@ fn redis_the_local_contract_holds_on_two_hosts() {
     let piped = pool.pipeline(square).then(square).map(0..100u64).unwrap();
     let twice: Vec<u64> = (0..100u64).map(|x| (x * x + 5).pow(2) + 5).collect();
     assert_eq!(piped, twice);
+    let slab = pool.map_slab(label, 0..3000u64).unwrap();
+    assert_eq!(slab.to_vec(), pool.map(label, 0..3000u64).unwrap());
+    assert_eq!(&slab[2999], "5-2999");
     // Both hosts took part.
     let hosts: std::collections::HashSet<u32> = pool
         .map(nap, vec![20u64; 40])

@@ -295,7 +295,7 @@ fn panicked(panic: unwind::Caught) -> Error {
 
 /// The error a worker reported with `status`, its message in `value`.
 #[cold]
-fn failure(status: u8, value: &[u8]) -> Error {
+pub(crate) fn failure(status: u8, value: &[u8]) -> Error {
     if status == Status::Remote as u8 {
         return read_error(value, "the worker");
     }
