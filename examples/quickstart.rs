@@ -62,6 +62,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let startup = t.elapsed();
     let bits = pool.map(to_bits, keys.iter().copied())?;
     let parallel = t.elapsed() - startup;
+    // Again, on workers that have touched the cache once; then with each
+    // output lent from the frame it came in (no `Vec` per output).
+    let t = Instant::now();
+    let again = pool.map(to_bits, keys.iter().copied())?;
+    let warm = t.elapsed();
+    let t = Instant::now();
+    let slab = pool.map_slab(to_bits, keys.iter().copied())?;
+    let slabbed = t.elapsed();
     // What each worker did: pid, items, busy and idle time, bytes moved.
     let insights = pool.insights();
     pool.join()?;
@@ -72,8 +80,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{workers}-worker pool: {parallel:>9.1?}  ({:.2}x sequential; pool build {startup:.1?})",
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
+    let speedup = |d: std::time::Duration| sequential.as_secs_f64() / d.as_secs_f64();
+    println!(
+        "  again, warm: {warm:>9.1?}  ({:.2}x sequential)",
+        speedup(warm)
+    );
+    println!(
+        "  map_slab:    {slabbed:>9.1?}  ({:.2}x sequential; outputs lent as &[u8])",
+        speedup(slabbed)
+    );
     println!("checksum: {} one-bits", ones(&bits));
     println!("\nper worker (pool.insights()):\n{insights}");
+    if again != expected || !slab.iter().eq(expected.iter().map(Vec::as_slice)) {
+        return Err("map_slab's outputs differ from sequential".into());
+    }
     if bits != expected {
         return Err(format!(
             "pool result differs from sequential ({} vs {} one-bits)",
