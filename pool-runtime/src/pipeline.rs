@@ -199,6 +199,21 @@ where
         self.imap(inputs).collect_vec()
     }
 
+    /// Like [`Pool::map_slab`](crate::Pool::map_slab), for a pipeline whose
+    /// last stage returns a `Vec<u8>` or a `String`: the outputs stay in the
+    /// frames they came in, lent as `&[u8]` or `&str`.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pipeline::map).
+    pub fn map_slab<I>(&self, inputs: I) -> Result<crate::Slab<Out>, Error>
+    where
+        I: IntoIterator<Item = In>,
+        Out: crate::SlabItem,
+    {
+        self.imap(inputs).collect_slab()
+    }
+
     /// Like [`Pool::imap`]: lazily, one outcome per input, in input order.
     pub fn imap<I>(&self, inputs: I) -> Imap<'p, I::IntoIter, Out>
     where

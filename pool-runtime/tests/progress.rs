@@ -28,6 +28,11 @@ fn double(x: u64) -> u64 {
 }
 
 #[worker_task]
+fn label(x: u64) -> String {
+    x.to_string()
+}
+
+#[worker_task]
 fn slow(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(2));
     x
@@ -233,6 +238,8 @@ fn child_scenario() {
     // `map` too: stops at the first error (input 5), so its bar shows 6 done.
     if scenario == "builder-always" {
         assert!(pool.map(picky, 0..100).is_err());
+        // And `map_slab`, to its end.
+        assert_eq!(pool.map_slab(label, 0..50).expect("map_slab").len(), 50);
     }
 }
 
@@ -272,6 +279,7 @@ fn stderr_not_a_terminal_draws_nothing_unless_forced() {
     let stderr = child_stderr("builder-always");
     assert!(stderr.contains("200/200"), "{stderr:?}");
     assert!(stderr.contains("6/100"), "{stderr:?}"); // the map, stopped at input 5
+    assert!(stderr.contains("50/50"), "{stderr:?}"); // the slab, whole
 }
 
 /// The `Stream` form of a stream with a bar counts the same (`async` on too).

@@ -114,3 +114,39 @@ fn the_first_failure_in_input_order_is_the_error_and_the_pool_goes_on() {
     // The pool is still usable, and a later slab is whole.
     assert_eq!(pool.map_slab(bits, 0..10).unwrap().len(), 10);
 }
+
+#[worker_task]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[worker_task]
+fn nap_then_text(ms: u64) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms.to_string()
+}
+
+#[test]
+fn a_pipeline_and_one_calls_options_give_slabs_too() {
+    let pool = pool();
+    let piped = pool
+        .pipeline(double)
+        .then(text)
+        .map_slab(0..500u64)
+        .unwrap();
+    let want: Vec<String> = (0..500u64).map(|x| text_here(x * 2)).collect();
+    assert_eq!(piped.to_vec(), want);
+    let one = pool.call().chunk_size(3).map_slab(text, 0..100u64).unwrap();
+    assert_eq!(one.to_vec(), (0..100u64).map(text_here).collect::<Vec<_>>());
+    // One call's task timeout holds for its slab.
+    let quick = pool
+        .call()
+        .task_timeout(std::time::Duration::from_millis(200));
+    let e = quick.map_slab(nap_then_text, [1, 5_000, 1]).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::TimedOut(_)), "{e}");
+    assert_eq!(&pool.map_slab(nap_then_text, [2]).unwrap()[0], "2");
+}
+
+fn text_here(x: u64) -> String {
+    "é".repeat((x % 7) as usize) + &x.to_string()
+}

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::task::Task;
 
 /// One call's own options, from [`Pool::call`]; then run it with
-/// [`map`](Call::map), [`imap`](Call::imap),
+/// [`map`](Call::map), [`map_slab`](Call::map_slab), [`imap`](Call::imap),
 /// [`imap_unordered`](Call::imap_unordered), [`apply`](Call::apply) or
 /// [`submit`](Call::submit). What is not set is the pool's.
 ///
@@ -91,6 +91,20 @@ impl<'p, S: 'static> Call<'p, S> {
         I: IntoIterator<Item = T::Input>,
     {
         self.imap(task, inputs).collect_vec()
+    }
+
+    /// [`Pool::map_slab`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// The first failure in input order, as [`Pool::map`].
+    pub fn map_slab<T, M, I>(&self, task: T, inputs: I) -> Result<super::Slab<T::Output>, Error>
+    where
+        T: Task<S, M>,
+        T::Output: super::SlabItem,
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.imap(task, inputs).collect_slab()
     }
 
     /// [`Pool::imap`] with these options.
