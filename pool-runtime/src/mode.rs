@@ -24,7 +24,7 @@
 /// once in the test file instead.
 ///
 /// With the `redis` feature, a process started with
-/// [`HOST_ENV`](crate::redis::HOST_ENV) set serves as a Redis host here.
+/// `pool_runtime::redis::HOST_ENV` set serves as a Redis host here.
 pub fn worker_mode() {
     #[cfg(feature = "redis")]
     if std::env::var_os(crate::redis::HOST_ENV).is_some() && crate::fresh::claim() {
