@@ -712,6 +712,7 @@ impl<Start> PoolBuilder<Start> {
             task_timeout: self.task_timeout,
             init_timeout: self.init_timeout,
             recycle: self.recycle.clone(),
+            idle_spin: crate::driver::IDLE_SPIN,
         }
     }
 }

@@ -10,6 +10,10 @@
 //! no lock: a writer that dies mid-frame has published nothing of it.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The longest a driver may let a worker spin for its next frame.
+pub const MAX_SPIN: Duration = Duration::from_millis(10);
 
 /// Bytes of frames a ring holds at once; a larger frame takes the socket.
 pub const CAPACITY: usize = 32 * 1024;
@@ -48,8 +52,9 @@ struct Writer {
     head: AtomicU64,
     /// The CPU the writer ran on when it last wrote or read.
     cpu: AtomicU32,
-    /// Driver to worker only: the driver allows the worker to spin for its
-    /// next frame (fewer workers are busy than there are CPUs).
+    /// Driver to worker only: how long (µs) the driver allows the worker
+    /// to spin for its next frame (0: not at all; fewer workers are busy
+    /// than there are CPUs otherwise).
     spin: AtomicU32,
     /// Driver to worker only: bumped when the driver wrote to the worker's
     /// socket or closed it, so a sleeping worker knows to look there.
@@ -252,14 +257,18 @@ impl Ring {
         self.writer.cpu.load(Ordering::Relaxed)
     }
 
-    /// Driver to worker: whether the worker may spin for its next frame.
-    pub fn set_spin(&self, spin: bool) {
-        self.writer.spin.store(spin as u32, Ordering::Relaxed);
+    /// Driver to worker: how long the worker may spin for its next frame
+    /// (zero: not at all).
+    pub fn set_spin(&self, spin: Duration) {
+        let micros = spin.min(MAX_SPIN).as_micros() as u32;
+        self.writer.spin.store(micros, Ordering::Relaxed);
     }
 
-    /// Driver to worker: see [`set_spin`](Ring::set_spin).
-    pub fn spin(&self) -> bool {
-        self.writer.spin.load(Ordering::Relaxed) != 0
+    /// Driver to worker: see [`set_spin`](Ring::set_spin); never more than
+    /// [`MAX_SPIN`], whatever the word holds.
+    pub fn spin(&self) -> Duration {
+        let micros = self.writer.spin.load(Ordering::Relaxed);
+        Duration::from_micros(micros.into()).min(MAX_SPIN)
     }
 
     /// Driver to worker: the driver wrote to the socket, or closed it.
@@ -313,6 +322,20 @@ mod tests {
             assert!(!ring.pop(&mut tail, 1 << 20, &mut out).unwrap());
         }
         assert!(head > 10 * CAPACITY as u64);
+    }
+
+    #[test]
+    fn the_spin_a_driver_allows_is_bounded_whatever_the_word_holds() {
+        let pair = RingPair::boxed();
+        let ring = &pair.to_worker;
+        assert_eq!(ring.spin(), Duration::ZERO);
+        ring.set_spin(Duration::from_micros(50));
+        assert_eq!(ring.spin(), Duration::from_micros(50));
+        ring.set_spin(Duration::from_secs(3600));
+        assert_eq!(ring.spin(), MAX_SPIN);
+        // A word no driver wrote (the mapping is shared): still bounded.
+        ring.writer.spin.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(ring.spin(), MAX_SPIN);
     }
 
     #[test]

@@ -148,7 +148,16 @@ pub(crate) struct Config {
     pub(crate) init_timeout: Option<Duration>,
     /// When workers leave on their own, and what they run as they do.
     pub(crate) recycle: crate::worker::Recycle,
+    /// How long a worker that ran on another CPU than its driver may spin
+    /// for its next frame, while fewer workers are busy than CPUs
+    /// ([`IDLE_SPIN`] in a local pool; longer on a Redis host).
+    pub(crate) idle_spin: Duration,
 }
+
+/// A local pool's [`Config::idle_spin`]: a wake-up across cores costs
+/// 36–120 µs on the VM measured, a spin that catches the next frame
+/// 0.1 µs (BENCHMARKS.md, issue 14).
+pub(crate) const IDLE_SPIN: Duration = Duration::from_micros(50);
 
 pub(crate) struct Core {
     slots: Vec<Slot>,
@@ -974,7 +983,7 @@ impl Core {
             && self.slots[slot].rings.is_some()
             && !self.transport.take_back_unseen(slot);
         let busy = self.slots.iter().filter(|s| !s.inflight.is_empty()).count();
-        let spin = busy < self.cpus;
+        let spin = if busy < self.cpus { self.config.idle_spin } else { Duration::ZERO };
         let s = &mut self.slots[slot];
         s.stats.sent(frame.len());
         if s.inflight.is_empty() {

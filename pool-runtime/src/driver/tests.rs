@@ -86,6 +86,7 @@ fn config(workers: usize, retries: u32) -> Config {
         task_timeout: None,
         init_timeout: None,
         recycle: Default::default(),
+        idle_spin: crate::driver::IDLE_SPIN,
     }
 }
 

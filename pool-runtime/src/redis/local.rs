@@ -15,6 +15,15 @@ use crate::error::ErrorKind;
 use crate::transport::fork::{ForkServer, Settings};
 use crate::worker::{self, Recycle};
 
+/// How long a host's worker may spin for its next frame. Between two
+/// entries a host's worker waits for Redis round trips (100–300 µs here),
+/// far longer than a local pool's worker waits for its driver, and a
+/// worker that slept must be woken across cores (tens of µs on a VM): a
+/// host keeps its workers spinning through that gap, yielding the CPU to
+/// any thread that wants it (`worker.rs`). Measured: `apply` p50 from
+/// about 1.6x to about 1.05x a raw Redis round trip (BENCHMARKS.md, issue 12).
+const IDLE_SPIN: Duration = Duration::from_millis(1);
+
 /// Starts `workers` workers, each building its state from `hello`.
 pub(super) fn start(c: &HostConfig, workers: usize, hello: &[u8]) -> Result<Driver, String> {
     let recycle = Recycle {
@@ -42,6 +51,7 @@ pub(super) fn start(c: &HostConfig, workers: usize, hello: &[u8]) -> Result<Driv
         task_timeout: c.task_timeout,
         init_timeout: c.init_timeout,
         recycle: recycle.clone(),
+        idle_spin: IDLE_SPIN,
     };
     let driver = Driver::new(Box::new(transport), sleep, config);
     match driver.start_workers() {
