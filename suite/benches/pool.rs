@@ -52,6 +52,13 @@ fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
 }
 
+/// The one-bits of the seeds' outputs: their checksum.
+fn ones<'a>(outputs: impl Iterator<Item = &'a [u8]>) -> u64 {
+    outputs
+        .map(|v| v.iter().map(|&b| b as u64).sum::<u64>())
+        .sum()
+}
+
 /// The seeds' converter: a key's cached binary string as a vector of 0/1 bytes.
 fn to_bits(cache: &[String], key: u64) -> Vec<u8> {
     cache[key as usize].bytes().map(|b| b - b'0').collect()
@@ -1048,10 +1055,7 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         |keys: &[u64]| -> Vec<Vec<u8>> { keys.iter().map(|&k| to_bits(&cache, k)).collect() };
     let parallel =
         |keys: &[u64]| -> Vec<Vec<u8>> { keys.par_iter().map(|&k| to_bits(&cache, k)).collect() };
-    let expect: u64 = sequential(&keys)
-        .iter()
-        .map(|v| v.iter().map(|&b| b as u64).sum::<u64>())
-        .sum();
+    let expect = ones(sequential(&keys).iter().map(Vec::as_slice));
 
     let (build, pool) = common::time(|| {
         Pool::builder()
@@ -1088,20 +1092,12 @@ fn case_seeds(opts: &Opts, rows: &mut Vec<Row>) {
         if round > 0 {
             cpu = (cpu.0 + after.0 - before.0, cpu.1 + after.1 - before.1);
         }
-        let sum: u64 = out
-            .iter()
-            .map(|v| v.iter().map(|&b| b as u64).sum::<u64>())
-            .sum();
-        assert_eq!(sum, expect, "checksum");
+        assert_eq!(ones(out.iter().map(Vec::as_slice)), expect, "checksum");
         drop(out);
         // The same, the outputs left in their frames (`map_slab`).
         let input = keys.clone();
         let (d_slab_pool, out) = common::time(|| pool.map_slab(convert, input).expect("map_slab"));
-        let sum: u64 = out
-            .iter()
-            .map(|v| v.iter().map(|&b| b as u64).sum::<u64>())
-            .sum();
-        assert_eq!(sum, expect, "checksum of the slab");
+        assert_eq!(ones(out.iter()), expect, "checksum of the slab");
         drop(out);
         // The same, with the bit vectors returned as serde_bytes::ByteBuf.
         let input = keys.clone();
