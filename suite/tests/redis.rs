@@ -167,6 +167,24 @@ fn redis_the_local_contract_holds_on_two_hosts() {
     assert_clean(&server);
 }
 
+/// `POOL_RUNTIME_HOST_SPIN_US=0`: a host whose workers never spin for
+/// their next entry (its CPUs shared with other work) serves the same.
+#[test]
+fn redis_hosts_whose_workers_never_spin_serve_the_same() {
+    let server = Server::start();
+    let me = std::env::current_exe().unwrap();
+    let quiet = [(pool_runtime::redis::HOST_SPIN_ENV, "0")];
+    let _host = Host::start_with_env(&me, &server.url(), 2, &quiet);
+    let pool = builder(&server.url()).hosts(1).build(start, 5u64).unwrap();
+    for x in 0..200u64 {
+        assert_eq!(pool.apply(square, x).unwrap(), x * x + 5);
+    }
+    let want: Vec<u64> = (0..5000u64).map(|x| x * x + 5).collect();
+    assert_eq!(pool.map(square, 0..5000u64).unwrap(), want);
+    pool.join().unwrap();
+    assert_clean(&server);
+}
+
 #[test]
 fn redis_async_handles_and_insights_work_as_locally() {
     let server = Server::start();

@@ -31,6 +31,11 @@ use crate::worker;
 pub const HOST_ENV: &str = "POOL_RUNTIME_REDIS_HOST";
 /// How many workers a host runs for each pool (default: one per CPU).
 pub const HOST_WORKERS_ENV: &str = "POOL_RUNTIME_HOST_WORKERS";
+/// How long (µs) a host's worker may spin for its next frame before it
+/// sleeps, yielding its CPU to any thread with work after the first 50 µs
+/// (default 1000; `0`: never spin, for a host whose CPUs are shared with
+/// other work). At most 10 ms.
+pub const HOST_SPIN_ENV: &str = "POOL_RUNTIME_HOST_SPIN_US";
 /// A CA certificate (PEM file) a host trusts for a `rediss://` URL, over
 /// the system's (feature `redis-tls`).
 pub const CA_ENV: &str = "POOL_RUNTIME_REDIS_CA";
@@ -61,6 +66,7 @@ pub(crate) fn main() -> i32 {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let spin = local::idle_spin(std::env::var(HOST_SPIN_ENV).ok().as_deref());
     let id = host_id();
     // A host waits out Redis being away: it is there to serve.
     let mut conn = match Conn::open(&client, Duration::from_secs(3600)) {
@@ -117,6 +123,7 @@ pub(crate) fn main() -> i32 {
                         client: client.clone(),
                         config,
                         workers,
+                        spin,
                     };
                     let t = std::thread::Builder::new()
                         .name("pool-redis-session".into())
@@ -196,6 +203,8 @@ struct Session {
     client: Client,
     config: HostConfig,
     workers: usize,
+    /// How long its workers may spin for their next frame.
+    spin: Duration,
 }
 
 /// What a session's threads share.
@@ -215,7 +224,7 @@ impl Session {
     /// Serves the pool until it ends or this host leaves; whether this
     /// host refused it (it is not to be offered again).
     fn run(self, hello: Vec<u8>) -> bool {
-        let driver = match local::start(&self.config, self.workers, &hello) {
+        let driver = match local::start(&self.config, (self.workers, self.spin), &hello) {
             Ok(d) => d,
             Err(why) => {
                 let mut conn = Conn::lazy(&self.client, Duration::from_secs(5));

@@ -24,8 +24,18 @@ use crate::worker::{self, Recycle};
 /// about 1.6x to about 1.05x a raw Redis round trip (BENCHMARKS.md, issue 12).
 const IDLE_SPIN: Duration = Duration::from_millis(1);
 
-/// Starts `workers` workers, each building its state from `hello`.
-pub(super) fn start(c: &HostConfig, workers: usize, hello: &[u8]) -> Result<Driver, String> {
+/// A host's workers' spin: [`IDLE_SPIN`], or the microseconds `setting`
+/// (`HOST_SPIN_ENV`) says, up to `ring::MAX_SPIN`.
+pub(super) fn idle_spin(setting: Option<&str>) -> Duration {
+    setting
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(IDLE_SPIN, Duration::from_micros)
+        .min(crate::channel::ring::MAX_SPIN)
+}
+
+/// Starts `workers` workers, each building its state from `hello`, each
+/// spinning up to `spin` for its next frame.
+pub(super) fn start(c: &HostConfig, (workers, spin): (usize, Duration), hello: &[u8]) -> Result<Driver, String> {
     let recycle = Recycle {
         max_tasks: c.max_tasks,
         max_rss: None,
@@ -51,7 +61,7 @@ pub(super) fn start(c: &HostConfig, workers: usize, hello: &[u8]) -> Result<Driv
         task_timeout: c.task_timeout,
         init_timeout: c.init_timeout,
         recycle: recycle.clone(),
-        idle_spin: IDLE_SPIN,
+        idle_spin: spin,
     };
     let driver = Driver::new(Box::new(transport), sleep, config);
     match driver.start_workers() {
@@ -256,6 +266,15 @@ mod tests {
         let start = message::write::run(&mut buf, 7, 1, count);
         buf.extend_from_slice(body);
         buf.split_off(start + frame::PREFIX)
+    }
+
+    #[test]
+    fn the_spin_is_the_hosts_setting_bounded_or_the_default() {
+        assert_eq!(idle_spin(None), IDLE_SPIN);
+        assert_eq!(idle_spin(Some("0")), Duration::ZERO);
+        assert_eq!(idle_spin(Some(" 250 ")), Duration::from_micros(250));
+        assert_eq!(idle_spin(Some("lots")), IDLE_SPIN);
+        assert_eq!(idle_spin(Some("99999999")), crate::channel::ring::MAX_SPIN);
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod wire;
 
 use std::time::{Duration, Instant};
 
-pub use host::{CA_ENV, HOST_ENV, HOST_WORKERS_ENV};
+pub use host::{CA_ENV, HOST_ENV, HOST_SPIN_ENV, HOST_WORKERS_ENV};
 
 use crate::error::{Error, ErrorKind};
 

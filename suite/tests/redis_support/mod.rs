@@ -330,7 +330,18 @@ impl Host {
     }
 
     pub fn start_program(program: &std::path::Path, url: &str, workers: usize) -> Host {
+        Host::start_with_env(program, url, workers, &[])
+    }
+
+    /// A host with these variables set too.
+    pub fn start_with_env(
+        program: &std::path::Path,
+        url: &str,
+        workers: usize,
+        vars: &[(&str, &str)],
+    ) -> Host {
         let child = dies_with_us(&mut Command::new(program))
+            .envs(vars.iter().copied())
             .env(pool_runtime::redis::HOST_ENV, url)
             .env(pool_runtime::redis::HOST_WORKERS_ENV, workers.to_string())
             .stdin(Stdio::null())
