@@ -39,6 +39,9 @@
 //!   (`Imap::progress`, `ProgressMode`).
 //! * Feature `async`: [`Submitted`] is a `Future`, and `Imap::into_stream`
 //!   a `Stream`, on any executor.
+//! * [`Pool::map_slab`]: for outputs that are `Vec<u8>` or `String`, a
+//!   [`Slab`] lending each as `&[u8]` or `&str` from the frames the workers
+//!   sent, with no allocation per output.
 //! * [`Pool::insights`] and `tracing` spans, below.
 //! * [`shared`]: state every worker maps, made before `build`: atomics,
 //!   plain data behind a cross-process lock that a holder's death poisons
