@@ -59,7 +59,7 @@ fn a_slab_holds_what_map_returns_in_input_order() {
     assert_eq!(slab.to_vec(), owned);
     assert_eq!(&slab[77], &bits_here(77)[..]);
     assert_eq!(slab.get(n as usize), None);
-    assert_eq!(slab.iter().rev().next(), Some(&bits_here(n - 1)[..]));
+    assert_eq!(slab.iter().next_back(), Some(&bits_here(n - 1)[..]));
 }
 
 fn bits_here(x: u64) -> Vec<u8> {
