@@ -339,6 +339,12 @@ struct WorkerRings {
     moves: u64,
     /// The socket must be looked at (a sleep ran out).
     look: bool,
+    /// No frame came yet: the first `Run` takes the socket, and the worker
+    /// sleeps on its socket until then (a socket's wake-up may move the
+    /// worker to the CPU its driver leaves; a futex's leaves it where it
+    /// ran its init, which at `build` is the CPU the fork server is busy
+    /// forking the next worker on: a 1.5–3 ms wait, measured).
+    cold: bool,
 }
 
 impl WorkerRings {
@@ -350,6 +356,7 @@ impl WorkerRings {
             head: 0,
             moves: 0,
             look: true,
+            cold: true,
         })
     }
 
@@ -371,9 +378,11 @@ impl WorkerRings {
             let ring = &self.map.get().to_worker;
             if ring.pop(&mut self.tail, max_frame, from_ring).map_err(drop)? {
                 self.map.get().to_driver.set_writer_cpu(sys::current_cpu());
+                self.cold = false;
                 return Ok(Some(true));
             }
             if std::mem::take(held) {
+                self.cold = false;
                 return Ok(Some(false));
             }
             let moves = ring.socket_moves();
@@ -387,6 +396,12 @@ impl WorkerRings {
                     }
                     continue;
                 }
+            }
+            if self.cold {
+                // The ring is looked at again at least every `LOOK_EVERY`.
+                wait_readable(reader.get_ref(), LOOK_EVERY);
+                self.look = true;
+                continue;
             }
             let budget = ring.spin();
             if !spun && !budget.is_zero() && ring.writer_cpu() != sys::current_cpu() {
@@ -428,14 +443,21 @@ impl WorkerRings {
 
 /// Whether the socket has something to read now, or its end.
 fn readable(chan: &ReadWhenReady) -> bool {
+    wait_readable(chan, Duration::ZERO)
+}
+
+/// Waits up to `limit` for the socket to have something to read, or its
+/// end; whether it has.
+fn wait_readable(chan: &ReadWhenReady, limit: Duration) -> bool {
     use std::os::fd::AsRawFd;
     let mut fds = [libc::pollfd {
         fd: chan.0.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     }];
+    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
     // An error is seen as readable: the read then says what is wrong.
-    !matches!(sys::poll_raw(&mut fds, 0), Ok(0))
+    !matches!(sys::poll_raw(&mut fds, ms), Ok(0))
 }
 
 /// What a `Run` asks for: one task, or a chain of them (a pipeline).

@@ -980,7 +980,7 @@ impl Core {
         // socket: it reads its ring first (`driver/README.md`, Rings).
         let ring_ok = self.slots[slot].inflight.is_empty()
             && !self.slots[slot].has_output()
-            && self.slots[slot].rings.is_some()
+            && self.slots[slot].rings.as_ref().is_some_and(|r| r.warm)
             && !self.transport.take_back_unseen(slot);
         let busy = self.slots.iter().filter(|s| !s.inflight.is_empty()).count();
         let spin = if busy < self.cpus { self.config.idle_spin } else { Duration::ZERO };
@@ -998,6 +998,9 @@ impl Core {
             }
         }
         let s = &mut self.slots[slot];
+        if let Some(r) = &mut s.rings {
+            r.warm = true;
+        }
         s.push_frame(frame);
         self.write_slot(slot);
     }

@@ -108,6 +108,9 @@ pub(crate) struct SlotRings {
     pub(crate) tail: u64,
     /// The last batch sent through the ring: its outcome comes back there.
     pub(crate) sent: Option<u64>,
+    /// A `Run` went to this worker already (through the socket: the first
+    /// always does, see `driver/README.md`, Rings).
+    pub(crate) warm: bool,
 }
 
 impl SlotRings {
@@ -117,6 +120,7 @@ impl SlotRings {
             head: 0,
             tail: 0,
             sent: None,
+            warm: false,
         }
     }
 
