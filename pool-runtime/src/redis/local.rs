@@ -21,7 +21,8 @@ use crate::worker::{self, Recycle};
 /// worker that slept must be woken across cores (tens of µs on a VM): a
 /// host keeps its workers spinning through that gap, yielding the CPU to
 /// any thread that wants it (`worker.rs`). Measured: `apply` p50 from
-/// about 1.6x to about 1.05x a raw Redis round trip (BENCHMARKS.md, issue 12).
+/// 1.54x to 0.97x a raw Redis round trip (BENCHMARKS.md, "Issue 12, third
+/// part").
 const IDLE_SPIN: Duration = Duration::from_millis(1);
 
 /// A host's workers' spin: [`IDLE_SPIN`], or the microseconds `setting`
