@@ -304,6 +304,18 @@ pub fn decode<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, CodecEr
     Ok(v)
 }
 
+/// [`decode`] of a type that borrows its strings from `value`: a length
+/// inside is checked against the bytes there before anything is copied,
+/// under either codec (bincode's owned decode allocates what a length
+/// claims first). For the pool's own wire types (messages, panics, errors).
+pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(value: &'a [u8]) -> Result<T, CodecError> {
+    let (v, rest) = codec::view::<T>(value)?;
+    if !rest.is_empty() {
+        return Err(unread(rest.len(), value.len()));
+    }
+    Ok(v)
+}
+
 #[cold]
 fn unread(left: usize, of: usize) -> CodecError {
     CodecError::new(format!(

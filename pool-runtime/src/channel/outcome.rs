@@ -64,8 +64,8 @@ pub(crate) fn write_message(out: &mut Vec<u8>, status: Status, message: &str, lo
 }
 
 /// A panic on the wire: its whole text, its message, and its location as
-/// `(file, line, column)`.
-type PanicWire = (String, String, Option<(String, u32, u32)>);
+/// `(file, line, column)`; read with its strings borrowed from the item.
+type PanicView<'a> = (&'a str, &'a str, Option<(&'a str, u32, u32)>);
 
 /// Appends a `Panicked` outcome.
 pub(crate) fn write_panic(out: &mut Vec<u8>, panic: &Panic, long: &mut bool) {
@@ -79,8 +79,9 @@ pub(crate) fn write_panic(out: &mut Vec<u8>, panic: &Panic, long: &mut bool) {
 }
 
 /// An error on the wire: its kind, its text, and for a worker's death its
-/// pid and how it ended (`(0, code)` exited, `(1, signal)` killed).
-type ErrorWire = (u8, String, Option<u32>, Option<(u8, i32)>);
+/// pid and how it ended (`(0, code)` exited, `(1, signal)` killed); read
+/// with its text borrowed from the item.
+type ErrorView<'a> = (u8, &'a str, Option<u32>, Option<(u8, i32)>);
 
 /// Appends a `Remote` outcome (a Redis host's; tests): `error`, whole, as the pool that ran the
 /// input gave it (a panic or a codec error keeps its own status).
@@ -104,7 +105,7 @@ pub(crate) fn write_error(out: &mut Vec<u8>, error: &Error, long: &mut bool) {
         ErrorKind::Terminated => (5, None, None),
         _ => (6, None, None),
     };
-    let wire: ErrorWire = (kind, error_text(error), pid, exit);
+    let wire: ErrorView = (kind, &error_text(error), pid, exit);
     item::write(out, Status::Remote as u8, &wire, long).expect("strings always encode");
 }
 
@@ -126,11 +127,12 @@ fn error_text(error: &Error) -> String {
 #[cold]
 fn read_error(value: &[u8], from: &str) -> Error {
     use crate::error::{WorkerDeath, WorkerExit};
-    let Ok((kind, text, pid, exit)) = item::decode::<ErrorWire>(value) else {
+    let Ok((kind, text, pid, exit)) = item::decode_borrowed::<ErrorView>(value) else {
         return Error::new(ErrorKind::Codec(format!(
             "malformed item from {from}: an unreadable error"
         )));
     };
+    let text = text.to_owned();
     Error::new(match kind {
         1 => {
             let exit = exit.and_then(|(how, n)| match how {
@@ -169,17 +171,21 @@ pub(crate) fn write_failure(out: &mut Vec<u8>, failure: &Failure, long: &mut boo
 fn read_failure(status: u8, value: &[u8], from: &str) -> Failure {
     let unreadable = |e| format!("({from}'s message could not be read: {e})");
     match Status::from_bits(status) {
-        Some(Status::Panicked) => match item::decode::<PanicWire>(value) {
+        Some(Status::Panicked) => match item::decode_borrowed::<PanicView>(value) {
             Ok((text, message, at)) => Failure::Panicked(Panic::from_parts(
-                text,
-                message,
-                at.map(|(file, line, column)| Location { file, line, column }),
+                text.to_owned(),
+                message.to_owned(),
+                at.map(|(file, line, column)| Location {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                }),
             )),
             Err(e) => Failure::Panicked(Panic::new("", unreadable(e), None)),
         },
         Some(status @ (Status::Codec | Status::Failed)) => Failure::Message(
             status,
-            item::decode::<String>(value).unwrap_or_else(unreadable),
+            item::decode_borrowed::<&str>(value).map_or_else(unreadable, str::to_owned),
         ),
         Some(Status::Ok | Status::Remote) | None => Failure::Message(
             Status::Codec,

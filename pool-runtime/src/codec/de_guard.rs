@@ -224,9 +224,7 @@ impl<'de, D: Deserializer<'de>, M: Mode> Deserializer<'de> for Limited<'_, D, M>
         deserialize_f64();
         deserialize_char();
         deserialize_str();
-        deserialize_string();
         deserialize_bytes();
-        deserialize_byte_buf();
         deserialize_option();
         deserialize_unit();
         deserialize_unit_struct(name: &'static str);
@@ -239,6 +237,21 @@ impl<'de, D: Deserializer<'de>, M: Mode> Deserializer<'de> for Limited<'_, D, M>
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
+    }
+
+    // Owned strings and bytes are read as borrowed ones, which the
+    // visitor then copies (serde allows a `Deserializer` any `visit_*`):
+    // both codecs check a borrowed value's claimed length against the bytes
+    // there, where bincode's owned read allocates that length first, up to
+    // 1 GiB for a hostile one (found by the fuzz target `codec`).
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_str(visitor).map_err(M::wrap)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_bytes(visitor).map_err(M::wrap)
     }
 
     fn is_human_readable(&self) -> bool {

@@ -177,6 +177,19 @@ impl<R: SlabItem> Slab<R> {
     }
 }
 
+/// The fuzz target `slab` (`fuzz/`) reads peer bytes through [`Slab::fill`].
+#[cfg(fuzzing)]
+impl<R: SlabItem> Slab<R> {
+    /// The slab of the `count` outcomes in `body` (a `Done` body), as
+    /// `map_slab` fills one from a worker's frame.
+    #[doc(hidden)]
+    pub fn from_body(body: Vec<u8>, count: u32) -> Result<Self, Error> {
+        let mut slab = Slab::with_capacity(0);
+        slab.fill(body, 0, count)?;
+        Ok(slab)
+    }
+}
+
 #[cold]
 fn malformed(why: &str) -> Error {
     Error::new(ErrorKind::Codec(format!("malformed frame from the worker: {why}")))
