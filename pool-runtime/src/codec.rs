@@ -121,8 +121,8 @@ fn decode_error<T: DeserializeOwned>(bytes: &[u8], e: postcard::Error) -> CodecE
 
 /// The value at the front of `bytes`, borrowed from them, and the rest: a
 /// `&[u8]` or `&str` where [`encode`] wrote a `Vec<u8>` or a `String`
-/// (the same bytes: a length, then the bytes), with no copy. Only for
-/// types that cannot nest.
+/// (the same bytes: a length, then the bytes), with no copy. No depth
+/// guard: only for types of a fixed, shallow shape (the pool's own).
 #[cfg(not(feature = "codec-bincode"))]
 pub(crate) fn view<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), CodecError> {
     postcard::take_from_bytes(bytes).map_err(|e| CodecError(e.to_string()))

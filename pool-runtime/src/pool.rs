@@ -992,14 +992,16 @@ where
         }
     }
 
+    /// The completion that comes next in input order, if it is here.
+    fn take_in_order(&mut self) -> Option<Completion> {
+        let (&first, _) = self.pending.first_key_value()?;
+        (first == self.delivered).then(|| self.pending.remove(&first))?
+    }
+
     /// Opens the next completion that may be handed out.
     fn open_next(&mut self) -> Option<Result<R, Error>> {
         let entry = if self.ordered {
-            let (&first, _) = self.pending.first_key_value()?;
-            if first != self.delivered {
-                return None;
-            }
-            self.pending.remove(&first)?
+            self.take_in_order()?
         } else {
             self.pending.pop_first()?.1
         };

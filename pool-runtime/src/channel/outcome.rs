@@ -286,7 +286,7 @@ pub fn read_each<R: DeserializeOwned>(
 }
 
 #[cold]
-fn undecodable(e: crate::codec::CodecError) -> Error {
+pub(crate) fn undecodable(e: crate::codec::CodecError) -> Error {
     Error::new(ErrorKind::Codec(format!(
         "could not decode the result: {e}"
     )))

@@ -201,7 +201,7 @@ impl Slot {
     }
 
     /// Sends `frame` (batch `tag`) through the ring, if there is one with
-    /// room; `spin` allows the worker to spin for the next one. `Ok(false)`:
+    /// room; `spin`: how long the worker may spin for the next one. `Ok(false)`:
     /// it takes the socket.
     pub(crate) fn ring_send(&mut self, tag: u64, frame: &[u8], spin: std::time::Duration) -> Result<bool, RingError> {
         let Some(r) = &mut self.rings else {

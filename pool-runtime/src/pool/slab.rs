@@ -17,10 +17,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Imap;
-use crate::channel::item::Items;
+use crate::channel::item::{self, Items};
+use crate::codec::CodecError;
 use crate::channel::outcome::{self, Status};
 use crate::driver::Completion;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 mod sealed {
     pub trait Sealed {}
@@ -38,7 +39,7 @@ pub trait SlabItem: DeserializeOwned + sealed::Sealed + 'static {
     /// The output encoded in `value`, as `(where its bytes start in
     /// value, how many)`, checked (a `String`'s bytes are UTF-8).
     #[doc(hidden)]
-    fn locate(value: &[u8]) -> Result<(usize, usize), String>;
+    fn locate(value: &[u8]) -> Result<(usize, usize), CodecError>;
 
     /// The view of bytes [`locate`](SlabItem::locate) accepted.
     #[doc(hidden)]
@@ -47,11 +48,8 @@ pub trait SlabItem: DeserializeOwned + sealed::Sealed + 'static {
 
 /// Where a view's bytes start in `value`, and how many: the value must be
 /// exactly one encoded `T` (no bytes after it).
-fn locate_as<'a, T: serde::Deserialize<'a>>(value: &'a [u8], bytes: impl Fn(&T) -> &'a [u8]) -> Result<(usize, usize), String> {
-    let (v, rest) = crate::codec::view::<T>(value).map_err(|e| e.to_string())?;
-    if !rest.is_empty() {
-        return Err(format!("{} bytes after the value", rest.len()));
-    }
+fn locate_as<'a, T: serde::Deserialize<'a>>(value: &'a [u8], bytes: impl Fn(&T) -> &'a [u8]) -> Result<(usize, usize), CodecError> {
+    let v = item::decode_borrowed::<T>(value)?;
     let b = bytes(&v);
     // The view is borrowed from `value`: its place is its offset there.
     let start = b.as_ptr() as usize - value.as_ptr() as usize;
@@ -61,7 +59,7 @@ fn locate_as<'a, T: serde::Deserialize<'a>>(value: &'a [u8], bytes: impl Fn(&T) 
 impl SlabItem for Vec<u8> {
     type View = [u8];
 
-    fn locate(value: &[u8]) -> Result<(usize, usize), String> {
+    fn locate(value: &[u8]) -> Result<(usize, usize), CodecError> {
         locate_as::<&[u8]>(value, |b| b)
     }
 
@@ -73,7 +71,7 @@ impl SlabItem for Vec<u8> {
 impl SlabItem for String {
     type View = str;
 
-    fn locate(value: &[u8]) -> Result<(usize, usize), String> {
+    fn locate(value: &[u8]) -> Result<(usize, usize), CodecError> {
         locate_as::<&str>(value, |s| s.as_bytes())
     }
 
@@ -153,7 +151,7 @@ impl<R: SlabItem> Slab<R> {
     fn fill(&mut self, frame: Vec<u8>, body: usize, count: u32) -> Result<(), Error> {
         let at = self.frames.len() as u32;
         let Some(bytes) = frame.get(body..) else {
-            return Err(malformed("a body past its frame"));
+            return Err(item::Malformed("a body past its frame").into());
         };
         let mut items = Items::new(bytes);
         for _ in 0..count {
@@ -161,9 +159,7 @@ impl<R: SlabItem> Slab<R> {
             if status != Status::Ok as u8 {
                 return Err(outcome::failure(status, value));
             }
-            let (start, len) = R::locate(value).map_err(|e| {
-                Error::new(ErrorKind::Codec(format!("could not decode the result: {e}")))
-            })?;
+            let (start, len) = R::locate(value).map_err(outcome::undecodable)?;
             // Frames are at most `u32::MAX` bytes (their length prefix).
             let start = value.as_ptr() as usize - frame.as_ptr() as usize + start;
             self.spans.push(Span {
@@ -188,11 +184,6 @@ impl<R: SlabItem> Slab<R> {
         slab.fill(body, 0, count)?;
         Ok(slab)
     }
-}
-
-#[cold]
-fn malformed(why: &str) -> Error {
-    Error::new(ErrorKind::Codec(format!("malformed frame from the worker: {why}")))
 }
 
 impl<R: SlabItem> fmt::Debug for Slab<R> {
@@ -302,17 +293,12 @@ where
             self.receive();
         }
     }
-
-    /// The completion that comes next in input order, if it is here.
-    fn take_in_order(&mut self) -> Option<Completion> {
-        let (&first, _) = self.pending.first_key_value()?;
-        (first == self.delivered).then(|| self.pending.remove(&first))?
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     /// A frame whose body (from `body`) is `items`.
     fn frame(items: impl FnOnce(&mut Vec<u8>)) -> (Vec<u8>, usize) {
