@@ -204,8 +204,9 @@ impl PoolBuilder<Fork> {
     }
 
     /// Runs the workers on *hosts*, through Redis Streams at `url`
-    /// (`redis://[user:password@]host:port[/db]`, or `redis+unix:///path`):
-    /// the same tasks and calls, on as many machines as run a host. A host
+    /// (`redis://[user:password@]host:port[/db]`, or `redis+unix:///path`;
+    /// for a Redis Cluster, any of its nodes): the same tasks and calls, on
+    /// as many machines as run a host. A host
     /// is this same program started with [`HOST_ENV`](crate::redis::HOST_ENV)
     /// set to the URL; it enters host mode in [`worker_mode`](crate::worker_mode).
     /// As with [`spawn`](PoolBuilder::spawn), the init arguments cross

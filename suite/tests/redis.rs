@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use pool_runtime::{worker_exit, worker_init, worker_task, ErrorKind, Pool};
-use redis_support::{Host, Server};
+use redis_support::{Cluster, Host, Server};
 
 pool_runtime::worker_mode_before_main!();
 
@@ -296,6 +296,15 @@ fn redis_a_host_killed_mid_task_loses_no_input() {
         "{:?}",
         start.elapsed()
     );
+    // The dead host is not waited for: the other's two workers answer.
+    let joined = Instant::now();
+    assert_eq!(pool.join_with(tally).unwrap().len(), 2);
+    assert!(
+        joined.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        joined.elapsed()
+    );
+    assert_clean(&server);
     drop(victim);
 }
 
@@ -1009,4 +1018,63 @@ fn redis_garbage_in_a_pools_streams_is_dropped_never_a_crash() {
     );
     pool.join().unwrap();
     assert_clean(&server);
+}
+
+/// A Redis Cluster: drivers and hosts are given any node's URL. A pool's
+/// keys share one slot (one node), the registry of pools may be on another;
+/// the hosts take work, one dies holding some (its entries are reclaimed by
+/// script on the pool's node), and after `join` no node holds a key.
+#[test]
+fn redis_cluster_serves_pools_from_any_node_and_a_dead_hosts_work_comes_back() {
+    let cluster = Cluster::start();
+    let victim = Host::start(&cluster.url(0), 1);
+    let _other = Host::start(&cluster.url(1), 1);
+    // Pools until one lives on a node its driver's URL does not name, so
+    // that its commands are redirected.
+    let mut moved = None;
+    for _ in 0..12 {
+        let pool = builder(&cluster.url(2))
+            .hosts(2)
+            .exit_hook(tally)
+            .build(start, 3u64)
+            .unwrap();
+        let home = (0..3).find(|&i| cluster.keys_of(i).iter().any(|k| k.ends_with(":hello")));
+        assert!(home.is_some(), "no node holds the pool's hello");
+        assert_eq!(pool.apply(square, 4).unwrap(), 19);
+        if home != Some(2) {
+            moved = Some(pool);
+            break;
+        }
+        pool.join().unwrap();
+    }
+    let pool = moved.expect("a pool on another node than its URL's (12 tries)");
+    let want: Vec<u64> = (0..20_000u64).map(|x| x * x + 3).collect();
+    assert_eq!(pool.map(square, 0..20_000u64).unwrap(), want);
+    let firsts: Vec<u64> = pool.imap(square, 0..300u64).map(Result::unwrap).collect();
+    assert_eq!(firsts, want[..300]);
+    assert_eq!(pool.broadcast(whoami, ()).unwrap().len(), 2);
+    let victim_pid = victim.pid();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.call().chunk_size(1).map(nap, vec![40u64; 60]));
+        std::thread::sleep(Duration::from_millis(400));
+        victim.signal(Signal::SIGKILL);
+        let hosts = map.join().unwrap().unwrap();
+        assert_eq!(hosts.len(), 60);
+        assert!(
+            hosts.contains(&victim_pid),
+            "the victim ran some before it died"
+        );
+    });
+    // The surviving host's one worker ran its exit hook.
+    assert_eq!(pool.join_with(tally).unwrap().len(), 1);
+    let until = Instant::now() + Duration::from_secs(3);
+    while !cluster.keys().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        cluster.keys().is_empty(),
+        "keys left behind: {:?}",
+        cluster.keys()
+    );
+    drop(victim);
 }

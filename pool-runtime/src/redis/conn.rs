@@ -1,18 +1,186 @@
 //! One connection to Redis that comes back after a cut: a command that
 //! fails on the connection (not on what Redis answered) is retried on a new
 //! one, with back-off, until a deadline; then its error is returned.
+//!
+//! The same connection serves a Redis Cluster: the URL names any of its
+//! nodes, and the first `MOVED` answer (a key another node holds) turns
+//! the [`Endpoint`], for every connection of this process, into the `redis`
+//! crate's cluster client, which routes each command by its key's slot.
+//! Every key of a pool shares one slot (its hash tag), so a script or a
+//! pipeline of one pool's keys runs on one node, as on a single server.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Cmd, Connection, FromRedisValue, RedisError, RedisResult};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection, ClusterPipeline};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{
+    cmd, Client, Cmd, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult, ToRedisArgs, Value,
+};
 
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a connection may take to come up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Blocking reads wait at most 200 ms in Redis; an answer later than this
+/// is a connection that is gone.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where Redis is: one server, or a Redis Cluster (known once a node
+/// answered `MOVED`). Clones share what they learnt.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    client: Client,
+    url: String,
+    /// The CA certificate (PEM) a `rediss://` cluster is trusted with.
+    #[cfg_attr(not(feature = "redis-tls"), allow(dead_code))]
+    ca: Option<Vec<u8>>,
+    cluster: Arc<OnceLock<ClusterClient>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("cluster", &self.cluster.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// `client` reaches `url` (with `ca`, the PEM it trusts for TLS).
+    pub(crate) fn new(client: Client, url: &str, ca: Option<Vec<u8>>) -> Endpoint {
+        Endpoint {
+            client,
+            url: url.to_string(),
+            ca,
+            cluster: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether this process found Redis to be a cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// From now on, the cluster client seeded with this URL.
+    fn become_cluster(&self) -> RedisResult<()> {
+        if self.cluster.get().is_some() {
+            return Ok(());
+        }
+        let b = ClusterClientBuilder::new(vec![self.url.as_str()])
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(IO_TIMEOUT);
+        #[cfg(feature = "redis-tls")]
+        let b = if self.url.starts_with("rediss://") {
+            b.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: self.ca.clone(),
+            })
+        } else {
+            b
+        };
+        let _ = self.cluster.set(b.build()?);
+        Ok(())
+    }
+
+    fn connect(&self) -> RedisResult<Link> {
+        if let Some(c) = self.cluster.get() {
+            return Ok(Link::Cluster(Box::new(c.get_connection()?)));
+        }
+        let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        con.set_read_timeout(Some(IO_TIMEOUT))?;
+        con.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Link::One(con))
+    }
+}
+
+/// A connection to one server, or to a cluster.
+enum Link {
+    One(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Link {
+    fn dyn_mut(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Link::One(c) => c,
+            Link::Cluster(c) => &mut **c,
+        }
+    }
+}
+
+/// Commands sent together, in one round trip per node (one, when they are
+/// a pool's keys): a `redis` pipeline on one server, a cluster pipeline on
+/// a cluster. Built as a `redis::Pipeline` is.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Pipe {
+    commands: Vec<Cmd>,
+    /// Whether each command's answer is left out of the result.
+    ignored: Vec<bool>,
+}
+
+impl Pipe {
+    pub(crate) fn new() -> Pipe {
+        Pipe::default()
+    }
+
+    /// Starts command `name`.
+    pub(crate) fn cmd(&mut self, name: &str) -> &mut Pipe {
+        self.add_command(cmd(name))
+    }
+
+    pub(crate) fn add_command(&mut self, c: Cmd) -> &mut Pipe {
+        self.commands.push(c);
+        self.ignored.push(false);
+        self
+    }
+
+    /// An argument of the last command.
+    pub(crate) fn arg<T: ToRedisArgs>(&mut self, a: T) -> &mut Pipe {
+        if let Some(c) = self.commands.last_mut() {
+            c.arg(a);
+        }
+        self
+    }
+
+    /// Leaves the last command's answer out of the result.
+    pub(crate) fn ignore(&mut self) -> &mut Pipe {
+        if let Some(i) = self.ignored.last_mut() {
+            *i = true;
+        }
+        self
+    }
+
+    fn query<T: FromRedisValue>(&self, link: &mut Link) -> RedisResult<T> {
+        match link {
+            Link::One(con) => {
+                let mut p = redis::pipe();
+                for (c, &ignored) in self.commands.iter().zip(&self.ignored) {
+                    p.add_command(c.clone());
+                    if ignored {
+                        p.ignore();
+                    }
+                }
+                p.query(con)
+            }
+            Link::Cluster(con) => {
+                let mut p = ClusterPipeline::new();
+                for (c, &ignored) in self.commands.iter().zip(&self.ignored) {
+                    p.add_command(c.clone());
+                    if ignored {
+                        p.ignore();
+                    }
+                }
+                p.query(con)
+            }
+        }
+    }
+}
 
 /// A Redis connection that reconnects (see the module docs).
 pub(crate) struct Conn {
-    client: Client,
-    con: Option<Connection>,
+    endpoint: Endpoint,
+    con: Option<Link>,
     /// How long a command may keep trying to reach Redis.
     patience: Duration,
     /// Answers to [`Conn::send`]'s commands not read yet.
@@ -36,15 +204,23 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_timeout()
         // A restarted Redis answers so while it reads its data back.
         || e.code() == Some("LOADING")
+        // A cluster electing a new primary, or moving the slot.
+        || e.code() == Some("CLUSTERDOWN")
+        || e.code() == Some("TRYAGAIN")
+}
+
+/// Whether `e` says another node of a cluster holds the key.
+fn is_moved(e: &RedisError) -> bool {
+    e.code() == Some("MOVED") || e.code() == Some("ASK")
 }
 
 impl Conn {
     /// Connects now: an unreachable server, a wrong password or an unknown
     /// user is an error at once, in Redis's words.
-    pub(crate) fn open(client: &Client, patience: Duration) -> RedisResult<Conn> {
-        let con = connect(client)?;
+    pub(crate) fn open(endpoint: &Endpoint, patience: Duration) -> RedisResult<Conn> {
+        let con = endpoint.connect()?;
         Ok(Conn {
-            client: client.clone(),
+            endpoint: endpoint.clone(),
             con: Some(con),
             patience,
             unread: 0,
@@ -52,9 +228,9 @@ impl Conn {
     }
 
     /// A connection that connects at its first command.
-    pub(crate) fn lazy(client: &Client, patience: Duration) -> Conn {
+    pub(crate) fn lazy(endpoint: &Endpoint, patience: Duration) -> Conn {
         Conn {
-            client: client.clone(),
+            endpoint: endpoint.clone(),
             con: None,
             patience,
             unread: 0,
@@ -64,27 +240,38 @@ impl Conn {
     /// Writes `cmd` without waiting for its answer (read, and dropped,
     /// before the next command's). Nothing is retried: a command sent on a
     /// connection that breaks may be lost, so only what the protocol can
-    /// do without goes this way.
+    /// do without goes this way. On a cluster it is run, its answer dropped.
     pub(crate) fn send(&mut self, cmd: &Cmd) {
         if self.con.is_none() {
-            match connect(&self.client) {
+            match self.endpoint.connect() {
                 Ok(con) => self.con = Some(con),
                 Err(_) => return,
             }
         }
-        let Some(con) = self.con.as_mut() else { return };
-        if con.send_packed_command(&cmd.get_packed_command()).is_ok() {
-            self.unread += 1;
-        } else {
-            self.con = None;
-            self.unread = 0;
+        match self.con.as_mut() {
+            Some(Link::One(con)) => {
+                if con.send_packed_command(&cmd.get_packed_command()).is_ok() {
+                    self.unread += 1;
+                } else {
+                    self.con = None;
+                    self.unread = 0;
+                }
+            }
+            Some(Link::Cluster(con)) => {
+                if let Err(e) = cmd.query::<Value>(&mut **con) {
+                    if is_connection_error(&e) {
+                        self.con = None;
+                    }
+                }
+            }
+            None => {}
         }
     }
 
     /// Reads the answers [`Conn::send`] left.
     fn drain(&mut self) {
         while self.unread > 0 {
-            let Some(con) = self.con.as_mut() else {
+            let Some(Link::One(con)) = self.con.as_mut() else {
                 self.unread = 0;
                 return;
             };
@@ -92,6 +279,15 @@ impl Conn {
                 Err(e) if is_connection_error(&e) => {
                     self.con = None;
                     self.unread = 0;
+                }
+                Err(e) if is_moved(&e) => {
+                    // Lost, as a send may be; the next command goes the cluster's way.
+                    if self.endpoint.become_cluster().is_ok() {
+                        self.con = None;
+                        self.unread = 0;
+                    } else {
+                        self.unread -= 1;
+                    }
                 }
                 _ => self.unread -= 1,
             }
@@ -102,7 +298,7 @@ impl Conn {
     /// run twice (it ran, then the answer was lost): the callers' commands
     /// are idempotent, or their effects de-duplicated by the driver.
     pub(crate) fn run<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
-        self.retrying(|con| cmd.query(con))
+        self.retrying(|con| cmd.query(con.dyn_mut()))
     }
 
     /// Runs `script` with `keys` and `args`, as [`Conn::run`] does.
@@ -120,30 +316,62 @@ impl Conn {
             for a in args {
                 call.arg(*a);
             }
-            call.invoke(con)
+            call.invoke(con.dyn_mut())
         })
     }
 
     /// Runs `pipe`, as [`Conn::run`] does; its answers.
-    pub(crate) fn pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> RedisResult<T> {
+    pub(crate) fn pipe<T: FromRedisValue>(&mut self, pipe: &Pipe) -> RedisResult<T> {
         self.retrying(|con| pipe.query(con))
     }
 
     /// Runs `pipe`, as [`Conn::run`] does.
-    pub(crate) fn retrying_pipe(&mut self, pipe: &redis::Pipeline) -> RedisResult<()> {
+    pub(crate) fn retrying_pipe(&mut self, pipe: &Pipe) -> RedisResult<()> {
         self.pipe(pipe)
     }
 
-    fn retrying<T>(&mut self, mut f: impl FnMut(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+    /// Every key matching `pattern`, whose keys share `key`'s slot: `SCAN`
+    /// of the node that holds that slot, on a cluster.
+    pub(crate) fn scan(&mut self, pattern: &str, key: &str) -> RedisResult<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            let (next, found): (u64, Vec<String>) = if self.endpoint.is_cluster() {
+                let slot: u16 = self.run(cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
+                let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+                let v = self.retrying(|con| match con {
+                    Link::Cluster(c) => c.route_command(&scan, at.clone()),
+                    Link::One(c) => scan.query(c),
+                })?;
+                redis::from_redis_value(v)?
+            } else {
+                self.run(&scan)?
+            };
+            out.extend(found);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    fn retrying<T>(&mut self, mut f: impl FnMut(&mut Link) -> RedisResult<T>) -> RedisResult<T> {
         self.drain();
         let deadline = Instant::now() + self.patience;
         let mut backoff = Duration::from_millis(10);
         loop {
             let result = match self.con.as_mut() {
                 Some(con) => f(con),
-                None => connect(&self.client).and_then(|con| f(self.con.insert(con))),
+                None => self.endpoint.connect().and_then(|con| f(self.con.insert(con))),
             };
             match result {
+                Err(e) if is_moved(&e) && !self.endpoint.is_cluster() => {
+                    // A node of a cluster: from now on, the cluster's client.
+                    self.endpoint.become_cluster()?;
+                    self.con = None;
+                }
                 Err(e) if is_connection_error(&e) && Instant::now() < deadline => {
                     self.con = None;
                     std::thread::sleep(backoff);
@@ -159,13 +387,4 @@ impl Conn {
             }
         }
     }
-}
-
-fn connect(client: &Client) -> RedisResult<Connection> {
-    let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    // Blocking reads wait at most 200 ms in Redis; an answer later than
-    // this is a connection that is gone.
-    con.set_read_timeout(Some(Duration::from_secs(5)))?;
-    con.set_write_timeout(Some(Duration::from_secs(5)))?;
-    Ok(con)
 }

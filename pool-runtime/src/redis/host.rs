@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redis::{cmd, Client, Script, Value};
+use redis::{cmd, Script, Value};
 
-use super::conn::Conn;
+use super::conn::{Conn, Endpoint, Pipe};
 use super::keys::{self, Keys, GROUP};
 use super::local;
 use super::wire::{self, Entry, HostConfig};
@@ -200,7 +200,7 @@ fn refuse(conn: &mut Conn, k: &Keys, host: &str, why: &str) {
 struct Session {
     keys: Keys,
     host: String,
-    client: Client,
+    client: Endpoint,
     config: HostConfig,
     workers: usize,
     /// How long its workers may spin for their next frame.
@@ -480,7 +480,7 @@ impl Session {
                 next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
             }
             if held.is_empty() {
-                let mut pipe = redis::pipe();
+                let mut pipe = Pipe::new();
                 if !replies.is_empty() {
                     pipe.add_command(self.send_replies(&me, &replies)).ignore();
                     replies.clear();
@@ -541,7 +541,7 @@ impl Session {
         if replies.is_empty() && !*marked {
             return;
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         if !replies.is_empty() {
             pipe.add_command(self.send_replies(consumer, replies)).ignore();
             replies.clear();
@@ -643,7 +643,7 @@ impl Session {
             self.drop_malformed(conn, e);
             return;
         };
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         for (i, one) in items.into_iter().enumerate() {
             pipe.cmd("XADD")
                 .arg(k.tasks())

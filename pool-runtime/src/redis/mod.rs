@@ -17,7 +17,8 @@
 //! - `wire.rs`: the entries' fields, the settings hosts run with, and the
 //!   Lua scripts that make each step that must be atomic one step.
 //! - `keys.rs`: the key names, under one hash-tagged namespace per pool.
-//! - `conn.rs`: a connection that comes back after a cut.
+//! - `conn.rs`: a connection that comes back after a cut, to one server
+//!   or to a Redis Cluster.
 
 mod conn;
 pub(crate) mod host;
@@ -62,11 +63,13 @@ impl Redis {
     }
 }
 
-/// The client for `url`: over TLS for `rediss://` (feature `redis-tls`),
-/// trusting `ca` (a PEM file) if given, else the system's certificates.
-pub(crate) fn client(url: &str, ca: Option<&std::path::Path>) -> Result<redis::Client, String> {
+/// Where `url` is: over TLS for `rediss://` (feature `redis-tls`),
+/// trusting `ca` (a PEM file) if given, else the system's certificates; a
+/// single server or a cluster (see `conn.rs`).
+pub(crate) fn client(url: &str, ca: Option<&std::path::Path>) -> Result<conn::Endpoint, String> {
     if !url.starts_with("rediss://") {
-        return redis::Client::open(url).map_err(|e| e.to_string());
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        return Ok(conn::Endpoint::new(client, url, None));
     }
     #[cfg(feature = "redis-tls")]
     {
@@ -80,9 +83,10 @@ pub(crate) fn client(url: &str, ca: Option<&std::path::Path>) -> Result<redis::C
         };
         let certs = redis::TlsCertificates {
             client_tls: None,
-            root_cert,
+            root_cert: root_cert.clone(),
         };
-        redis::Client::build_with_tls(url, certs).map_err(|e| e.to_string())
+        let client = redis::Client::build_with_tls(url, certs).map_err(|e| e.to_string())?;
+        Ok(conn::Endpoint::new(client, url, root_cert))
     }
     #[cfg(not(feature = "redis-tls"))]
     {

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::unistd::Pid;
-use redis::{cmd, Client, Value};
+use redis::{cmd, Value};
 
-use super::conn::Conn;
+use super::conn::{Conn, Endpoint, Pipe};
 use super::keys::{self, Keys, GROUP};
 use super::wire::{self, Entry};
 use crate::channel::control::Exit;
@@ -43,7 +43,7 @@ type HostItems = (String, Vec<Vec<u8>>);
 /// What the relays share.
 pub(crate) struct Shared {
     pub(crate) keys: Keys,
-    pub(crate) client: Client,
+    pub(crate) client: Endpoint,
     /// How long a command keeps trying to reach Redis.
     pub(crate) patience: Duration,
     pub(crate) max_frame: usize,
@@ -104,7 +104,7 @@ struct Pending {
 impl Shared {
     pub(crate) fn new(
         keys: Keys,
-        client: Client,
+        client: Endpoint,
         (patience, key_ttl, max_frame, lease): (Duration, Duration, usize, Duration),
         (hello, config): (Vec<u8>, String),
     ) -> Shared {
@@ -159,7 +159,7 @@ impl Shared {
     /// the registry.
     fn refresh(&self, conn: &mut Conn) -> redis::RedisResult<()> {
         let ttl = self.key_ttl.as_millis() as u64;
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         for key in self.keys.owned() {
             pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
         }
@@ -184,7 +184,7 @@ impl Shared {
 
     /// Adds each batch `(tag, payload)` to the task stream, in one round trip.
     fn add_tasks(&self, conn: &mut Conn, batches: &[(u64, &[u8])]) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         for (tag, payload) in batches {
             pipe.cmd("XADD")
                 .arg(self.keys.tasks())
@@ -227,7 +227,7 @@ impl Shared {
         if known.is_empty() {
             return;
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         for (_, id) in &known {
             pipe.cmd("XRANGE").arg(self.keys.tasks()).arg(id).arg(id);
         }
@@ -394,6 +394,22 @@ impl Shared {
         *self.lost.lock().unwrap() = Some(why);
     }
 
+    /// How many of the pool's hosts hold a live lease: one that died stays
+    /// in the hosts hash, and is not waited for.
+    fn live_hosts(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
+        let k = &self.keys;
+        let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(k.hosts()))?;
+        if hosts.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = Pipe::new();
+        for h in &hosts {
+            pipe.cmd("EXISTS").arg(k.lease(h));
+        }
+        let alive: Vec<bool> = conn.pipe(&pipe)?;
+        Ok(alive.into_iter().filter(|&a| a).count())
+    }
+
     /// Exit-hook outcomes that came so far.
     pub(crate) fn take_exits(&self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(&mut self.exits.lock().unwrap())
@@ -407,7 +423,7 @@ impl crate::transport::Broadcast for Shared {
         let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(k.hosts())).map_err(|e| e.to_string())?;
         let id = self.next_broadcast.fetch_add(1, Ordering::Relaxed);
         self.broadcasts.lock().unwrap().insert(id, Vec::new());
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         for h in &hosts {
             let inbox = k.inbox(h);
             pipe.cmd("XADD").arg(&inbox).arg("*").arg("t").arg(id).arg("f").arg(payload).ignore();
@@ -562,7 +578,7 @@ impl Transport for RedisTransport {
             // run the hook on each worker, send its outcome, and leave.
             let deadline = Instant::now() + grace.max(Duration::from_secs(10)) + shared.lease * 2;
             while Instant::now() < deadline {
-                match conn.run::<u64>(cmd("HLEN").arg(k.hosts())) {
+                match shared.live_hosts(&mut conn) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -638,7 +654,7 @@ impl Transport for RedisTransport {
         if closing.is_ok() {
             let deadline = Instant::now() + grace;
             while Instant::now() < deadline {
-                match conn.run::<u64>(cmd("HLEN").arg(k.hosts())) {
+                match shared.live_hosts(&mut conn) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -651,25 +667,15 @@ impl Transport for RedisTransport {
         for t in self.relays.drain(..).chain(self.background.drain(..)) {
             let _ = t.join();
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         pipe.cmd("DEL").arg(&k.owned()).ignore();
         pipe.cmd("ZREM").arg(keys::registry()).arg(&k.id).ignore();
         let _ = conn.retrying_pipe(&pipe);
         // And what hosts that died left: their leases, marks and inboxes.
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, found)) = conn.run::<(u64, Vec<String>)>(
-                cmd("SCAN").arg(cursor).arg("MATCH").arg(k.pattern()).arg("COUNT").arg(1000),
-            ) else {
-                break;
-            };
-            if !found.is_empty() {
-                let _ = conn.run::<()>(cmd("DEL").arg(&found));
+        if let Ok(found) = conn.scan(&k.pattern(), &k.hello()) {
+            for some in found.chunks(1000) {
+                let _ = conn.run::<()>(cmd("DEL").arg(some));
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
     }
 }
@@ -776,7 +782,7 @@ fn read_replies(shared: &Shared, events: &Events) {
     // stream holds only unread ones.
     let mut read_ids: Vec<String> = Vec::new();
     while !shared.stopping() {
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipe::new();
         if !read_ids.is_empty() {
             pipe.cmd("XDEL").arg(&replies).arg(&read_ids).ignore();
         }
@@ -853,7 +859,8 @@ mod tests {
     use super::*;
 
     fn shared() -> Shared {
-        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        let url = "redis://127.0.0.1:1";
+        let client = Endpoint::new(redis::Client::open(url).unwrap(), url, None);
         let times = (Duration::from_secs(1), Duration::from_secs(1), 1 << 20, Duration::from_secs(1));
         Shared::new(Keys::new("t"), client, times, (Vec::new(), String::new()))
     }

@@ -37,22 +37,7 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("pool-redis-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watched = done.clone();
-        let test = std::thread::current().name().unwrap_or("?").to_string();
-        std::thread::spawn(move || {
-            let until = Instant::now() + TEST_LIMIT;
-            while Instant::now() < until {
-                if watched.load(std::sync::atomic::Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprintln!(
-                "{test} ran past {TEST_LIMIT:?}: a wait that should be bounded is not; aborting"
-            );
-            std::process::abort();
-        });
+        let done = watchdog();
         let mut s = Server {
             done,
             child: None,
@@ -283,6 +268,158 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.done.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Ends the whole test binary if the test that called it runs past
+/// [`TEST_LIMIT`]; set the flag when the test is done.
+fn watchdog() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    std::thread::spawn(move || {
+        let until = Instant::now() + TEST_LIMIT;
+        while Instant::now() < until {
+            if watched.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{test} ran past {TEST_LIMIT:?}: a wait that should be bounded is not; aborting");
+        std::process::abort();
+    });
+    done
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Redis Cluster of three primaries on loopback ports, each in its own
+/// temp dir, no persistence; its slots spread by `redis-cli --cluster create`.
+pub struct Cluster {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    nodes: Vec<(Child, u16)>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(format!("pool-redis-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = Cluster {
+            done: watchdog(),
+            nodes: Vec::new(),
+            dir,
+        };
+        for i in 0..3 {
+            let d = c.dir.join(i.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let (port, bus) = (free_port(), free_port());
+            let child = dies_with_us(
+                Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+                    .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(&d)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server could not be started ({e}): install it (Debian: apt-get install -y redis-server)")
+            });
+            c.nodes.push((child, port));
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while c.ports().iter().any(|&p| c.cli(p, &["PING"]) != ["PONG"]) {
+            assert!(
+                Instant::now() < until,
+                "the cluster's nodes did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let addrs: Vec<String> = c.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let ok = |c: &Cluster| {
+            c.ports().iter().all(|&p| {
+                c.cli(p, &["CLUSTER", "INFO"])
+                    .iter()
+                    .any(|l| l.trim() == "cluster_state:ok")
+                    && c.cli(p, &["CLUSTER", "SLOTS"]).len() >= 3
+            })
+        };
+        while !ok(&c) {
+            assert!(
+                Instant::now() < until + Duration::from_secs(10),
+                "the cluster did not form"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// Each node's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|(_, p)| *p).collect()
+    }
+
+    /// The URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.nodes[i].1)
+    }
+
+    /// Runs one command with `redis-cli` on the node at `port`.
+    pub fn cli(&self, port: u16, args: &[&str]) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Every key of node `i`.
+    pub fn keys_of(&self, i: usize) -> Vec<String> {
+        self.cli(self.nodes[i].1, &["--scan"])
+    }
+
+    /// Every key of every node.
+    pub fn keys(&self) -> Vec<String> {
+        (0..self.nodes.len())
+            .flat_map(|i| self.keys_of(i))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (c, _) in &mut self.nodes {
             let _ = c.kill();
             let _ = c.wait();
         }
