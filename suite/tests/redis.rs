@@ -1020,13 +1020,13 @@ fn redis_garbage_in_a_pools_streams_is_dropped_never_a_crash() {
     assert_clean(&server);
 }
 
-/// A Redis Cluster: drivers and hosts are given any node's URL. A pool's
-/// keys share one slot (one node), the registry of pools may be on another;
-/// the hosts take work, one dies holding some (its entries are reclaimed by
+/// A Redis Cluster (with a password): drivers and hosts are given any
+/// node's URL. A pool's keys share one slot (one node), the registry of
+/// pools may be on another; the hosts take work, one dies holding some (its entries are reclaimed by
 /// script on the pool's node), and after `join` no node holds a key.
 #[test]
 fn redis_cluster_serves_pools_from_any_node_and_a_dead_hosts_work_comes_back() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start("cluster-secret");
     let victim = Host::start(&cluster.url(0), 1);
     let _other = Host::start(&cluster.url(1), 1);
     // Pools until one lives on a node its driver's URL does not name, so

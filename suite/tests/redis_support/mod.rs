@@ -305,21 +305,24 @@ fn free_port() -> u16 {
 }
 
 /// A Redis Cluster of three primaries on loopback ports, each in its own
-/// temp dir, no persistence; its slots spread by `redis-cli --cluster create`.
+/// temp dir, no persistence, all with one password; its slots spread by
+/// `redis-cli --cluster create`.
 pub struct Cluster {
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
     nodes: Vec<(Child, u16)>,
     dir: PathBuf,
+    password: String,
 }
 
 impl Cluster {
-    pub fn start() -> Cluster {
+    pub fn start(password: &str) -> Cluster {
         let dir = std::env::temp_dir().join(format!("pool-redis-cluster-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = Cluster {
             done: watchdog(),
             nodes: Vec::new(),
             dir,
+            password: password.to_string(),
         };
         for i in 0..3 {
             let d = c.dir.join(i.to_string());
@@ -330,6 +333,7 @@ impl Cluster {
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
                     .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
+                    .args(["--requirepass", password])
                     .arg("--dir")
                     .arg(&d)
                     .stdout(Stdio::null())
@@ -351,7 +355,7 @@ impl Cluster {
         }
         let addrs: Vec<String> = c.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+            .args(["-a", password, "--no-auth-warning", "--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
@@ -384,15 +388,16 @@ impl Cluster {
         self.nodes.iter().map(|(_, p)| *p).collect()
     }
 
-    /// The URL of node `i`.
+    /// The URL of node `i`, with the password.
     pub fn url(&self, i: usize) -> String {
-        format!("redis://127.0.0.1:{}", self.nodes[i].1)
+        format!("redis://:{}@127.0.0.1:{}", self.password, self.nodes[i].1)
     }
 
     /// Runs one command with `redis-cli` on the node at `port`.
     pub fn cli(&self, port: u16, args: &[&str]) -> Vec<String> {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", &self.password, "--no-auth-warning"])
             .args(args)
             .output()
             .expect("redis-cli runs");
