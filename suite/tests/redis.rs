@@ -1078,3 +1078,32 @@ fn redis_cluster_serves_pools_from_any_node_and_a_dead_hosts_work_comes_back() {
     );
     drop(victim);
 }
+
+/// A Redis Cluster over TLS with a private CA: the certificates reach the
+/// cluster client, for the nodes the first one names too.
+#[test]
+fn redis_cluster_over_tls_with_a_private_ca_serves_a_pool() {
+    let cluster = Cluster::start_tls("cluster-secret");
+    let _hosts = [
+        Host::start_tls(&cluster.url(0), 1, &cluster.ca()),
+        Host::start_tls(&cluster.url(1), 1, &cluster.ca()),
+    ];
+    let pool = builder(&cluster.url(2))
+        .redis_ca(cluster.ca())
+        .hosts(2)
+        .build(start, 1u64)
+        .unwrap();
+    let want: Vec<u64> = (0..5000u64).map(|x| x * x + 1).collect();
+    assert_eq!(pool.map(square, 0..5000u64).unwrap(), want);
+    assert_eq!(pool.broadcast(whoami, ()).unwrap().len(), 2);
+    pool.join().unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    while !cluster.keys().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        cluster.keys().is_empty(),
+        "keys left behind: {:?}",
+        cluster.keys()
+    );
+}

@@ -54,80 +54,7 @@ impl Server {
     /// (`ca()`), for `localhost` and 127.0.0.1.
     pub fn start_tls() -> Server {
         let mut s = Server::start();
-        let d = &s.dir;
-        let ossl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        ossl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=pool-test-ca",
-                ],
-            ]
-            .concat(),
-        );
-        ossl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        ossl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        make_certs(&s.dir);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -275,6 +202,84 @@ impl Drop for Server {
     }
 }
 
+/// A CA of its own (`ca.crt`) and a server certificate it signed
+/// (`server.crt`, `server.key`) for `localhost` and 127.0.0.1, in `d`.
+fn make_certs(d: &std::path::Path) {
+    let ossl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    ossl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pool-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    ossl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
 /// Ends the whole test binary if the test that called it runs past
 /// [`TEST_LIMIT`]; set the flag when the test is done.
 fn watchdog() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
@@ -312,25 +317,63 @@ pub struct Cluster {
     nodes: Vec<(Child, u16)>,
     dir: PathBuf,
     password: String,
+    tls: bool,
 }
 
 impl Cluster {
     pub fn start(password: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("pool-redis-cluster-{}", std::process::id()));
+        Cluster::start_with(password, false)
+    }
+
+    /// Over TLS only (`rediss://`, the cluster bus too), its certificate
+    /// signed by a CA of its own (`ca()`).
+    pub fn start_tls(password: &str) -> Cluster {
+        Cluster::start_with(password, true)
+    }
+
+    fn start_with(password: &str, tls: bool) -> Cluster {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("pool-redis-cluster-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = Cluster {
             done: watchdog(),
             nodes: Vec::new(),
             dir,
             password: password.to_string(),
+            tls,
         };
+        std::fs::create_dir_all(&c.dir).unwrap();
+        if tls {
+            make_certs(&c.dir);
+        }
         for i in 0..3 {
             let d = c.dir.join(i.to_string());
             std::fs::create_dir_all(&d).unwrap();
             let (port, bus) = (free_port(), free_port());
+            let mut cmd = Command::new("redis-server");
+            if tls {
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cluster",
+                    "yes",
+                ])
+                .args(["--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(c.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(c.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(c.ca());
+            } else {
+                cmd.args(["--port", &port.to_string()]);
+            }
             let child = dies_with_us(
-                Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                cmd.args(["--bind", "127.0.0.1"])
                     .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
                     .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
                     .args(["--requirepass", password])
@@ -354,8 +397,9 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         let addrs: Vec<String> = c.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["-a", password, "--no-auth-warning", "--cluster", "create"])
+        let out = c
+            .redis_cli()
+            .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
@@ -390,14 +434,33 @@ impl Cluster {
 
     /// The URL of node `i`, with the password.
     pub fn url(&self, i: usize) -> String {
-        format!("redis://:{}@127.0.0.1:{}", self.password, self.nodes[i].1)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!(
+            "{scheme}://:{}@127.0.0.1:{}",
+            self.password, self.nodes[i].1
+        )
+    }
+
+    /// The CA that signed a TLS cluster's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// `redis-cli` with the password (and TLS).
+    fn redis_cli(&self) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-a", &self.password, "--no-auth-warning"]);
+        if self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(self.ca());
+        }
+        cmd
     }
 
     /// Runs one command with `redis-cli` on the node at `port`.
     pub fn cli(&self, port: u16, args: &[&str]) -> Vec<String> {
-        let out = Command::new("redis-cli")
+        let out = self
+            .redis_cli()
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-a", &self.password, "--no-auth-warning"])
             .args(args)
             .output()
             .expect("redis-cli runs");
