@@ -44,7 +44,10 @@ fn soak(tasks: u64, retries: u32) {
         .respawn_limit(u32::MAX)
         .build(idle, ())
         .unwrap();
-    let zygote = pool.apply(zygote_pid, ()).unwrap();
+    // `broadcast` waits for every first init: a kill during one would
+    // break the pool by design (a later worker's first init failing is a
+    // failed `build`), and the chaos below is not about that.
+    let zygote = pool.broadcast(zygote_pid, ()).unwrap()[0];
     let done = AtomicBool::new(false);
     let kills = AtomicUsize::new(0);
     let mut seen = BTreeSet::new();
