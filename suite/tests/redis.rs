@@ -131,6 +131,20 @@ fn assert_clean(server: &Server) {
     assert!(clean, "keys left behind: {:?}", server.keys());
 }
 
+/// What a cluster's pools and hosts left once the pools ended: nothing, on
+/// any node.
+fn assert_cluster_clean(cluster: &Cluster) {
+    let until = Instant::now() + Duration::from_secs(3);
+    while !cluster.keys().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        cluster.keys().is_empty(),
+        "keys left behind: {:?}",
+        cluster.keys()
+    );
+}
+
 #[test]
 fn redis_the_local_contract_holds_on_two_hosts() {
     let server = Server::start();
@@ -1067,15 +1081,7 @@ fn redis_cluster_serves_pools_from_any_node_and_a_dead_hosts_work_comes_back() {
     });
     // The surviving host's one worker ran its exit hook.
     assert_eq!(pool.join_with(tally).unwrap().len(), 1);
-    let until = Instant::now() + Duration::from_secs(3);
-    while !cluster.keys().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        cluster.keys().is_empty(),
-        "keys left behind: {:?}",
-        cluster.keys()
-    );
+    assert_cluster_clean(&cluster);
     drop(victim);
 }
 
@@ -1097,13 +1103,5 @@ fn redis_cluster_over_tls_with_a_private_ca_serves_a_pool() {
     assert_eq!(pool.map(square, 0..5000u64).unwrap(), want);
     assert_eq!(pool.broadcast(whoami, ()).unwrap().len(), 2);
     pool.join().unwrap();
-    let until = Instant::now() + Duration::from_secs(3);
-    while !cluster.keys().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        cluster.keys().is_empty(),
-        "keys left behind: {:?}",
-        cluster.keys()
-    );
+    assert_cluster_clean(&cluster);
 }
