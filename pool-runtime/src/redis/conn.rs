@@ -333,14 +333,19 @@ impl Conn {
     /// Every key matching `pattern`, whose keys share `key`'s slot: `SCAN`
     /// of the node that holds that slot, on a cluster.
     pub(crate) fn scan(&mut self, pattern: &str, key: &str) -> RedisResult<Vec<String>> {
+        let at = match self.endpoint.is_cluster() {
+            true => {
+                let slot: u16 = self.run(cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
+                Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))))
+            }
+            false => None,
+        };
         let mut out = Vec::new();
         let mut cursor = 0u64;
         loop {
             let mut scan = cmd("SCAN");
             scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
-            let (next, found): (u64, Vec<String>) = if self.endpoint.is_cluster() {
-                let slot: u16 = self.run(cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
-                let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+            let (next, found): (u64, Vec<String>) = if let Some(at) = &at {
                 let v = self.retrying(|con| match con {
                     Link::Cluster(c) => c.route_command(&scan, at.clone()),
                     Link::One(c) => scan.query(c),

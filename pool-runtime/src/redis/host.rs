@@ -54,7 +54,7 @@ pub(crate) fn main() -> i32 {
     crate::registry::prepare();
     sys::flag_leave_signals();
     let ca = std::env::var_os(CA_ENV).map(std::path::PathBuf::from);
-    let client = match super::client(url, ca.as_deref()) {
+    let endpoint = match super::endpoint(url, ca.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pool-runtime host: bad Redis URL {}: {e}", super::redact(url));
@@ -69,7 +69,7 @@ pub(crate) fn main() -> i32 {
     let spin = local::idle_spin(std::env::var(HOST_SPIN_ENV).ok().as_deref());
     let id = host_id();
     // A host waits out Redis being away: it is there to serve.
-    let mut conn = match Conn::open(&client, Duration::from_secs(3600)) {
+    let mut conn = match Conn::open(&endpoint, Duration::from_secs(3600)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
@@ -120,7 +120,7 @@ pub(crate) fn main() -> i32 {
                     let session = Session {
                         keys: Keys::new(&pool),
                         host: id.clone(),
-                        client: client.clone(),
+                        endpoint: endpoint.clone(),
                         config,
                         workers,
                         spin,
@@ -200,7 +200,7 @@ fn refuse(conn: &mut Conn, k: &Keys, host: &str, why: &str) {
 struct Session {
     keys: Keys,
     host: String,
-    client: Endpoint,
+    endpoint: Endpoint,
     config: HostConfig,
     workers: usize,
     /// How long its workers may spin for their next frame.
@@ -227,7 +227,7 @@ impl Session {
         let driver = match local::start(&self.config, (self.workers, self.spin), &hello) {
             Ok(d) => d,
             Err(why) => {
-                let mut conn = Conn::lazy(&self.client, Duration::from_secs(5));
+                let mut conn = Conn::lazy(&self.endpoint, Duration::from_secs(5));
                 refuse(&mut conn, &self.keys, &self.host, &format!("init failed: {why}"));
                 return true;
             }
@@ -239,7 +239,7 @@ impl Session {
         });
         let me = Arc::new(self);
         // The first heartbeat registers this host: only then does it take work.
-        let mut beat = Conn::lazy(&me.client, me.config.lease);
+        let mut beat = Conn::lazy(&me.endpoint, me.config.lease);
         match me.try_heartbeat(&mut beat) {
             Ok(0) => {
                 driver.shutdown(None);
@@ -401,7 +401,7 @@ impl Session {
     fn serve_inbox(&self, driver: &Driver, live: &Live) {
         let k = &self.keys;
         let inbox = k.inbox(&self.host);
-        let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
+        let mut conn = Conn::lazy(&self.endpoint, self.config.lease.max(Duration::from_secs(5)));
         while !live.leaving.load(Ordering::Acquire) {
             let read: redis::RedisResult<Value> = conn.run(
                 cmd("XREAD")
@@ -461,7 +461,7 @@ impl Session {
             key: self.keys.mark(&me),
             ttl_ms: (self.config.lease * 10).as_millis() as u64,
         };
-        let mut conn = Conn::lazy(&self.client, self.config.lease.max(Duration::from_secs(5)));
+        let mut conn = Conn::lazy(&self.endpoint, self.config.lease.max(Duration::from_secs(5)));
         let tasks = self.keys.tasks();
         let script = Script::new(wire::RECLAIM);
         let every = (self.config.lease / 4).max(Duration::from_millis(10));

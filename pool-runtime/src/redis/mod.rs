@@ -66,7 +66,7 @@ impl Redis {
 /// Where `url` is: over TLS for `rediss://` (feature `redis-tls`),
 /// trusting `ca` (a PEM file) if given, else the system's certificates; a
 /// single server or a cluster (see `conn.rs`).
-pub(crate) fn client(url: &str, ca: Option<&std::path::Path>) -> Result<conn::Endpoint, String> {
+pub(crate) fn endpoint(url: &str, ca: Option<&std::path::Path>) -> Result<conn::Endpoint, String> {
     if !url.starts_with("rediss://") {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         return Ok(conn::Endpoint::new(client, url, None));
@@ -120,13 +120,13 @@ pub(crate) fn connect(
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Error::new(ErrorKind::Init(format!("Redis at {}: {what}: {e}", redact(&redis.url))))
     };
-    let client = client(&redis.url, redis.ca.as_deref()).map_err(|e| fail("bad URL", &e))?;
-    let mut conn = conn::Conn::open(&client, Duration::from_secs(2))
+    let endpoint = endpoint(&redis.url, redis.ca.as_deref()).map_err(|e| fail("bad URL", &e))?;
+    let mut conn = conn::Conn::open(&endpoint, Duration::from_secs(2))
         .map_err(|e| fail("cannot connect", &e))?;
     let id = pool_id();
     let shared = std::sync::Arc::new(relay::Shared::new(
         keys::Keys::new(&id),
-        client,
+        endpoint,
         (redis.patience, redis.key_ttl, max_frame, redis.lease),
         (hello, config.to_text()),
     ));

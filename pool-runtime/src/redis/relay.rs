@@ -43,7 +43,7 @@ type HostItems = (String, Vec<Vec<u8>>);
 /// What the relays share.
 pub(crate) struct Shared {
     pub(crate) keys: Keys,
-    pub(crate) client: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// How long a command keeps trying to reach Redis.
     pub(crate) patience: Duration,
     pub(crate) max_frame: usize,
@@ -104,13 +104,13 @@ struct Pending {
 impl Shared {
     pub(crate) fn new(
         keys: Keys,
-        client: Endpoint,
+        endpoint: Endpoint,
         (patience, key_ttl, max_frame, lease): (Duration, Duration, usize, Duration),
         (hello, config): (Vec<u8>, String),
     ) -> Shared {
         Shared {
             keys,
-            client,
+            endpoint,
             patience,
             max_frame,
             key_ttl,
@@ -394,20 +394,23 @@ impl Shared {
         *self.lost.lock().unwrap() = Some(why);
     }
 
+    /// Whether each of `hosts` holds a live lease, in one round trip.
+    fn leased(&self, conn: &mut Conn, hosts: &[String]) -> redis::RedisResult<Vec<bool>> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = Pipe::new();
+        for h in hosts {
+            pipe.cmd("EXISTS").arg(self.keys.lease(h));
+        }
+        conn.pipe(&pipe)
+    }
+
     /// How many of the pool's hosts hold a live lease: one that died stays
     /// in the hosts hash, and is not waited for.
     fn live_hosts(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
-        let k = &self.keys;
-        let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(k.hosts()))?;
-        if hosts.is_empty() {
-            return Ok(0);
-        }
-        let mut pipe = Pipe::new();
-        for h in &hosts {
-            pipe.cmd("EXISTS").arg(k.lease(h));
-        }
-        let alive: Vec<bool> = conn.pipe(&pipe)?;
-        Ok(alive.into_iter().filter(|&a| a).count())
+        let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(self.keys.hosts()))?;
+        Ok(self.leased(conn, &hosts)?.into_iter().filter(|&a| a).count())
     }
 
     /// Exit-hook outcomes that came so far.
@@ -419,7 +422,7 @@ impl Shared {
 impl crate::transport::Broadcast for Shared {
     fn broadcast(&self, payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let k = &self.keys;
-        let mut conn = Conn::lazy(&self.client, self.patience);
+        let mut conn = Conn::lazy(&self.endpoint, self.patience);
         let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(k.hosts())).map_err(|e| e.to_string())?;
         let id = self.next_broadcast.fetch_add(1, Ordering::Relaxed);
         self.broadcasts.lock().unwrap().insert(id, Vec::new());
@@ -442,7 +445,9 @@ impl crate::transport::Broadcast for Shared {
             }
             if checked.elapsed() > Duration::from_millis(100) {
                 checked = Instant::now();
-                waiting.retain(|h| conn.run::<bool>(cmd("EXISTS").arg(k.lease(h))).unwrap_or(false));
+                let alive = self.leased(&mut conn, &waiting).unwrap_or_default();
+                let mut alive = alive.into_iter();
+                waiting.retain(|_| alive.next().unwrap_or(false));
             }
         }
         let mut replies = self.broadcasts.lock().unwrap().remove(&id).unwrap_or_default();
@@ -572,7 +577,7 @@ impl Transport for RedisTransport {
     fn leave_with(&mut self, hook: u32, grace: Duration) -> Option<Vec<Vec<u8>>> {
         let shared = &self.shared;
         let k = &shared.keys;
-        let mut conn = Conn::lazy(&shared.client, shared.patience);
+        let mut conn = Conn::lazy(&shared.endpoint, shared.patience);
         if conn.run::<()>(cmd("HSET").arg(k.hello()).arg("closing").arg(hook)).is_ok() {
             // Hosts see it at their next heartbeat, finish what they hold,
             // run the hook on each worker, send its outcome, and leave.
@@ -646,7 +651,7 @@ impl Transport for RedisTransport {
     fn shutdown(&mut self, grace: Duration) {
         let shared = &self.shared;
         let k = &shared.keys;
-        let mut conn = Conn::lazy(&shared.client, Duration::from_secs(1));
+        let mut conn = Conn::lazy(&shared.endpoint, Duration::from_secs(1));
         // Hosts leave on their own first (they see `closing`), within grace.
         // `-`: no exit hook (`leave_with` may have named one already).
         let closing: redis::RedisResult<()> =
@@ -691,7 +696,7 @@ impl Drop for RedisTransport {
 /// A relay: takes the `Run` frames the driver sends slot `slot` and adds
 /// them to the task stream; those that came together, in one round trip.
 fn relay(shared: &Shared, slot: usize, reader: UnixStream, writer: &UnixStream) {
-    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let mut conn = Conn::lazy(&shared.endpoint, shared.patience);
     let mut frames = frame::FrameReader::new(shared.max_frame);
     let mut src = Blocking(reader);
     loop {
@@ -776,7 +781,7 @@ impl frame::ReadSpare for Blocking {
 
 /// The reply reader: takes every reply as it comes, and deletes it.
 fn read_replies(shared: &Shared, events: &Events) {
-    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let mut conn = Conn::lazy(&shared.endpoint, shared.patience);
     let replies = shared.keys.replies();
     // Replies taken, to delete in one round trip with the next read: the
     // stream holds only unread ones.
@@ -821,7 +826,7 @@ fn read_replies(shared: &Shared, events: &Events) {
 /// lives, and puts them back (resending what is pending) if Redis lost
 /// them (restarted without persistence, or flushed).
 fn keep(shared: &Shared) {
-    let mut conn = Conn::lazy(&shared.client, shared.patience);
+    let mut conn = Conn::lazy(&shared.endpoint, shared.patience);
     let every = (shared.key_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut next = Instant::now();
     while !shared.stopping() {
