@@ -9,7 +9,7 @@
 //! needs Redis, through its lease.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -211,6 +211,54 @@ struct Session {
 struct Live {
     /// The pool is gone or ending, or this host leaves: take no more.
     leaving: AtomicBool,
+    /// Until when (µs after `born`) this host's lease is surely alive: a
+    /// quarter lease short of the lease from when the last heartbeat that
+    /// renewed it was sent (Redis counts from when it ran it, later).
+    leased_until: AtomicU64,
+    /// How many heartbeats found the lease had lapsed: what a consumer
+    /// held before one of them may be another host's now.
+    lapses: AtomicU64,
+    born: Instant,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            leaving: AtomicBool::new(false),
+            leased_until: AtomicU64::new(0),
+            lapses: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// A heartbeat sent at `sent` renewed a lease of `lease`; it had
+    /// lapsed before, if `lapsed`.
+    fn renewed(&self, sent: Instant, lease: Duration, lapsed: bool) {
+        if lapsed {
+            self.lapses.fetch_add(1, Ordering::AcqRel);
+        }
+        let until = (sent + lease - lease / 4).saturating_duration_since(self.born);
+        self.leased_until.fetch_max(until.as_micros() as u64, Ordering::AcqRel);
+    }
+
+    fn leased(&self) -> bool {
+        (self.born.elapsed().as_micros() as u64) < self.leased_until.load(Ordering::Acquire)
+    }
+
+    /// Whether what a consumer took when `lapses` was `seen` is still its
+    /// own to run: waits while the lease may have lapsed, until a
+    /// heartbeat says whether it had. `false` also when the host leaves.
+    fn still_own(&self, seen: u64) -> bool {
+        loop {
+            if self.lapses.load(Ordering::Acquire) != seen || self.leaving.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.leased() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Where a consumer marks the entry it runs (see [`wire::RECLAIM`]).
@@ -234,13 +282,16 @@ impl Session {
         };
         drop(hello);
         let driver = Arc::new(driver);
-        let live = Arc::new(Live {
-            leaving: AtomicBool::new(false),
-        });
+        let live = Arc::new(Live::new());
         let me = Arc::new(self);
         // The first heartbeat registers this host: only then does it take work.
         let mut beat = Conn::lazy(&me.endpoint, me.config.lease);
-        match me.try_heartbeat(&mut beat) {
+        let sent = Instant::now();
+        let first = me.try_heartbeat(&mut beat);
+        if first.is_ok() {
+            live.renewed(sent, me.config.lease, false);
+        }
+        match first {
             Ok(0) => {
                 driver.shutdown(None);
                 return false;
@@ -279,8 +330,10 @@ impl Session {
         let mut closing = None;
         while consumers.iter().any(|t| !t.is_finished()) {
             std::thread::sleep(every);
-            match me.heartbeat(&mut beat, &live) {
+            let sent = Instant::now();
+            match me.heartbeat(&mut beat) {
                 0 => live.leaving.store(true, Ordering::Release),
+                n @ (1 | 2) => live.renewed(sent, me.config.lease, n == 2),
                 3 => {
                     closing = closing.or_else(|| me.closing_hook(&mut beat));
                     live.leaving.store(true, Ordering::Release);
@@ -316,7 +369,7 @@ impl Session {
     }
 
     /// Renews the lease; see [`wire::HEARTBEAT`] for what it returns.
-    fn heartbeat(&self, conn: &mut Conn, _live: &Live) -> i64 {
+    fn heartbeat(&self, conn: &mut Conn) -> i64 {
         // Redis out of reach is not the pool gone: try again next beat.
         self.try_heartbeat(conn).unwrap_or(-1)
     }
@@ -363,20 +416,32 @@ impl Session {
         );
         if let Ok(own) = own {
             if !own.is_empty() {
-                let ids: Vec<&str> = own.iter().map(|(id, ..)| id.as_str()).collect();
-                let got: redis::RedisResult<Value> = conn.run(
-                    cmd("XCLAIM")
+                // Claimed again with the deliveries each had (a claim counts
+                // one more): this host never ran them.
+                let mut by_count = std::collections::BTreeMap::<u32, Vec<&str>>::new();
+                for (id, _, _, n) in &own {
+                    by_count.entry((*n).max(1)).or_default().push(id);
+                }
+                let mut pipe = Pipe::new();
+                for (n, ids) in &by_count {
+                    pipe.cmd("XCLAIM")
                         .arg(k.tasks())
                         .arg(GROUP)
                         .arg(me)
                         .arg(0)
-                        .arg(&ids)
+                        .arg(ids)
                         .arg("RETRYCOUNT")
-                        .arg(1),
-                );
-                if let Ok(Value::Array(entries)) = got {
-                    // Its deliveries so far: this host never ran it.
-                    return entries.iter().filter_map(wire::entry).map(|e| (e, 1)).collect();
+                        .arg(n);
+                }
+                if let Ok(got) = conn.pipe::<Vec<Value>>(&pipe) {
+                    return by_count
+                        .keys()
+                        .zip(&got)
+                        .flat_map(|(&n, v)| match v {
+                            Value::Array(entries) => entries.iter().filter_map(wire::entry).map(|e| (e, n)).collect(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
                 }
             }
         }
@@ -472,6 +537,12 @@ impl Session {
         // The mark may name an entry: it is deleted before a lone one runs.
         let mut marked = false;
         while !live.leaving.load(Ordering::Acquire) {
+            // Takes nothing while the lease may have lapsed: what it took
+            // could be another host's before it ran it.
+            let seen = live.lapses.load(Ordering::Acquire);
+            if !live.still_own(seen) {
+                continue;
+            }
             let mut held = Vec::new();
             if Instant::now() >= next_reclaim {
                 self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
@@ -517,6 +588,13 @@ impl Session {
             for (e, deliveries) in &held {
                 // Leaving: what is not run stays pending, uncharged, for others.
                 if live.leaving.load(Ordering::Acquire) {
+                    break;
+                }
+                // The lease lapsed since it took these: those another host
+                // took meanwhile are its to run; those still pending here
+                // come back by the next reclaim.
+                if !live.still_own(seen) {
+                    next_reclaim = Instant::now();
                     break;
                 }
                 let mark = if alone {
