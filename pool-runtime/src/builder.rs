@@ -252,7 +252,11 @@ impl PoolBuilder<crate::redis::Redis> {
     }
 
     /// How long `build` waits for the hosts (default 30 s); it then fails
-    /// with `ErrorKind::Init`, saying how many came.
+    /// with `ErrorKind::Init`, saying how many came. The same bound holds
+    /// once the pool runs: when no host has served it for this long while
+    /// inputs wait (the hosts it had died or left), each of those fails
+    /// with `ErrorKind::PoolBroken` saying so, never a hang; the pool
+    /// takes new work again, for hosts that come later.
     pub fn host_wait(mut self, limit: Duration) -> Self {
         self.start.host_wait = limit;
         self

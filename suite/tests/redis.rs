@@ -74,6 +74,38 @@ fn nap_logged(s: &mut State, x: u64, ms: u64, path: String) -> u64 {
     x
 }
 
+/// Logs its run to `path` (a line `x host`); on input `stall`, the first
+/// time only, it first stops its own host for `ms` (a line `stall host`
+/// says so): the host's lease lapses while its worker runs on.
+#[worker_task]
+fn stall_host_once(s: &mut State, x: u64, stall: u64, ms: u64, path: String) -> u64 {
+    use std::io::Write;
+    let log = |line: String| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        // One write per line: hosts append to the same file at once.
+        f.write_all(line.as_bytes()).unwrap();
+    };
+    if x == stall
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(format!("{path}.stalled"))
+            .is_ok()
+    {
+        log(format!("stall {}\n", s.host));
+        let host = nix::unistd::Pid::from_raw(s.host as i32);
+        let _ = nix::sys::signal::kill(host, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = nix::sys::signal::kill(host, Signal::SIGCONT);
+    }
+    log(format!("{x} {}\n", s.host));
+    x
+}
+
 #[worker_task]
 fn boom(x: u64) -> u64 {
     assert!(x != 3, "three is not allowed");
@@ -388,6 +420,83 @@ fn redis_a_stopped_host_past_its_lease_gives_no_second_outcome() {
 }
 
 #[test]
+fn redis_a_host_whose_lease_lapsed_runs_none_of_the_entries_it_held_unstarted() {
+    // Short tasks, one per entry: each host's consumer holds many at a
+    // time. The host running input 1500 is stopped past its lease while
+    // its worker runs that input; the other host takes what it held. On
+    // waking, it must not run what it had not started: those are the
+    // other host's now (were one of them an input that kills hosts, both
+    // would die of it).
+    let server = Server::start();
+    let log = temp_file("lapsed");
+    let _ = std::fs::remove_file(format!("{log}.stalled"));
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .build(start, 0u64)
+        .unwrap();
+    let (n, stall) = (3000u64, 1500u64);
+    let got = pool
+        .map(
+            stall_host_once,
+            (0..n).map(|x| (x, stall, 2000, log.clone())),
+        )
+        .unwrap();
+    assert_eq!(got, (0..n).collect::<Vec<u64>>());
+    // The lines: `x host` for each run, in the order each host ran them
+    // (one worker each); `stall host` where the stopped host stopped.
+    let runs = || -> Vec<(String, u32)> {
+        let text = std::fs::read_to_string(&log).unwrap();
+        text.lines()
+            .map(|l| {
+                let (x, h) = l.split_once(' ').unwrap();
+                (x.to_string(), h.parse().unwrap())
+            })
+            .collect()
+    };
+    let stopped = runs()
+        .iter()
+        .find(|r| r.0 == "stall")
+        .expect("a host was stopped")
+        .1;
+    // Until the stopped host is awake and has run on a while, in the pool.
+    let woke = || runs().contains(&(stall.to_string(), stopped));
+    let until = Instant::now() + Duration::from_secs(10);
+    while !woke() {
+        assert!(Instant::now() < until, "the stopped host never woke");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    pool.join().unwrap();
+    let runs = runs();
+    let mut times = std::collections::HashMap::<&str, u32>::new();
+    for (x, _) in &runs {
+        *times.entry(x).or_default() += 1;
+    }
+    assert_eq!(times.len() as u64, n + 1, "every input ran");
+    // What the stopped host ran before it stopped may run again (its
+    // replies had not gone when the lease lapsed), as may the input it
+    // was running; nothing it ran after waking may have run elsewhere.
+    let stall = stall.to_string();
+    let again: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.1 == stopped)
+        .map(|r| r.0.as_str())
+        .skip_while(|&x| x != "stall")
+        .skip(1)
+        .filter(|&x| x != stall && times[x] > 1)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "run by the stopped host after it woke, and by the other: {again:?}"
+    );
+    assert_clean(&server);
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(format!("{log}.stalled"));
+}
+
+#[test]
 fn redis_a_task_ten_times_the_lease_runs_once() {
     let server = Server::start();
     let log = temp_file("long");
@@ -593,6 +702,51 @@ fn one_host_killer_among(n: u64, poison: u64) {
 #[test]
 fn redis_an_input_that_kills_hosts_is_quarantined_after_its_deliveries() {
     one_host_killer_among(10, 7);
+}
+
+#[test]
+fn redis_when_every_host_is_gone_the_waiting_inputs_fail_after_host_wait() {
+    // An input that kills every host it reaches, allowed more deliveries
+    // than there are hosts: both die of it. What waits gets an error
+    // within the builder's host_wait, and a host that comes later serves
+    // the pool again.
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url())
+        .hosts(2)
+        .chunk_size(1)
+        .max_deliveries(5)
+        .lease(Duration::from_millis(400))
+        .host_wait(Duration::from_secs(2))
+        .build(start, 0u64)
+        .unwrap();
+    let t = Instant::now();
+    let out: Vec<_> = pool
+        .imap(kill_host_on, (0..40u64).map(|x| (x, 20)))
+        .collect();
+    let took = t.elapsed();
+    assert_eq!(out.len(), 40);
+    let failed: Vec<usize> = (0..40).filter(|&x| out[x].is_err()).collect();
+    assert!(failed.contains(&20), "{failed:?}");
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, x as u64),
+            Err(e) => {
+                assert!(matches!(e.kind(), ErrorKind::PoolBroken(_)), "{x}: {e}");
+                assert!(
+                    e.to_string().contains("no host has served the pool"),
+                    "{x}: {e}"
+                );
+            }
+        }
+    }
+    // Two leases for the hosts' deaths to show, host_wait, a second of
+    // checks; the poison input's own 10 s nap is not waited for.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let _late = Host::start(&server.url(), 1);
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    pool.join().unwrap();
+    assert_clean(&server);
 }
 
 #[test]

@@ -127,7 +127,7 @@ pub(crate) fn connect(
     let shared = std::sync::Arc::new(relay::Shared::new(
         keys::Keys::new(&id),
         endpoint,
-        (redis.patience, redis.key_ttl, max_frame, redis.lease),
+        (redis.patience, redis.key_ttl, max_frame, redis.lease, redis.host_wait),
         (hello, config.to_text()),
     ));
     shared

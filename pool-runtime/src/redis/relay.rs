@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     reads: AtomicU64,
     /// A host's lease, as the builder set it.
     pub(crate) lease: Duration,
+    /// How long batches wait while no host serves the pool.
+    host_wait: Duration,
     /// Exit-hook outcomes of hosts' workers: (host, outcome).
     exits: Mutex<Vec<(String, Vec<u8>)>>,
     /// Broadcasts under way, by id: each host's reply, (host, outcomes).
@@ -105,7 +107,7 @@ impl Shared {
     pub(crate) fn new(
         keys: Keys,
         endpoint: Endpoint,
-        (patience, key_ttl, max_frame, lease): (Duration, Duration, usize, Duration),
+        (patience, key_ttl, max_frame, lease, host_wait): (Duration, Duration, usize, Duration, Duration),
         (hello, config): (Vec<u8>, String),
     ) -> Shared {
         Shared {
@@ -122,6 +124,7 @@ impl Shared {
             duplicates: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             lease,
+            host_wait,
             exits: Mutex::new(Vec::new()),
             broadcasts: Mutex::new(HashMap::new()),
             next_broadcast: AtomicU64::new(1),
@@ -253,6 +256,46 @@ impl Shared {
         }
         for (tag, payload) in resend {
             let _ = self.add_task(conn, tag, &payload);
+        }
+    }
+
+    /// Fails every batch pending once no host has served the pool for
+    /// `host_wait` (those it had died or left): no outcome would come.
+    /// Their entries go too, so that a host joining later does not run
+    /// inputs whose outcome is given. `since`: since when no host served it.
+    fn fail_without_hosts(&self, conn: &mut Conn, since: &mut Option<Instant>) {
+        if self.state.lock().unwrap().pending.is_empty() {
+            *since = None;
+            return;
+        }
+        match self.live_hosts(conn) {
+            Ok(0) => {}
+            Ok(_) => {
+                *since = None;
+                return;
+            }
+            Err(_) => return,
+        }
+        if since.get_or_insert_with(Instant::now).elapsed() < self.host_wait {
+            return;
+        }
+        let pending: Vec<(u64, Option<String>)> = {
+            let state = self.state.lock().unwrap();
+            state.pending.iter().map(|(t, p)| (*t, p.entry.clone())).collect()
+        };
+        let ids: Vec<&String> = pending.iter().filter_map(|(_, id)| id.as_ref()).collect();
+        if !ids.is_empty() {
+            let mut pipe = Pipe::new();
+            pipe.cmd("XACK").arg(self.keys.tasks()).arg(GROUP).arg(&ids).ignore();
+            pipe.cmd("XDEL").arg(self.keys.tasks()).arg(&ids).ignore();
+            let _ = conn.pipe::<()>(&pipe);
+        }
+        let why = format!(
+            "no host has served the pool for {:?} (its host_wait): the hosts it had died or left",
+            self.host_wait
+        );
+        for (tag, _) in pending {
+            self.fail_batch(tag, &why);
         }
     }
 
@@ -829,6 +872,7 @@ fn keep(shared: &Shared) {
     let mut conn = Conn::lazy(&shared.endpoint, shared.patience);
     let every = (shared.key_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut next = Instant::now();
+    let mut no_host_since: Option<Instant> = None;
     while !shared.stopping() {
         std::thread::sleep(Duration::from_millis(20));
         if Instant::now() < next {
@@ -839,6 +883,7 @@ fn keep(shared: &Shared) {
             Ok(true) => {
                 let _ = shared.refresh(&mut conn);
                 shared.resend_lost(&mut conn);
+                shared.fail_without_hosts(&mut conn, &mut no_host_since);
             }
             Ok(false) => {
                 if shared.publish(&mut conn).is_err() {
@@ -866,7 +911,8 @@ mod tests {
     fn shared() -> Shared {
         let url = "redis://127.0.0.1:1";
         let client = Endpoint::new(redis::Client::open(url).unwrap(), url, None);
-        let times = (Duration::from_secs(1), Duration::from_secs(1), 1 << 20, Duration::from_secs(1));
+        let second = Duration::from_secs(1);
+        let times = (second, second, 1 << 20, second, second);
         Shared::new(Keys::new("t"), client, times, (Vec::new(), String::new()))
     }
 
