@@ -45,6 +45,13 @@ fn square(s: &mut State, x: u64) -> u64 {
     x * x + s.base
 }
 
+/// `x * x + base`, after 5 ms.
+#[worker_task]
+fn square_slowly(s: &mut State, x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(5));
+    x * x + s.base
+}
+
 #[worker_task]
 fn label(s: &State, x: u64) -> String {
     format!("{}-{x}", s.base)
@@ -1237,6 +1244,56 @@ fn redis_cluster_serves_pools_from_any_node_and_a_dead_hosts_work_comes_back() {
     assert_eq!(pool.join_with(tally).unwrap().len(), 1);
     assert_cluster_clean(&cluster);
     drop(victim);
+}
+
+/// A Redis Cluster whose primary holding a pool dies mid-map: its replica
+/// takes over (with what it had replicated), and the map completes, each
+/// input with its one outcome, nothing left behind.
+#[test]
+fn redis_cluster_primary_failover_mid_map_loses_no_input() {
+    let mut cluster = Cluster::start_replicated("cluster-secret");
+    // Every URL names a replica: the primary that dies is none of them.
+    let replicas: Vec<usize> = (0..6).filter(|&i| !cluster.is_primary(i)).collect();
+    assert_eq!(replicas.len(), 3);
+    let _hosts = [
+        Host::start(&cluster.url(replicas[0]), 1),
+        Host::start(&cluster.url(replicas[1]), 1),
+    ];
+    let pool = builder(&cluster.url(replicas[2]))
+        .hosts(2)
+        .build(start, 1u64)
+        .unwrap();
+    let home = (0..6)
+        .find(|&i| {
+            cluster.is_primary(i) && cluster.keys_of(i).iter().any(|k| k.ends_with(":hello"))
+        })
+        .expect("a primary holds the pool");
+    let want: Vec<u64> = (0..400u64).map(|x| x * x + 1).collect();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| {
+            let t = Instant::now();
+            let got: Vec<u64> = pool
+                .call()
+                .chunk_size(1)
+                .imap(square_slowly, 0..400u64)
+                .map(Result::unwrap)
+                .collect();
+            (got, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.kill(home);
+        let (got, took) = map.join().unwrap();
+        assert_eq!(got, want);
+        assert!(took < Duration::from_secs(60), "took {took:?}");
+    });
+    // The cluster serves the pool on: a replica took the dead one's slots.
+    assert_eq!(pool.apply(square, 6).unwrap(), 37);
+    assert!(
+        replicas.iter().any(|&i| cluster.is_primary(i)),
+        "no failover"
+    );
+    pool.join().unwrap();
+    assert_cluster_clean(&cluster);
 }
 
 /// A Redis Cluster over TLS with a private CA: the certificates reach the

@@ -331,7 +331,17 @@ impl Cluster {
         Cluster::start_with(password, true)
     }
 
+    /// Three primaries, each with a replica, which takes over within a few
+    /// seconds of its primary's death (node timeout 1 s).
+    pub fn start_replicated(password: &str) -> Cluster {
+        Cluster::start_nodes(password, false, 1)
+    }
+
     fn start_with(password: &str, tls: bool) -> Cluster {
+        Cluster::start_nodes(password, tls, 0)
+    }
+
+    fn start_nodes(password: &str, tls: bool, replicas: usize) -> Cluster {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
@@ -348,7 +358,7 @@ impl Cluster {
         if tls {
             make_certs(&c.dir);
         }
-        for i in 0..3 {
+        for i in 0..3 * (1 + replicas) {
             let d = c.dir.join(i.to_string());
             std::fs::create_dir_all(&d).unwrap();
             let (port, bus) = (free_port(), free_port());
@@ -376,7 +386,8 @@ impl Cluster {
                 cmd.args(["--bind", "127.0.0.1"])
                     .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
                     .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
-                    .args(["--requirepass", password])
+                    .args(["--requirepass", password, "--masterauth", password])
+                    .args(["--cluster-node-timeout", "1000"])
                     .arg("--dir")
                     .arg(&d)
                     .stdout(Stdio::null())
@@ -401,7 +412,7 @@ impl Cluster {
             .redis_cli()
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -415,6 +426,12 @@ impl Cluster {
                     .iter()
                     .any(|l| l.trim() == "cluster_state:ok")
                     && c.cli(p, &["CLUSTER", "SLOTS"]).len() >= 3
+            }) && (0..c.nodes.len()).all(|i| {
+                // A replica has its primary's data.
+                c.is_primary(i)
+                    || c.cli(c.nodes[i].1, &["INFO", "replication"])
+                        .iter()
+                        .any(|l| l.trim() == "master_link_status:up")
             })
         };
         while !ok(&c) {
@@ -425,6 +442,20 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         c
+    }
+
+    /// Whether node `i` answers as a primary.
+    pub fn is_primary(&self, i: usize) -> bool {
+        self.cli(self.nodes[i].1, &["ROLE"])
+            .first()
+            .map(String::as_str)
+            == Some("master")
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.nodes[i].0.kill();
+        let _ = self.nodes[i].0.wait();
     }
 
     /// Each node's port.
