@@ -9,8 +9,13 @@
 //! their state once), so a worker crash is handled by its host at once; a
 //! host's death is found by its lease, and what it held goes to the others.
 //!
-//! - `relay.rs`: the driver's side, a transport whose workers are relays
-//!   to and from Redis; the jobs layer above is the local one, unchanged.
+//! - `transport.rs`: the driver's side, a transport whose workers are
+//!   relays to and from Redis; the jobs layer above is the local one,
+//!   unchanged.
+//! - `relay.rs`: the driver's threads: a relay per slot, the reply
+//!   reader, the keeper of the pool's keys.
+//! - `shared.rs`: what those threads know in common: the batches pending,
+//!   each item's first outcome (a second is dropped and counted).
 //! - `host.rs`: a host, its sessions (one per pool it serves), leases,
 //!   reclaiming, splitting and quarantining.
 //! - `local.rs`: a host's own local pool, and running entries on it.
@@ -25,6 +30,8 @@ pub(crate) mod host;
 mod keys;
 mod local;
 pub(crate) mod relay;
+mod shared;
+pub(crate) mod transport;
 mod wire;
 
 use std::time::{Duration, Instant};
@@ -116,7 +123,7 @@ pub(crate) fn connect(
     hello: Vec<u8>,
     config: wire::HostConfig,
     max_frame: usize,
-) -> Result<relay::RedisTransport, Error> {
+) -> Result<transport::RedisTransport, Error> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Error::new(ErrorKind::Init(format!("Redis at {}: {what}: {e}", redact(&redis.url))))
     };
@@ -124,7 +131,7 @@ pub(crate) fn connect(
     let mut conn = conn::Conn::open(&endpoint, Duration::from_secs(2))
         .map_err(|e| fail("cannot connect", &e))?;
     let id = pool_id();
-    let shared = std::sync::Arc::new(relay::Shared::new(
+    let shared = std::sync::Arc::new(shared::Shared::new(
         keys::Keys::new(&id),
         endpoint,
         (redis.patience, redis.key_ttl, max_frame, redis.lease, redis.host_wait),
@@ -133,7 +140,7 @@ pub(crate) fn connect(
     shared
         .publish(&mut conn)
         .map_err(|e| fail("cannot publish the pool", &e))?;
-    let transport = relay::RedisTransport::start(shared.clone())
+    let transport = transport::RedisTransport::start(shared.clone())
         .map_err(|e| fail("cannot start the relays", &e))?;
     // `transport` deletes the pool's keys if this fails.
     wait_for_hosts(&mut conn, &shared.keys, redis).map_err(|why| {
