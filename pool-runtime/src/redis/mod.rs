@@ -16,8 +16,9 @@
 //!   reader, the keeper of the pool's keys.
 //! - `shared.rs`: what those threads know in common: the batches pending,
 //!   each item's first outcome (a second is dropped and counted).
-//! - `host.rs`: a host, its sessions (one per pool it serves), leases,
-//!   reclaiming, splitting and quarantining.
+//! - `host.rs`: a host, its sessions (one per pool it serves) and their
+//!   heartbeats; `host/consumer.rs`: taking, reclaiming, splitting and
+//!   quarantining entries; `host/live.rs`: what says a lease is alive.
 //! - `local.rs`: a host's own local pool, and running entries on it.
 //! - `wire.rs`: the entries' fields, the settings hosts run with, and the
 //!   Lua scripts that make each step that must be atomic one step.
