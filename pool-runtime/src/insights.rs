@@ -322,7 +322,9 @@ pub struct Insights {
     pub slowest: Vec<SlowTask>,
     /// Outcomes dropped because their input had one already: a Redis
     /// pool runs an input again when its host is taken for dead, and keeps
-    /// the first outcome (always 0 for a local pool).
+    /// the first outcome; the outcomes of a host that comes back after
+    /// its lease lapsed, for batches given to another, are dropped and
+    /// counted too (always 0 for a local pool).
     pub duplicates: u64,
 }
 

@@ -418,11 +418,18 @@ fn redis_a_stopped_host_past_its_lease_gives_no_second_outcome() {
         assert_eq!(got, (0..16).collect::<Vec<u64>>());
     });
     // Each input has its one outcome; some ran twice (the stopped host's
-    // late runs), and those late results were dropped.
+    // late runs), and those late results were dropped, and counted.
     let runs = lines(&log);
     for x in 0..16 {
         assert!(runs.contains(&x), "{x} never ran");
     }
+    let twice = runs.len() - runs.iter().collect::<std::collections::HashSet<_>>().len();
+    assert!(twice > 0, "no input ran twice: {runs:?}");
+    let until = Instant::now() + Duration::from_secs(3);
+    while pool.insights().duplicates == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pool.insights().duplicates > 0, "late outcomes not counted");
     let _ = std::fs::remove_file(&log);
 }
 

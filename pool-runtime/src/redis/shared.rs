@@ -309,6 +309,12 @@ impl Shared {
             }
             return;
         }
+        if e.field("k") == Some(b"l") {
+            // Replies a host had for entries no longer its own: dropped.
+            let n = e.number::<u64>("n").unwrap_or(0);
+            self.duplicates.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
         if e.field("k") == Some(b"x") {
             let host = String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
             let body = e.field("b").unwrap_or_default().to_vec();

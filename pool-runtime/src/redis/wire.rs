@@ -143,7 +143,9 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 /// Sends the replies of entries, each only if this consumer still owns
 /// its entry: adds the reply, acknowledges and deletes the entry. An entry
 /// that went to another host (this host's lease lapsed) gets nothing from
-/// this one. Returns how many were sent; -1 if the pool is gone.
+/// this one but a count: a reply `k = l` says how many were dropped so,
+/// for the driver's tally of duplicates. Returns how many were sent; -1
+/// if the pool is gone.
 ///
 /// KEYS: tasks, replies, hello. ARGV: group, consumer, host, then six
 /// values per entry: its id, and its reply's fields `t`, `ns`, `o`, `n`,
@@ -151,6 +153,7 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 pub(crate) const REPLY: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 local sent = {}
+local late = 0
 for at = 4, #ARGV - 5, 6 do
   local id = ARGV[at]
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
@@ -158,11 +161,18 @@ for at = 4, #ARGV - 5, 6 do
     redis.call('XADD', KEYS[2], '*', 't', ARGV[at + 1], 'ns', ARGV[at + 2], 'o', ARGV[at + 3],
       'n', ARGV[at + 4], 'h', ARGV[3], 'b', ARGV[at + 5])
     sent[#sent + 1] = id
+  else
+    late = late + 1
   end
 end
 if #sent > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(sent))
   redis.call('XDEL', KEYS[1], unpack(sent))
+end
+if late > 0 then
+  redis.call('XADD', KEYS[2], '*', 'k', 'l', 'n', late, 'h', ARGV[3])
+end
+if #sent > 0 or late > 0 then
   local ttl = redis.call('PTTL', KEYS[3])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
