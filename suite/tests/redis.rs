@@ -804,6 +804,55 @@ fn redis_entries_a_leaving_host_had_not_started_are_not_charged() {
 }
 
 #[test]
+fn redis_terminate_ends_every_waiting_input_at_once_and_hosts_serve_the_next_pool() {
+    let server = Server::start();
+    let _hosts = [Host::start(&server.url(), 1), Host::start(&server.url(), 1)];
+    let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
+    std::thread::scope(|s| {
+        let map = s.spawn(|| {
+            pool.call()
+                .chunk_size(1)
+                .imap(nap, vec![10_000u64; 6])
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        pool.terminate();
+        let out = map.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(out.len(), 6);
+        for r in out {
+            assert_eq!(r.unwrap_err().kind(), &ErrorKind::Terminated);
+        }
+    });
+    assert_eq!(
+        pool.apply(square, 2).unwrap_err().kind(),
+        &ErrorKind::Terminated
+    );
+    let t = Instant::now();
+    drop(pool);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "drop took {:?}",
+        t.elapsed()
+    );
+    assert_clean(&server);
+    // The same hosts serve the next pool, their naps of the last one
+    // stopped or done.
+    let next = builder(&server.url()).hosts(2).build(start, 1u64).unwrap();
+    assert_eq!(
+        next.map(square, 0..100u64).unwrap(),
+        (0..100u64).map(|x| x * x + 1).collect::<Vec<_>>()
+    );
+    next.join().unwrap();
+    assert_clean(&server);
+}
+
+#[test]
 fn redis_two_drivers_share_hosts_without_crosstalk() {
     let server = Server::start();
     let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
