@@ -599,19 +599,8 @@ mod tests {
     fn each_item_keeps_its_first_outcome_and_the_batch_goes_up_whole() {
         let s = shared();
         let (theirs, ours) = UnixStream::pair().unwrap();
-        s.state.lock().unwrap().writers.insert(0, Arc::new(ours));
-        s.state.lock().unwrap().pending.insert(
-            7,
-            Pending {
-                slot: 0,
-                outcomes: vec![None; 3],
-                filled: 0,
-                nanos: 0,
-                entry: None,
-                missing_since: None,
-                payload: Arc::new(Vec::new()),
-            },
-        );
+        s.connect(0, Arc::new(ours));
+        s.expect(7, 0, 3, Arc::new(Vec::new()));
         // Item 1 alone (a split batch), then the whole batch run again
         // elsewhere: item 1 keeps its first outcome.
         s.take_reply(&reply(7, 1, &[100]));
@@ -642,18 +631,7 @@ mod tests {
     #[test]
     fn a_malformed_reply_is_an_error_for_its_items_never_a_panic() {
         let s = shared();
-        s.state.lock().unwrap().pending.insert(
-            1,
-            Pending {
-                slot: 9,
-                outcomes: vec![None; 2],
-                filled: 0,
-                nanos: 0,
-                entry: None,
-                missing_since: None,
-                payload: Arc::new(Vec::new()),
-            },
-        );
+        s.expect(1, 9, 2, Arc::new(Vec::new()));
         let mut bad = reply(1, 0, &[1, 2]);
         bad.fields[3].1.truncate(1);
         s.take_reply(&bad);
