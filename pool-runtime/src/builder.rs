@@ -255,8 +255,9 @@ impl PoolBuilder<crate::redis::Redis> {
     /// with `ErrorKind::Init`, saying how many came. The same bound holds
     /// once the pool runs: when no host has served it for this long while
     /// inputs wait (the hosts it had died or left), each of those fails
-    /// with `ErrorKind::PoolBroken` saying so, never a hang; the pool
-    /// takes new work again, for hosts that come later.
+    /// with `ErrorKind::PoolBroken` saying so, never a hang, and so does
+    /// what is sent after, at once, until a host serves the pool again;
+    /// then it runs as before.
     pub fn host_wait(mut self, limit: Duration) -> Self {
         self.start.host_wait = limit;
         self

@@ -757,8 +757,35 @@ fn redis_when_every_host_is_gone_the_waiting_inputs_fail_after_host_wait() {
     // Two leases for the hosts' deaths to show, host_wait, a second of
     // checks; the poison input's own 10 s nap is not waited for.
     assert!(took < Duration::from_secs(8), "took {took:?}");
+    // While no host is there, more work fails as it is sent, without
+    // another wait: 1000 inputs, many windows of the driver's.
+    let t = Instant::now();
+    let more: Vec<_> = pool.call().chunk_size(1).imap(square, 0..1000u64).collect();
+    assert_eq!(more.len(), 1000);
+    for r in &more {
+        let e = r.as_ref().unwrap_err();
+        assert!(e.to_string().contains("no host has served the pool"), "{e}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Once a new host serves the pool (its start takes a moment), calls
+    // run again.
     let _late = Host::start(&server.url(), 1);
-    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    let until = Instant::now() + Duration::from_secs(10);
+    let served = loop {
+        match pool.apply(square, 5) {
+            Ok(v) => break v,
+            Err(e) if Instant::now() < until && matches!(e.kind(), ErrorKind::PoolBroken(_)) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the late host never served the pool: {e}"),
+        }
+    };
+    assert_eq!(served, 25);
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
     pool.join().unwrap();
     assert_clean(&server);
 }

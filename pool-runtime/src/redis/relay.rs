@@ -66,6 +66,11 @@ pub(super) fn relay(shared: &Shared, slot: usize, reader: UnixStream, writer: &U
                 break;
             }
         }
+        if let (false, Some(why)) = (batches.is_empty(), shared.hostless(&mut conn)) {
+            for (tag, _) in batches.drain(..) {
+                shared.fail_batch(tag, &why);
+            }
+        }
         if !batches.is_empty() {
             let send: Vec<(u64, &[u8])> = batches.iter().map(|(t, p)| (*t, p.as_slice())).collect();
             if let Err(e) = shared.add_tasks(&mut conn, &send) {

@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) lease: Duration,
     /// How long batches wait while no host serves the pool.
     host_wait: Duration,
+    /// Why batches fail at once: no host has served the pool for
+    /// `host_wait`, and none came since.
+    hostless: Mutex<Option<String>>,
     /// Exit-hook outcomes of hosts' workers: (host, outcome).
     exits: Mutex<Vec<(String, Vec<u8>)>>,
     /// Broadcasts under way, by id: each host's reply, (host, outcomes).
@@ -113,6 +116,7 @@ impl Shared {
             reads: AtomicU64::new(0),
             lease,
             host_wait,
+            hostless: Mutex::new(None),
             exits: Mutex::new(Vec::new()),
             broadcasts: Mutex::new(HashMap::new()),
             next_broadcast: AtomicU64::new(1),
@@ -251,6 +255,9 @@ impl Shared {
     /// `host_wait` (those it had died or left): no outcome would come.
     /// Their entries go too, so that a host joining later does not run
     /// inputs whose outcome is given. `since`: since when no host served it.
+    /// From then on, until a host comes, batches fail as they are sent
+    /// ([`Shared::hostless`]): a lazy `imap` does not wait `host_wait` per
+    /// window.
     pub(super) fn fail_without_hosts(&self, conn: &mut Conn, since: &mut Option<Instant>) {
         if self.state.lock().unwrap().pending.is_empty() {
             *since = None;
@@ -282,8 +289,25 @@ impl Shared {
             "no host has served the pool for {:?} (its host_wait): the hosts it had died or left",
             self.host_wait
         );
+        *self.hostless.lock().unwrap() = Some(why.clone());
         for (tag, _) in pending {
             self.fail_batch(tag, &why);
+        }
+    }
+
+    /// Why batches sent now are to fail at once, if they are: no host has
+    /// served the pool for `host_wait`, and none has come since (checked
+    /// now, so a host that just came is not missed).
+    pub(super) fn hostless(&self, conn: &mut Conn) -> Option<String> {
+        let why = self.hostless.lock().unwrap().clone()?;
+        match self.live_hosts(conn) {
+            Ok(0) => Some(why),
+            Ok(_) => {
+                *self.hostless.lock().unwrap() = None;
+                None
+            }
+            // Redis out of reach: the usual path says so.
+            Err(_) => None,
         }
     }
 
