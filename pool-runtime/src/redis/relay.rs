@@ -66,7 +66,9 @@ pub(super) fn relay(shared: &Shared, slot: usize, reader: UnixStream, writer: &U
                 break;
             }
         }
-        if let (false, Some(why)) = (batches.is_empty(), shared.hostless(&mut conn)) {
+        // No host for `host_wait`, none since: they fail now, unsent.
+        let hostless = if batches.is_empty() { None } else { shared.hostless(&mut conn) };
+        if let Some(why) = hostless {
             for (tag, _) in batches.drain(..) {
                 shared.fail_batch(tag, &why);
             }

@@ -96,7 +96,8 @@ impl Session {
     /// it: an `apply` costs Redis no command more than its read and reply. Fresh entries of short
     /// tasks are taken several at a time ([`Prefetch`]), their replies sent
     /// together in one round trip with the next read. Every quarter lease,
-    /// holding nothing, it takes what dead hosts held.
+    /// holding nothing, it takes what dead hosts held. It runs nothing it
+    /// took before its host's lease lapsed ([`Live::still_own`]).
     pub(super) fn consume(&self, n: usize, driver: &Driver, live: &Live) {
         let me = format!("{}/{n}", self.host);
         let mark = Mark {
