@@ -212,8 +212,10 @@ impl PoolBuilder<Fork> {
     /// As with [`spawn`](PoolBuilder::spawn), the init arguments cross
     /// with serde, once per host.
     ///
-    /// `workers(n)` is, for a Redis pool, the window: about `2n` batches
-    /// in flight at once, whatever the hosts' workers. Each host runs one
+    /// In flight at once: two batches for each worker of the hosts that
+    /// serve the pool (one running, one waiting, as locally), followed as
+    /// hosts join and leave, and at least `2n` for `workers(n)` (default
+    /// 8), the driver's relays to Redis. Each host runs one
     /// worker per CPU (or [`HOST_WORKERS_ENV`](crate::redis::HOST_WORKERS_ENV)),
     /// with this builder's retries, task timeout, init timeout, respawn
     /// limit, task limit and frame limit. `build` waits until
@@ -342,7 +344,7 @@ impl PoolBuilder<crate::redis::Redis> {
             exit_hook: self.recycle.exit_hook,
         };
         let sleep = crate::driver::sleep::Sleep::new()?;
-        let transport = crate::redis::connect(&self.start, hello, config, self.max_frame)?;
+        let transport = crate::redis::connect(&self.start, hello, config, (self.max_frame, self.workers))?;
         let span = tracing::info_span!("build", window = self.workers, redis = %transport.pool());
         let _build = span.enter();
         let mut b = self;

@@ -816,7 +816,7 @@ where
             arrived: VecDeque::new(),
             pending: BTreeMap::new(),
             cursor: None,
-            chunker: Chunker::new(driver.config.chunk_size, hint, driver.config.workers),
+            chunker: Chunker::new(driver.config.chunk_size, hint, driver.workers_now()),
             setup_error: None,
             _out: PhantomData,
             #[cfg(feature = "progress")]
@@ -836,9 +836,10 @@ where
         s
     }
 
-    /// How many inputs may be out (pulled, outcome not yet handed back).
+    /// How many inputs may be out (pulled, outcome not yet handed back):
+    /// twice as many frames as may be in flight.
     fn window(&self) -> u64 {
-        (self.chunker.size() as u64 * self.driver.config.workers as u64 * 4).max(8)
+        (self.chunker.size() as u64 * self.driver.capacity() as u64 * 2).max(8)
     }
 
     /// Pulls inputs into frames and queues them, while the window has room.

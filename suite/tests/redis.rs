@@ -81,6 +81,46 @@ fn nap_logged(s: &mut State, x: u64, ms: u64, path: String) -> u64 {
     x
 }
 
+/// Sleeps `ms`, and appends when it ran to `path`: a line `start end`,
+/// in ms since the epoch (the hosts share this machine's clock).
+#[worker_task]
+fn nap_span(ms: u64, path: String) {
+    use std::io::Write;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let start = now();
+    std::thread::sleep(Duration::from_millis(ms));
+    let line = format!("{start} {}\n", now());
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(line.as_bytes()).unwrap();
+}
+
+/// The most runs [`nap_span`] logged to `path` that overlapped at once.
+fn most_at_once(path: &str) -> usize {
+    let mut edges: Vec<(u128, i32)> = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let (a, b) = line.split_once(' ').unwrap();
+        // An end before a start at the same instant: no overlap.
+        edges.push((a.parse().unwrap(), 1));
+        edges.push((b.parse().unwrap(), -1));
+    }
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
 /// Logs its run to `path` (a line `x host`); on input `stall`, the first
 /// time only, it first stops its own host for `ms` (a line `stall host`
 /// says so): the host's lease lapses while its worker runs on.
@@ -1022,6 +1062,41 @@ fn redis_a_failing_init_on_the_hosts_fails_build() {
         .build::<_, State, _, _>(refuse, 0u64)
         .unwrap_err();
     assert!(e.to_string().contains("no database here"), "{e}");
+}
+
+#[test]
+fn redis_every_worker_of_every_host_runs_at_once_and_a_host_that_joins_adds_its_own() {
+    // Two relays (in flight: two batches each, were that all), two hosts of
+    // six workers: all twelve must be busy at once, as they would be on a
+    // pool of twelve local workers.
+    let server = Server::start();
+    let mut hosts = vec![Host::start(&server.url(), 6), Host::start(&server.url(), 6)];
+    let pool = builder(&server.url())
+        .workers(2)
+        .hosts(2)
+        .build(start, 0u64)
+        .unwrap();
+    let log = temp_file("at-once");
+    pool.map(nap_span, (0..36).map(|_| (300u64, log.clone())))
+        .unwrap();
+    let most = most_at_once(&log);
+    assert!(most >= 10, "at most {most} of 12 workers ran at once");
+    // A third host joins: its workers take part in the next map.
+    hosts.push(Host::start(&server.url(), 6));
+    let until = Instant::now() + Duration::from_secs(10);
+    while pool.broadcast(whoami, ()).unwrap().len() < 18 {
+        assert!(Instant::now() < until, "the third host never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The driver sizes its window at its next look at the hosts.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = temp_file("at-once-3");
+    pool.map(nap_span, (0..54).map(|_| (300u64, log.clone())))
+        .unwrap();
+    let most = most_at_once(&log);
+    assert!(most >= 15, "at most {most} of 18 workers ran at once");
+    pool.join().unwrap();
+    assert!(server.keys().is_empty(), "{:?}", server.keys());
 }
 
 #[test]

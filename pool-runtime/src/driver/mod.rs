@@ -23,6 +23,7 @@ mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use crate::channel::message::{self, Message, Tally};
 use crate::channel::ring::RingMap;
 use crate::error::Error;
 use crate::sys::{self, Internal};
-use crate::transport::{self, Event, Transport};
+use crate::transport::{self, Event, Relayed, Transport};
 use slot::{Slot, SlotState};
 
 /// A job's id: one `map`/`imap`/`apply`/`broadcast` call.
@@ -170,6 +171,9 @@ pub(crate) struct Core {
     roles: sleep::Roles,
     /// How workers start, end and are watched.
     transport: Box<dyn Transport>,
+    /// Batches a slot may hold, if its transport's slots are relays
+    /// (`Transport::relayed`); else [`DEPTH`].
+    relayed: Option<Arc<Relayed>>,
     /// Reused list of what the transport reported.
     events: Vec<Event>,
     /// Why the pool can run nothing more, once it cannot.
@@ -222,6 +226,8 @@ pub(crate) struct Driver {
     /// How each thread waiting on the pool is woken (`sleep/`).
     sleep: sleep::Sleep,
     pub(crate) config: Config,
+    /// As the core's `relayed`, read without its lock.
+    relayed: Option<Arc<Relayed>>,
     /// The thread that drives the pool for async waiters (the `async` feature).
     #[cfg(feature = "async")]
     pub(crate) pump: pump::Pump,
@@ -232,6 +238,7 @@ impl Driver {
         let slots = (0..config.workers)
             .map(|_| Slot::new(config.max_frame))
             .collect();
+        let relayed = transport.relayed();
         let core = Core {
             slots,
             queue: VecDeque::new(),
@@ -241,6 +248,7 @@ impl Driver {
             next_job: 1,
             roles: Default::default(),
             transport,
+            relayed: relayed.clone(),
             events: Vec::new(),
             broken: None,
             terminated: false,
@@ -261,9 +269,24 @@ impl Driver {
             core: Mutex::new(core),
             sleep,
             config,
+            relayed,
             #[cfg(feature = "async")]
             pump: Default::default(),
         }
+    }
+
+    /// How many batches may be out at once: two per worker, or, when the
+    /// slots are relays, as many as their depth allows now.
+    pub(crate) fn capacity(&self) -> usize {
+        let depth = self.relayed.as_ref().map_or(DEPTH, |r| r.depth.load(Ordering::Relaxed).max(1));
+        self.config.workers * depth
+    }
+
+    /// How many workers run the batches: the slots, or, when they are
+    /// relays, the workers they reach now, if more.
+    pub(crate) fn workers_now(&self) -> usize {
+        let reached = self.relayed.as_ref().map_or(0, |r| r.workers.load(Ordering::Relaxed));
+        self.config.workers.max(reached)
     }
 
     /// The core, locked. A thread that panicked while it held the lock (a
@@ -1011,7 +1034,7 @@ impl Core {
     pub(crate) fn dispatch(&mut self) {
         for slot in 0..self.slots.len() {
             while matches!(self.slots[slot].state, SlotState::Ready { .. })
-                && self.slots[slot].inflight.len() < DEPTH
+                && self.slots[slot].inflight.len() < self.depth()
             {
                 let Some(tag) = self.slots[slot].pinned.pop_front() else {
                     break;
@@ -1042,16 +1065,28 @@ impl Core {
         self.lend_to_idle();
     }
 
+    /// Batches a slot may hold at once.
+    fn depth(&self) -> usize {
+        self.relayed.as_ref().map_or(DEPTH, |r| r.depth.load(Ordering::Relaxed).max(1))
+    }
+
     /// Whether slot `i`'s worker is ready and may take one more batch: it
     /// holds fewer than `DEPTH`, and none behind one running `HOLD_BACK`.
+    /// A relay holds up to its depth: its batches run on many workers, no
+    /// one behind another.
     fn has_room(&self, i: usize) -> bool {
         let s = &self.slots[i];
-        matches!(s.state, SlotState::Ready { .. })
-            && match s.inflight.len() {
-                0 => true,
-                n if n < DEPTH => s.head_since.elapsed() < HOLD_BACK,
-                _ => false,
-            }
+        if !matches!(s.state, SlotState::Ready { .. }) {
+            return false;
+        }
+        if self.relayed.is_some() {
+            return s.inflight.len() < self.depth();
+        }
+        match s.inflight.len() {
+            0 => true,
+            n if n < DEPTH => s.head_since.elapsed() < HOLD_BACK,
+            _ => false,
+        }
     }
 
     /// Whether some slot has bytes waiting to be written.

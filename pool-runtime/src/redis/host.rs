@@ -324,7 +324,7 @@ impl Session {
     fn try_heartbeat(&self, conn: &mut Conn) -> redis::RedisResult<i64> {
         let k = &self.keys;
         let lease = self.config.lease.as_millis().to_string();
-        let what = format!("{} workers, pid {}", self.workers, std::process::id());
+        let what = wire::host_entry(self.workers, std::process::id());
         conn.script::<i64>(
             &Script::new(wire::HEARTBEAT),
             &[&k.hello(), &k.lease(&self.host), &k.hosts()],

@@ -15,7 +15,9 @@
 //! - `relay.rs`: the driver's threads: a relay per slot, the reply
 //!   reader, the keeper of the pool's keys.
 //! - `shared.rs`: what those threads know in common: the batches pending,
-//!   each item's first outcome (a second is dropped and counted).
+//!   each item's first outcome (a second is dropped and counted);
+//!   `depth.rs`: how many batches are in flight, sized to the hosts'
+//!   workers and to how long a batch runs.
 //! - `host.rs`: a host, its sessions (one per pool it serves) and their
 //!   heartbeats; `host/consumer.rs`: taking, reclaiming, splitting and
 //!   quarantining entries; `host/live.rs`: what says a lease is alive.
@@ -27,6 +29,7 @@
 //!   or to a Redis Cluster.
 
 mod conn;
+mod depth;
 pub(crate) mod host;
 mod keys;
 mod local;
@@ -123,7 +126,7 @@ pub(crate) fn connect(
     redis: &Redis,
     hello: Vec<u8>,
     config: wire::HostConfig,
-    max_frame: usize,
+    (max_frame, relays): (usize, usize),
 ) -> Result<transport::RedisTransport, Error> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Error::new(ErrorKind::Init(format!("Redis at {}: {what}: {e}", redact(&redis.url))))
@@ -137,6 +140,7 @@ pub(crate) fn connect(
         endpoint,
         (redis.patience, redis.key_ttl, max_frame, redis.lease, redis.host_wait),
         (hello, config.to_text()),
+        relays,
     ));
     shared
         .publish(&mut conn)
@@ -147,6 +151,8 @@ pub(crate) fn connect(
     wait_for_hosts(&mut conn, &shared.keys, redis).map_err(|why| {
         Error::new(ErrorKind::Init(format!("Redis pool {id}: {why}")))
     })?;
+    // The relays' depth for the hosts that came; the keeper follows those after.
+    let _ = shared.live_hosts(&mut conn);
     Ok(transport)
 }
 

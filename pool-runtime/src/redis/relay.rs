@@ -179,7 +179,8 @@ pub(super) fn keep(shared: &Shared) {
             Ok(true) => {
                 let _ = shared.refresh(&mut conn);
                 shared.resend_lost(&mut conn);
-                shared.fail_without_hosts(&mut conn, &mut no_host_since);
+                let live = shared.live_hosts(&mut conn);
+                shared.fail_without_hosts(&mut conn, live, &mut no_host_since);
             }
             Ok(false) => {
                 if shared.publish(&mut conn).is_err() {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use redis::{cmd, Value};
 
 use super::conn::{Conn, Endpoint, Pipe};
+use super::depth::Depth;
 use super::keys::{self, Keys, GROUP};
 use super::wire::{self, Entry};
 use crate::channel::message::write;
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     /// Broadcasts under way, by id: each host's reply, (host, outcomes).
     broadcasts: Mutex<HashMap<u64, Vec<HostItems>>>,
     next_broadcast: AtomicU64,
+    /// How many batches each relay may hold.
+    pub(super) depth: Depth,
 }
 
 impl std::fmt::Debug for Shared {
@@ -100,6 +103,7 @@ impl Shared {
         endpoint: Endpoint,
         (patience, key_ttl, max_frame, lease, host_wait): (Duration, Duration, usize, Duration, Duration),
         (hello, config): (Vec<u8>, String),
+        relays: usize,
     ) -> Shared {
         Shared {
             keys,
@@ -120,6 +124,7 @@ impl Shared {
             exits: Mutex::new(Vec::new()),
             broadcasts: Mutex::new(HashMap::new()),
             next_broadcast: AtomicU64::new(1),
+            depth: Depth::new(relays),
         }
     }
 
@@ -257,13 +262,13 @@ impl Shared {
     /// inputs whose outcome is given. `since`: since when no host served it.
     /// From then on, until a host comes, batches fail as they are sent
     /// ([`Shared::hostless`]): a lazy `imap` does not wait `host_wait` per
-    /// window.
-    pub(super) fn fail_without_hosts(&self, conn: &mut Conn, since: &mut Option<Instant>) {
+    /// window. `live`: how many hosts serve it, as just read.
+    pub(super) fn fail_without_hosts(&self, conn: &mut Conn, live: redis::RedisResult<usize>, since: &mut Option<Instant>) {
         if self.state.lock().unwrap().pending.is_empty() {
             *since = None;
             return;
         }
-        match self.live_hosts(conn) {
+        match live {
             Ok(0) => {}
             Ok(_) => {
                 *since = None;
@@ -384,6 +389,7 @@ impl Shared {
             let p = state.pending.remove(&tag).expect("just seen");
             let writer = state.writers.get(&p.slot).cloned();
             drop(state);
+            self.depth.observe(p.nanos, p.payload.len());
             if let Some(w) = writer {
                 let _ = (&*w).write_all(&self.done_frame(tag, p));
             }
@@ -524,10 +530,20 @@ impl Shared {
     }
 
     /// How many of the pool's hosts hold a live lease: one that died stays
-    /// in the hosts hash, and is not waited for.
+    /// in the hosts hash, and is not waited for. The relays' [`Depth`]
+    /// follows their workers.
     pub(super) fn live_hosts(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
-        let hosts: Vec<String> = conn.run(cmd("HKEYS").arg(self.keys.hosts()))?;
-        Ok(self.leased(conn, &hosts)?.into_iter().filter(|&a| a).count())
+        let hosts: Vec<(String, String)> = conn.run(cmd("HGETALL").arg(self.keys.hosts()))?;
+        let names: Vec<String> = hosts.iter().map(|(h, _)| h.clone()).collect();
+        let (mut live, mut workers) = (0, 0);
+        for ((_, what), leased) in hosts.iter().zip(self.leased(conn, &names)?) {
+            if leased {
+                live += 1;
+                workers += wire::host_workers(what);
+            }
+        }
+        self.depth.follow(workers);
+        Ok(live)
     }
 
     /// Exit-hook outcomes that came so far.
@@ -600,7 +616,7 @@ mod tests {
         let client = Endpoint::new(redis::Client::open(url).unwrap(), url, None);
         let second = Duration::from_secs(1);
         let times = (second, second, 1 << 20, second, second);
-        Shared::new(Keys::new("t"), client, times, (Vec::new(), String::new()))
+        Shared::new(Keys::new("t"), client, times, (Vec::new(), String::new()), 8)
     }
 
     fn reply(tag: u64, first: u32, values: &[u64]) -> Entry {

@@ -25,7 +25,7 @@ use super::relay::{self, Events};
 use super::shared::Shared;
 use crate::channel::control::Exit;
 use crate::channel::message::write;
-use crate::transport::{Event, Position, Transport};
+use crate::transport::{Event, Position, Relayed, Transport};
 
 
 /// Stand-in process ids of the relays: above any real pid (`pid_max` is at
@@ -152,6 +152,10 @@ impl Transport for RedisTransport {
 
     fn local_pids(&self) -> bool {
         false
+    }
+
+    fn relayed(&self) -> Option<Arc<Relayed>> {
+        Some(self.shared.depth.handle())
     }
 
     fn broadcaster(&self) -> Option<Arc<dyn crate::transport::Broadcast>> {

@@ -289,6 +289,21 @@ end
 return 1
 "#;
 
+/// What a host says of itself in the pool's hosts hash.
+pub(crate) fn host_entry(workers: usize, pid: u32) -> String {
+    format!("{workers} workers, pid {pid}")
+}
+
+/// How many workers a host's [`host_entry`] says it runs; one, if it says
+/// nothing readable (anyone with access to Redis may have written it).
+pub(crate) fn host_workers(entry: &str) -> usize {
+    entry
+        .split_once(' ')
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 1 << 16)
+}
+
 /// An entry [`RECLAIM`] returned: `[id, deliveries, fields]`.
 pub(crate) fn claimed(v: &Value) -> Vec<(Entry, u32)> {
     let Value::Array(items) = v else {
@@ -323,6 +338,15 @@ pub(crate) fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hosts_entry_says_its_workers_and_a_strange_one_counts_as_one() {
+        assert_eq!(host_workers(&host_entry(6, 4242)), 6);
+        assert_eq!(host_workers("lots of workers"), 1);
+        assert_eq!(host_workers(""), 1);
+        assert_eq!(host_workers("0 workers, pid 1"), 1);
+        assert_eq!(host_workers("99999999999 workers"), 1 << 16);
+    }
 
     #[test]
     fn a_host_config_round_trips_and_garbage_is_refused() {

@@ -17,6 +17,7 @@ mod zygote;
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,16 @@ pub(crate) enum Event {
 /// Where a worker is: the batch under way (its tag), and the item in it and
 /// that item's phase once one has started.
 pub(crate) type Position = Option<(u64, Option<(u32, Phase)>)>;
+
+/// What the driver reads of a transport whose slots are relays
+/// ([`Transport::relayed`]).
+#[derive(Debug, Default)]
+pub(crate) struct Relayed {
+    /// Batches a slot may hold at once.
+    pub(crate) depth: AtomicUsize,
+    /// Workers the relays reach (what the chunker balances batches over).
+    pub(crate) workers: AtomicUsize,
+}
 
 /// How worker processes start, end and are watched; see the module docs.
 pub(crate) trait Transport: Send + fmt::Debug {
@@ -85,6 +96,15 @@ pub(crate) trait Transport: Send + fmt::Debug {
     /// whose workers may run an input twice).
     fn duplicates(&self) -> u64 {
         0
+    }
+
+    /// For a transport whose slots are not one worker each but relays to
+    /// many (a Redis pool's hosts): how many batches a slot may hold at
+    /// once, and how many workers the relays reach, kept up to date as
+    /// workers come and go. `None`: each slot is one worker, which holds
+    /// two batches, none behind one running long.
+    fn relayed(&self) -> Option<Arc<Relayed>> {
+        None
     }
 
     /// Whether its slots' pids are processes of this machine. A Redis

@@ -1,0 +1,124 @@
+//! How many batches each of a Redis pool's relays may hold at once: what
+//! the driver keeps in flight, sized to the hosts' workers and to how long
+//! a batch runs.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::transport::Relayed;
+
+/// How many batches each of the driver's relays may hold at once: for
+/// every worker of the hosts serving the pool, one running and one waiting,
+/// as a local pool's workers have, so that a host that joins adds its
+/// workers to the map; and, for batches shorter than a trip through Redis,
+/// as many more as cover that trip (a host's worker would otherwise wait
+/// for its next one). Two, the least, while the workers are fewer than the
+/// relays; bounded, so that what waits in Redis stays bounded.
+pub(super) struct Depth {
+    relays: usize,
+    /// A batch's time on its host's worker, smoothed, in ns (0: none yet).
+    batch_ns: AtomicU64,
+    /// A batch's `Run` message, smoothed, in bytes.
+    batch_bytes: AtomicU64,
+    /// What the driver reads: the depth, and the workers of the hosts
+    /// that hold a live lease, as last seen.
+    now: Arc<Relayed>,
+}
+
+impl Depth {
+    /// The most a relay holds: with the default 8 relays, 512 batches.
+    const MAX: usize = 64;
+    /// How long a batch must run for a host's worker not to wait for the
+    /// next: shorter ones get more batches in flight, enough to fill this.
+    /// Measured (BENCHMARKS.md, "Issue 12, sixth part"): `chunk_size(1)`
+    /// squares at 0.16x R1 with no batches more, 0.39–0.41x with them; 2 ms
+    /// here did no better for them and left the tiny `map` slower in two
+    /// runs of two (0.85–0.92x R2 against 1.00–1.06x).
+    const TRIP: Duration = Duration::from_micros(250);
+    /// The bytes the batches beyond two per worker may add to Redis.
+    const EXTRA_BYTES: u64 = 32 << 20;
+
+    pub(super) fn new(relays: usize) -> Depth {
+        Depth {
+            relays: relays.max(1),
+            batch_ns: AtomicU64::new(0),
+            batch_bytes: AtomicU64::new(0),
+            now: Arc::new(Relayed {
+                depth: AtomicUsize::new(2),
+                workers: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// `workers` workers serve the pool now.
+    pub(super) fn follow(&self, workers: usize) {
+        self.now.workers.store(workers, Ordering::Relaxed);
+        self.size();
+    }
+
+    /// A batch of `bytes` came back whole, having run `nanos` on its host.
+    /// Only the reply reader calls it: loads and stores suffice.
+    pub(super) fn observe(&self, nanos: u64, bytes: usize) {
+        let smooth = |a: &AtomicU64, v: u64| {
+            let was = a.load(Ordering::Relaxed);
+            a.store(if was == 0 { v.max(1) } else { (was * 7 + v) / 8 }.max(1), Ordering::Relaxed);
+        };
+        smooth(&self.batch_ns, nanos);
+        smooth(&self.batch_bytes, bytes as u64);
+        self.size();
+    }
+
+    fn size(&self) {
+        let workers = self.now.workers.load(Ordering::Relaxed);
+        let (ns, bytes) = (self.batch_ns.load(Ordering::Relaxed), self.batch_bytes.load(Ordering::Relaxed));
+        let mut total = 2 * workers;
+        // A worker keeps busy with a trip's worth of batches on the way.
+        if let Some(cover) = (Self::TRIP.as_nanos() as u64).checked_div(ns) {
+            let within = Self::EXTRA_BYTES / bytes.max(1);
+            total += (workers * cover as usize).min(within as usize);
+        }
+        let depth = total.div_ceil(self.relays).clamp(2, Self::MAX);
+        self.now.depth.store(depth, Ordering::Relaxed);
+    }
+
+    /// What the driver reads (`Transport::relayed`).
+    pub(super) fn handle(&self) -> Arc<Relayed> {
+        self.now.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relays_hold_two_batches_per_host_worker_within_bounds() {
+        let d = Depth::new(8);
+        let relayed = d.handle();
+        let at = || relayed.depth.load(Ordering::Relaxed);
+        assert_eq!(at(), 2, "before any host is seen");
+        d.follow(3);
+        assert_eq!(at(), 2, "fewer workers than relays: the least");
+        d.follow(12);
+        assert_eq!(at(), 3, "8 relays x 3 >= 2 x 12");
+        d.follow(100_000);
+        assert_eq!(at(), Depth::MAX);
+        d.follow(0);
+        assert_eq!(at(), 2, "every host gone");
+        // Batches of 10 µs: two per worker, and 25 more to cover a trip.
+        d.follow(8);
+        d.observe(10_000, 64);
+        assert_eq!(at(), 27);
+        // Long ones: two per worker again, as they come.
+        for _ in 0..100 {
+            d.observe(50_000_000, 64);
+        }
+        assert_eq!(at(), 2);
+        // Short, but large: the extra batches stay within their bytes.
+        for _ in 0..100 {
+            d.observe(1_000, 8 << 20);
+        }
+        assert_eq!(at(), 3, "(16 + 4) / 8");
+    }
+}
