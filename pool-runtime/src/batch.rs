@@ -185,8 +185,9 @@ impl<'a> Batch<'a> {
         // Decoding, calls and encoding are timed apart (two more clock
         // reads) on the first chunks, on chunks timed item by item, and on
         // one full chunk in 8; the others are timed whole, their codec time
-        // taken per item from the last chunk measured (the calls get the
-        // rest: a slow call stays a slow call).
+        // taken per item from the cheapest chunk measured (the calls get the
+        // rest: a slow call stays a slow call; a measure that a preemption
+        // or a page fault inflated would take time from it).
         let (mut sample, mut codec_per_item) = (0u32, (0u64, 1u64));
         while next < self.count {
             let end = (next + chunk).min(self.count);
@@ -216,7 +217,11 @@ impl<'a> Batch<'a> {
             let total = (encoded - started).as_nanos() as u64;
             let (call_nanos, codec_nanos) = if split {
                 let call = (called - decoded).as_nanos() as u64;
-                codec_per_item = (total.saturating_sub(call), ran.max(1) as u64);
+                let this = (total.saturating_sub(call), ran.max(1) as u64);
+                // Per item, `this` is cheaper: a/b < c/d.
+                if sample == 1 || u128::from(this.0) * u128::from(codec_per_item.1) < u128::from(codec_per_item.0) * u128::from(this.1) {
+                    codec_per_item = this;
+                }
                 (call, total.saturating_sub(call))
             } else {
                 let (codec, items) = codec_per_item;
