@@ -390,7 +390,10 @@ impl WorkerRings {
                 self.moves = moves;
                 if !reader.buffer().is_empty() || readable(reader.get_ref()) {
                     match frame::read_blocking(reader, input, max_frame) {
-                        Ok(true) => *held = true,
+                        // One frame read (perhaps from the buffer alone) may
+                        // leave bytes of a move already counted in the
+                        // socket: it is looked at again before any sleep.
+                        Ok(true) => (*held, self.look) = (true, true),
                         Ok(false) => return Ok(None),
                         Err(_) => return Err(()),
                     }
@@ -648,4 +651,49 @@ pub(crate) fn check_hello(body: &[u8]) -> Result<(crate::channel::hello::Hello<'
 pub(crate) fn state_from_hello(body: &[u8], info: WorkerInfo) -> Result<Box<dyn std::any::Any>, String> {
     let (hello, init) = check_hello(body)?;
     (init.fresh)(hello.args, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_socket_frame_counted_while_an_earlier_one_waited_in_the_buffer_is_read_without_a_sleep() {
+        // The driver's side: its rings, and its end of the socket.
+        let map = RingMap::new().unwrap();
+        let memfd = map.fd().try_clone_to_owned().unwrap();
+        let doorbell = nix::sys::eventfd::EventFd::new().unwrap();
+        let mut rings = WorkerRings::new(memfd, doorbell.into()).unwrap();
+        let (mut driver, worker) = UnixStream::pair().unwrap();
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, ReadWhenReady(worker));
+        let ring = &map.get().to_worker;
+        let send = |driver: &mut UnixStream, payload: &[u8]| {
+            driver.write_all(&framed(payload)).unwrap();
+            ring.socket_moved();
+        };
+        let (mut input, mut held, mut from_ring) = (Vec::new(), false, Vec::new());
+        let mut next = |reader: &mut std::io::BufReader<ReadWhenReady>| {
+            let got = rings.next(reader, (&mut input, &mut held), &mut from_ring, 1 << 20);
+            assert_eq!(got, Ok(Some(false)), "a frame from the socket");
+            input.clone()
+        };
+        // Two frames, one read: the second waits in the worker's buffer.
+        send(&mut driver, b"one");
+        send(&mut driver, b"two");
+        assert_eq!(next(&mut reader), b"one");
+        // A third comes while the second is still buffered.
+        send(&mut driver, b"three");
+        assert_eq!(next(&mut reader), b"two");
+        // It is read at once, not after the worker's sleep runs out.
+        let t = Instant::now();
+        assert_eq!(next(&mut reader), b"three");
+        assert!(t.elapsed() < LOOK_EVERY / 2, "slept {:?} with a frame waiting", t.elapsed());
+    }
 }
