@@ -11,9 +11,12 @@ use crate::transport::Relayed;
 /// How many batches each of the driver's relays may hold at once: for
 /// every worker of the hosts serving the pool, one running and one waiting,
 /// as a local pool's workers have, so that a host that joins adds its
-/// workers to the map; and, for batches shorter than a trip through Redis,
-/// as many more as cover that trip (a host's worker would otherwise wait
-/// for its next one). Two, the least, while the workers are fewer than the
+/// workers to the map; and, for batches of a few inputs shorter than a
+/// trip through Redis (their size fixed by the caller, or a map too short
+/// to cut them larger), as many more as cover that trip: a host's worker
+/// would otherwise wait for its next one. Batches of many inputs need none:
+/// the chunker makes them as long as it wants, and more of them in flight
+/// measured no faster, only more memory in Redis. Two, the least, while the workers are fewer than the
 /// relays; bounded, so that what waits in Redis stays bounded.
 pub(super) struct Depth {
     relays: usize,
@@ -21,6 +24,8 @@ pub(super) struct Depth {
     batch_ns: AtomicU64,
     /// A batch's `Run` message, smoothed, in bytes.
     batch_bytes: AtomicU64,
+    /// A batch's inputs, smoothed.
+    batch_inputs: AtomicU64,
     /// What the driver reads: the depth, and the workers of the hosts
     /// that hold a live lease, as last seen.
     now: Arc<Relayed>,
@@ -38,12 +43,15 @@ impl Depth {
     const TRIP: Duration = Duration::from_micros(250);
     /// The bytes the batches beyond two per worker may add to Redis.
     const EXTRA_BYTES: u64 = 32 << 20;
+    /// Batches of at most this many inputs may have more in flight.
+    const FEW: u64 = 64;
 
     pub(super) fn new(relays: usize) -> Depth {
         Depth {
             relays: relays.max(1),
             batch_ns: AtomicU64::new(0),
             batch_bytes: AtomicU64::new(0),
+            batch_inputs: AtomicU64::new(0),
             now: Arc::new(Relayed {
                 depth: AtomicUsize::new(2),
                 workers: AtomicUsize::new(0),
@@ -57,15 +65,17 @@ impl Depth {
         self.size();
     }
 
-    /// A batch of `bytes` came back whole, having run `nanos` on its host.
-    /// Only the reply reader calls it: loads and stores suffice.
-    pub(super) fn observe(&self, nanos: u64, bytes: usize) {
+    /// A batch of `inputs` inputs in `bytes` came back whole, having run
+    /// `nanos` on its host. Only the reply reader calls it: loads and
+    /// stores suffice.
+    pub(super) fn observe(&self, nanos: u64, bytes: usize, inputs: usize) {
         let smooth = |a: &AtomicU64, v: u64| {
             let was = a.load(Ordering::Relaxed);
             a.store(if was == 0 { v.max(1) } else { (was * 7 + v) / 8 }.max(1), Ordering::Relaxed);
         };
         smooth(&self.batch_ns, nanos);
         smooth(&self.batch_bytes, bytes as u64);
+        smooth(&self.batch_inputs, inputs as u64);
         self.size();
     }
 
@@ -74,7 +84,8 @@ impl Depth {
         let (ns, bytes) = (self.batch_ns.load(Ordering::Relaxed), self.batch_bytes.load(Ordering::Relaxed));
         let mut total = 2 * workers;
         // A worker keeps busy with a trip's worth of batches on the way.
-        if let Some(cover) = (Self::TRIP.as_nanos() as u64).checked_div(ns) {
+        let few = self.batch_inputs.load(Ordering::Relaxed) <= Self::FEW;
+        if let Some(cover) = (Self::TRIP.as_nanos() as u64).checked_div(ns).filter(|_| few) {
             let within = Self::EXTRA_BYTES / bytes.max(1);
             total += (workers * cover as usize).min(within as usize);
         }
@@ -108,17 +119,22 @@ mod tests {
         assert_eq!(at(), 2, "every host gone");
         // Batches of 10 µs: two per worker, and 25 more to cover a trip.
         d.follow(8);
-        d.observe(10_000, 64);
+        d.observe(10_000, 64, 1);
         assert_eq!(at(), 27);
         // Long ones: two per worker again, as they come.
         for _ in 0..100 {
-            d.observe(50_000_000, 64);
+            d.observe(50_000_000, 64, 1);
         }
         assert_eq!(at(), 2);
         // Short, but large: the extra batches stay within their bytes.
         for _ in 0..100 {
-            d.observe(1_000, 8 << 20);
+            d.observe(1_000, 8 << 20, 1);
         }
         assert_eq!(at(), 3, "(16 + 4) / 8");
+        // Short batches of many inputs: the chunker's to make longer.
+        for _ in 0..100 {
+            d.observe(1_000, 64, 5_000);
+        }
+        assert_eq!(at(), 2);
     }
 }

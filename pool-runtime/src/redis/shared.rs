@@ -389,7 +389,7 @@ impl Shared {
             let p = state.pending.remove(&tag).expect("just seen");
             let writer = state.writers.get(&p.slot).cloned();
             drop(state);
-            self.depth.observe(p.nanos, p.payload.len());
+            self.depth.observe(p.nanos, p.payload.len(), p.outcomes.len());
             if let Some(w) = writer {
                 let _ = (&*w).write_all(&self.done_frame(tag, p));
             }
