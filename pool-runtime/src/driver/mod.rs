@@ -45,6 +45,12 @@ pub(crate) type JobId = u64;
 /// a worker never idles between batches.
 const DEPTH: usize = 2;
 
+/// Batches a slot may hold at once: a worker's [`DEPTH`], or the depth
+/// its relay has now.
+fn depth_of(relayed: Option<&Relayed>) -> usize {
+    relayed.map_or(DEPTH, |r| r.depth.load(Ordering::Relaxed).max(1))
+}
+
 /// A worker whose batch has run this long gets no second one behind it: it
 /// stays queued for a worker that is free sooner. Twenty times what the
 /// chunker aims a batch at, so a worker held back idles for one round trip
@@ -278,8 +284,7 @@ impl Driver {
     /// How many batches may be out at once: two per worker, or, when the
     /// slots are relays, as many as their depth allows now.
     pub(crate) fn capacity(&self) -> usize {
-        let depth = self.relayed.as_ref().map_or(DEPTH, |r| r.depth.load(Ordering::Relaxed).max(1));
-        self.config.workers * depth
+        self.config.workers * depth_of(self.relayed.as_deref())
     }
 
     /// How many workers run the batches: the slots, or, when they are
@@ -1067,7 +1072,7 @@ impl Core {
 
     /// Batches a slot may hold at once.
     fn depth(&self) -> usize {
-        self.relayed.as_ref().map_or(DEPTH, |r| r.depth.load(Ordering::Relaxed).max(1))
+        depth_of(self.relayed.as_deref())
     }
 
     /// Whether slot `i`'s worker is ready and may take one more batch: it
