@@ -115,7 +115,9 @@ impl<S: 'static> Pool<S> {
         stream
     }
 
-    /// The number of worker slots.
+    /// The number of worker slots: `workers(n)` as built. On a Redis pool
+    /// these are the driver's relays to the hosts, whose own workers run
+    /// the tasks (as many as they run, at any number of relays).
     pub fn workers(&self) -> usize {
         self.driver.config.workers
     }
