@@ -215,7 +215,8 @@ impl PoolBuilder<Fork> {
     /// In flight at once: two batches for each worker of the hosts that
     /// serve the pool (one running, one waiting, as locally), followed as
     /// hosts join and leave, and at least `2n` for `workers(n)` (default
-    /// 8), the driver's relays to Redis. Each host runs one
+    /// 8), the driver's relays to Redis; at most 64 per relay, so hosts of
+    /// more than `32n` workers in all want a larger `n`. Each host runs one
     /// worker per CPU (or [`HOST_WORKERS_ENV`](crate::redis::HOST_WORKERS_ENV)),
     /// with this builder's retries, task timeout, init timeout, respawn
     /// limit, task limit and frame limit. `build` waits until
