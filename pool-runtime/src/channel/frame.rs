@@ -94,7 +94,7 @@ pub struct FrameReader {
     limit: usize,
 }
 
-/// What one call to [`FrameReader::fill`] saw.
+/// What one call to [`FrameReader::fill_spare`] saw.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fill {
     /// Some bytes arrived (maybe not a whole frame), filling the room given:

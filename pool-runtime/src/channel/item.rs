@@ -67,7 +67,7 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// [`write`] with the `u32` length reserved: the guess is that the value is long.
+/// [`write()`] with the `u32` length reserved: the guess is that the value is long.
 #[inline(never)]
 fn write_long<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,

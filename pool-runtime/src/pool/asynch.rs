@@ -1,6 +1,6 @@
 //! The `async` feature: [`Submitted`] is a [`Future`], and
 //! [`Imap::into_stream`] turns an `imap`/`imap_unordered` into a
-//! [`Stream`](futures_core::Stream). Runtime-agnostic: any executor polls
+//! [`futures_core::Stream`]. Runtime-agnostic: any executor polls
 //! them, and none is a dependency.
 //!
 //! A poll never blocks its thread on the workers: it takes what has arrived

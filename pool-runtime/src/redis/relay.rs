@@ -2,7 +2,7 @@
 //! `Run` frames to the task stream), the reply reader (the hosts' replies
 //! to the relays' channels, as `Done` frames) and the keeper (the pool's
 //! keys kept alive, and put back if Redis lost them). What they share is
-//! [`Shared`](super::shared::Shared); they tell the driver's poller what
+//! [`super::shared::Shared`]; they tell the driver's poller what
 //! happened through [`Events`].
 
 use std::io::Write;

@@ -4,8 +4,8 @@
 //! worker, and the relay adds each to the pool's task stream, where any
 //! host takes it. One reader takes the hosts' replies from the reply
 //! stream and hands each relay, as its worker would, one `Done` per batch
-//! ([`relay`](super::relay)); what they know in common is
-//! [`Shared`](super::shared::Shared).
+//! ([`super::relay`]); what they know in common is
+//! [`super::shared::Shared`].
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

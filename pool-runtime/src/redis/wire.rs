@@ -179,7 +179,7 @@ end
 return #sent
 "#;
 
-/// Takes entries of hosts whose lease has lapsed, at most ARGV[5]: each
+/// Takes entries of hosts whose lease has lapsed, at most `ARGV[5]`: each
 /// moves to this consumer. A host's consumers (`host/n`) mark the entry
 /// each is running before it runs it; an entry is charged for the death
 /// (its delivery count up by one) only if its consumer had marked it, or
