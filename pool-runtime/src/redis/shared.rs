@@ -350,11 +350,36 @@ impl Shared {
             self.exits.lock().unwrap().push((host, body));
             return;
         }
+        let host = || String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
+        if e.field("k") == Some(b"g") {
+            // A malformed piece: the batches of those after it wait, as for
+            // a lost reply (their entries are gone: resent after a while).
+            let pieces = wire::reply_pieces(e.field("g").unwrap_or_default()).unwrap_or_else(|some| some);
+            for p in pieces {
+                self.fill(p, &host);
+            }
+            return;
+        }
         let (Some(tag), Some(first), Some(count)) =
             (e.number::<u64>("t"), e.number::<u32>("o"), e.number::<u32>("n"))
         else {
             return; // not a reply of ours: nothing to fill
         };
+        let piece = wire::Piece {
+            tag,
+            nanos: e.number::<u64>("ns").unwrap_or(0),
+            first,
+            count,
+            body: e.field("b").unwrap_or_default(),
+        };
+        self.fill(piece, &host);
+    }
+
+    /// Fills in the outcomes `p` brings that were missing (a second one is
+    /// counted), and hands the relay its `Done` once the batch is whole.
+    /// `host`: who sent it.
+    fn fill(&self, p: wire::Piece<'_>, host: &dyn Fn() -> String) {
+        let wire::Piece { tag, nanos, first, count, body } = p;
         let mut state = self.state.lock().unwrap();
         let Some(p) = state.pending.get_mut(&tag) else {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -364,9 +389,8 @@ impl Shared {
         if count == 0 || u64::from(first) + u64::from(count) > total {
             return;
         }
-        let items = split_items(e.field("b").unwrap_or_default(), count).unwrap_or_else(|| {
-            let host = String::from_utf8_lossy(e.field("h").unwrap_or_default());
-            let why = format!("a malformed reply from host {host}");
+        let items = split_items(body, count).unwrap_or_else(|| {
+            let why = format!("a malformed reply from host {}", host());
             let mut one = Vec::new();
             outcome::write_message(&mut one, Status::Codec, &why, &mut false);
             vec![one; count as usize]
@@ -381,7 +405,7 @@ impl Shared {
             }
         }
         if fresh {
-            p.nanos += e.number::<u64>("ns").unwrap_or(0);
+            p.nanos += nanos;
         } else {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
@@ -633,6 +657,58 @@ mod tests {
                 (b"b".to_vec(), body),
             ],
         }
+    }
+
+    /// A group reply of `(tag, first, values)` pieces, the last `cut`
+    /// bytes short.
+    fn group(pieces: &[(u64, u32, &[u64])], cut: usize) -> Entry {
+        let mut g = Vec::new();
+        for &(tag, first, values) in pieces {
+            let mut body = Vec::new();
+            for v in values {
+                outcome::write(&mut body, Status::Ok, v, &mut false);
+            }
+            let count = values.len() as u32;
+            wire::reply_piece(&mut g, &wire::Piece { tag, nanos: 5, first, count, body: &body });
+        }
+        g.truncate(g.len() - cut);
+        Entry {
+            id: "1-0".into(),
+            fields: vec![(b"k".to_vec(), b"g".to_vec()), (b"h".to_vec(), b"h1".to_vec()), (b"g".to_vec(), g)],
+        }
+    }
+
+    #[test]
+    fn a_group_reply_fills_each_batch_it_names_and_a_cut_one_fills_what_came_whole() {
+        let s = shared();
+        let (theirs, ours) = UnixStream::pair().unwrap();
+        s.connect(0, Arc::new(ours));
+        for tag in [1, 2, 3] {
+            s.expect(tag, 0, 1, Arc::new(Vec::new()));
+        }
+        s.take_reply(&group(&[(1, 0, &[10]), (2, 0, &[20])], 0));
+        let pending = || {
+            let mut p: Vec<u64> = s.state.lock().unwrap().pending.keys().copied().collect();
+            p.sort();
+            p
+        };
+        assert_eq!(pending(), [3]);
+        // Cut inside its second piece: the first is taken, tag 3 waits.
+        s.take_reply(&group(&[(1, 0, &[11]), (3, 0, &[30])], 1));
+        assert_eq!(pending(), [3]);
+        assert_eq!(s.duplicates.load(Ordering::Relaxed), 1, "tag 1's second outcome");
+        let mut done = Vec::new();
+        theirs.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for _ in 0..2 {
+            let mut frame = Vec::new();
+            assert!(frame::read_blocking(&mut &theirs, &mut frame, 1 << 20).unwrap());
+            let Ok(Message::Done { tag, body, .. }) = Message::parse(&frame) else {
+                panic!("not a Done")
+            };
+            let v: u64 = outcome::read_one(&frame[body]).unwrap().unwrap();
+            done.push((tag, v));
+        }
+        assert_eq!(done, [(1, 10), (2, 20)]);
     }
 
     #[test]

@@ -141,31 +141,35 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 }
 
 /// Sends the replies of entries, each only if this consumer still owns
-/// its entry: adds the reply, acknowledges and deletes the entry. An entry
-/// that went to another host (this host's lease lapsed) gets nothing from
-/// this one but a count: a reply `k = l` says how many were dropped so,
-/// for the driver's tally of duplicates. Returns how many were sent; -1
-/// if the pool is gone.
+/// its entry: the owned ones' replies go as one reply entry (`k = g`,
+/// their [`reply_piece`]s back to back in `g`), and their entries are
+/// acknowledged and deleted. An entry that went to another host (this
+/// host's lease lapsed) gets nothing from this one but a count: a reply
+/// `k = l` says how many were dropped so, for the driver's tally of
+/// duplicates. Returns how many were sent; -1 if the pool is gone.
 ///
-/// KEYS: tasks, replies, hello. ARGV: group, consumer, host, then six
-/// values per entry: its id, and its reply's fields `t`, `ns`, `o`, `n`,
-/// `b`. The reply stream expires with the pool's hello.
+/// KEYS: tasks, replies, hello. ARGV: group, consumer, host, then two
+/// values per entry: its id and its reply piece. The reply stream expires
+/// with the pool's hello.
 pub(crate) const REPLY: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 local sent = {}
+local pieces = {}
 local late = 0
-for at = 4, #ARGV - 5, 6 do
+for at = 4, #ARGV - 1, 2 do
   local id = ARGV[at]
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   if #p > 0 and p[1][2] == ARGV[2] then
-    redis.call('XADD', KEYS[2], '*', 't', ARGV[at + 1], 'ns', ARGV[at + 2], 'o', ARGV[at + 3],
-      'n', ARGV[at + 4], 'h', ARGV[3], 'b', ARGV[at + 5])
     sent[#sent + 1] = id
+    pieces[#pieces + 1] = ARGV[at + 1]
   else
     late = late + 1
   end
 end
 if #sent > 0 then
+  local g = pieces[1]
+  if #pieces > 1 then g = table.concat(pieces) end
+  redis.call('XADD', KEYS[2], '*', 'k', 'g', 'h', ARGV[3], 'g', g)
   redis.call('XACK', KEYS[1], ARGV[1], unpack(sent))
   redis.call('XDEL', KEYS[1], unpack(sent))
 end
@@ -178,6 +182,58 @@ if #sent > 0 or late > 0 then
 end
 return #sent
 "#;
+
+/// One entry's reply within a group reply ([`REPLY`]): the outcomes of
+/// `count` items from `first` of batch `tag`, computed in `nanos`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Piece<'a> {
+    pub(crate) tag: u64,
+    pub(crate) nanos: u64,
+    pub(crate) first: u32,
+    pub(crate) count: u32,
+    pub(crate) body: &'a [u8],
+}
+
+/// Bytes before a piece's body: tag, nanos, first, count, body length.
+const PIECE_HEAD: usize = 8 + 8 + 4 + 4 + 4;
+
+/// Appends `p` as a reply piece (little-endian head, then the body).
+pub(crate) fn reply_piece(out: &mut Vec<u8>, p: &Piece<'_>) {
+    out.reserve(PIECE_HEAD + p.body.len());
+    out.extend_from_slice(&p.tag.to_le_bytes());
+    out.extend_from_slice(&p.nanos.to_le_bytes());
+    out.extend_from_slice(&p.first.to_le_bytes());
+    out.extend_from_slice(&p.count.to_le_bytes());
+    out.extend_from_slice(&(p.body.len() as u32).to_le_bytes());
+    out.extend_from_slice(p.body);
+}
+
+/// The pieces of a group reply, in order; `Err` with those read before
+/// the first malformed one (bytes from Redis: anyone with access may have
+/// written them), whose batches then wait as for a lost reply.
+pub(crate) fn reply_pieces(mut bytes: &[u8]) -> Result<Vec<Piece<'_>>, Vec<Piece<'_>>> {
+    let mut out = Vec::new();
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes"));
+    while !bytes.is_empty() {
+        if bytes.len() < PIECE_HEAD {
+            return Err(out);
+        }
+        let len = u32_at(bytes, 24) as usize;
+        let Some(body) = bytes.get(PIECE_HEAD..PIECE_HEAD + len) else {
+            return Err(out);
+        };
+        out.push(Piece {
+            tag: u64_at(bytes, 0),
+            nanos: u64_at(bytes, 8),
+            first: u32_at(bytes, 16),
+            count: u32_at(bytes, 20),
+            body,
+        });
+        bytes = &bytes[PIECE_HEAD + len..];
+    }
+    Ok(out)
+}
 
 /// Takes entries of hosts whose lease has lapsed, at most `ARGV[5]`: each
 /// moves to this consumer. A host's consumers (`host/n`) mark the entry
@@ -338,6 +394,37 @@ pub(crate) fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_pieces_read_back_in_order_and_a_cut_one_is_refused() {
+        let pieces = [
+            Piece { tag: 7, nanos: 1_000, first: 0, count: 2, body: b"ab" },
+            Piece { tag: u64::MAX, nanos: 0, first: u32::MAX, count: 1, body: b"" },
+        ];
+        let mut bytes = Vec::new();
+        for p in &pieces {
+            reply_piece(&mut bytes, p);
+        }
+        assert_eq!(reply_pieces(&bytes), Ok(pieces.to_vec()));
+        assert_eq!(reply_pieces(&[]), Ok(Vec::new()));
+        // Cut anywhere: what came whole before it, never a panic.
+        for cut in 0..bytes.len() {
+            let got = reply_pieces(&bytes[..cut]);
+            let whole = if cut >= PIECE_HEAD + 2 { 1 } else { 0 };
+            if cut == 0 {
+                assert_eq!(got, Ok(Vec::new()));
+            } else if cut == PIECE_HEAD + 2 {
+                assert_eq!(got, Ok(pieces[..1].to_vec()));
+            } else {
+                assert_eq!(got, Err(pieces[..whole].to_vec()), "cut at {cut}");
+            }
+        }
+        // A length past the end: refused, no allocation.
+        let mut lie = Vec::new();
+        reply_piece(&mut lie, &Piece { tag: 1, nanos: 0, first: 0, count: 1, body: b"x" });
+        lie[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(reply_pieces(&lie), Err(Vec::new()));
+    }
 
     #[test]
     fn a_hosts_entry_says_its_workers_and_a_strange_one_counts_as_one() {

@@ -266,8 +266,20 @@ impl Session {
         let mut c = cmd("EVAL");
         c.arg(wire::REPLY).arg(3).arg(k.tasks()).arg(k.replies()).arg(k.hello());
         c.arg(GROUP).arg(consumer).arg(&self.host);
+        let mut piece = Vec::new();
         for r in replies {
-            c.arg(&r.id).arg(r.tag).arg(r.nanos).arg(r.first).arg(r.count).arg(&r.outcomes);
+            piece.clear();
+            wire::reply_piece(
+                &mut piece,
+                &wire::Piece {
+                    tag: r.tag,
+                    nanos: r.nanos,
+                    first: r.first,
+                    count: r.count,
+                    body: &r.outcomes,
+                },
+            );
+            c.arg(&r.id).arg(&piece);
         }
         c
     }
