@@ -316,8 +316,9 @@ impl Shared {
         }
     }
 
-    /// Takes one reply: fills in the outcomes it brings that were missing,
-    /// and hands the relay its `Done` once its batch is whole.
+    /// Takes one reply (a host's group of them, a broadcast's, an exit
+    /// hook's, a count of late ones): fills in the outcomes it brings that
+    /// were missing, and hands each relay its `Done` once its batch is whole.
     pub(super) fn take_reply(&self, e: &Entry) {
         if e.field("k") == Some(b"b") {
             let (Some(id), Some(n)) = (e.number::<u64>("t"), e.number::<u32>("n")) else {
