@@ -188,7 +188,8 @@ impl<'a> Batch<'a> {
         // taken per item from the cheapest chunk measured (the calls get the
         // rest: a slow call stays a slow call; a measure that a preemption
         // or a page fault inflated would take time from it).
-        let (mut sample, mut codec_per_item) = (0u32, (0u64, 1u64));
+        // (nanos, items): none measured yet is dearer than any measure.
+        let (mut sample, mut codec_per_item) = (0u32, (u64::MAX, 1u64));
         while next < self.count {
             let end = (next + chunk).min(self.count);
             let split = each || chunk < CHUNK as u32 || sample % 8 == 0;
@@ -219,7 +220,7 @@ impl<'a> Batch<'a> {
                 let call = (called - decoded).as_nanos() as u64;
                 let this = (total.saturating_sub(call), ran.max(1) as u64);
                 // Per item, `this` is cheaper: a/b < c/d.
-                if sample == 1 || u128::from(this.0) * u128::from(codec_per_item.1) < u128::from(codec_per_item.0) * u128::from(this.1) {
+                if u128::from(this.0) * u128::from(codec_per_item.1) < u128::from(codec_per_item.0) * u128::from(this.1) {
                     codec_per_item = this;
                 }
                 (call, total.saturating_sub(call))

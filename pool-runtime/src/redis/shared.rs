@@ -351,13 +351,13 @@ impl Shared {
             self.exits.lock().unwrap().push((host, body));
             return;
         }
-        let host = || String::from_utf8_lossy(e.field("h").unwrap_or_default()).into_owned();
+        let host = e.field("h").unwrap_or_default();
         if e.field("k") == Some(b"g") {
             // A malformed piece: the batches of those after it wait, as for
             // a lost reply (their entries are gone: resent after a while).
             let pieces = wire::reply_pieces(e.field("g").unwrap_or_default()).unwrap_or_else(|some| some);
             for p in pieces {
-                self.fill(p, &host);
+                self.fill(p, host);
             }
             return;
         }
@@ -373,13 +373,13 @@ impl Shared {
             count,
             body: e.field("b").unwrap_or_default(),
         };
-        self.fill(piece, &host);
+        self.fill(piece, host);
     }
 
     /// Fills in the outcomes `p` brings that were missing (a second one is
     /// counted), and hands the relay its `Done` once the batch is whole.
     /// `host`: who sent it.
-    fn fill(&self, p: wire::Piece<'_>, host: &dyn Fn() -> String) {
+    fn fill(&self, p: wire::Piece<'_>, host: &[u8]) {
         let wire::Piece { tag, nanos, first, count, body } = p;
         let mut state = self.state.lock().unwrap();
         let Some(p) = state.pending.get_mut(&tag) else {
@@ -391,7 +391,7 @@ impl Shared {
             return;
         }
         let items = split_items(body, count).unwrap_or_else(|| {
-            let why = format!("a malformed reply from host {}", host());
+            let why = format!("a malformed reply from host {}", String::from_utf8_lossy(host));
             let mut one = Vec::new();
             outcome::write_message(&mut one, Status::Codec, &why, &mut false);
             vec![one; count as usize]

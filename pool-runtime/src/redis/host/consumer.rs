@@ -266,20 +266,8 @@ impl Session {
         let mut c = cmd("EVAL");
         c.arg(wire::REPLY).arg(3).arg(k.tasks()).arg(k.replies()).arg(k.hello());
         c.arg(GROUP).arg(consumer).arg(&self.host);
-        let mut piece = Vec::new();
         for r in replies {
-            piece.clear();
-            wire::reply_piece(
-                &mut piece,
-                &wire::Piece {
-                    tag: r.tag,
-                    nanos: r.nanos,
-                    first: r.first,
-                    count: r.count,
-                    body: &r.outcomes,
-                },
-            );
-            c.arg(&r.id).arg(&piece);
+            c.arg(&r.id).arg(&r.piece);
         }
         c
     }
@@ -361,26 +349,24 @@ impl Prefetch {
     }
 }
 
-/// An entry's reply: the outcomes of `count` items from `first` of batch
-/// `tag`, computed in `nanos`.
+/// An entry's reply: its id, and the piece that says the outcomes of
+/// `count` items from `first` of batch `tag`, computed in `nanos`.
 struct Reply {
     id: String,
-    tag: u64,
-    nanos: u64,
-    first: u32,
-    count: u32,
-    outcomes: Vec<u8>,
+    piece: Vec<u8>,
 }
 
 impl Reply {
     fn new(e: &Entry, (tag, first, count): (u64, u32, u32), nanos: u64, outcomes: Vec<u8>) -> Reply {
-        Reply {
-            id: e.id.clone(),
+        let mut piece = Vec::new();
+        let p = wire::Piece {
             tag,
             nanos,
             first,
             count,
-            outcomes,
-        }
+            body: &outcomes,
+        };
+        wire::reply_piece(&mut piece, &p);
+        Reply { id: e.id.clone(), piece }
     }
 }
