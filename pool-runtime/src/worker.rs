@@ -314,10 +314,12 @@ impl std::io::Read for ReadWhenReady {
 }
 
 /// A worker spins for its next frame as long as its driver allows (a
-/// local pool's 50 µs, a Redis host's 1 ms: `Config::idle_spin`) when the
-/// driver runs on another CPU; past this much it yields the CPU at each
-/// turn, so that a long spin keeps the CPU awake (no wake-up of an idle
-/// vCPU for the next frame) without holding back a thread that has work.
+/// local pool's 50 µs, a Redis host's 1 ms: `Config::idle_spin`); past
+/// this much it yields the CPU at each turn, so that a long spin keeps the
+/// CPU awake (no wake-up of an idle vCPU for the next frame) without
+/// holding back a thread that has work. When the driver last ran on the
+/// worker's CPU it yields from the first turn: the driver can only write
+/// the next frame once it runs there (`driver/README.md`).
 const YIELD_AFTER: Duration = Duration::from_micros(50);
 
 /// A worker asleep on its ring looks at its socket at least this often,
@@ -407,15 +409,16 @@ impl WorkerRings {
                 continue;
             }
             let budget = ring.spin();
-            if !spun && !budget.is_zero() && ring.writer_cpu() != sys::current_cpu() {
+            if !spun && !budget.is_zero() {
                 spun = true;
+                let same = ring.writer_cpu() == sys::current_cpu();
                 let start = Instant::now();
                 while !ring.ready(self.tail) && ring.socket_moves() == self.moves {
                     let spent = start.elapsed();
                     if spent >= budget {
                         break;
                     }
-                    if spent >= YIELD_AFTER {
+                    if same || spent >= YIELD_AFTER {
                         std::thread::yield_now();
                     }
                     std::hint::spin_loop();

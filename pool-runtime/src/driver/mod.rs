@@ -386,12 +386,12 @@ impl Driver {
                 continue;
             }
             if read_first {
-                if let Some((map, tail)) = core.spin_target() {
+                if let Some((map, tail, same)) = core.spin_target() {
                     // As a poll would, without the lock: nothing is closed meanwhile.
                     let took = core.roles.take_polling();
                     debug_assert!(took, "no other thread polls: checked above");
                     drop(core);
-                    spin_for(&map.get().to_driver, tail);
+                    spin_for(&map.get().to_driver, tail, same);
                     core = self.lock();
                     core.roles.end_polling();
                 }
@@ -758,15 +758,16 @@ impl Core {
     }
 
     /// The lone busy slot, if its answer comes through its ring and the
-    /// driver may spin for it: its worker last ran on another CPU than
-    /// this thread, and fewer workers are busy than there are CPUs (one).
-    fn spin_target(&self) -> Option<(Arc<RingMap>, u64)> {
+    /// driver may spin for it (fewer workers are busy than there are CPUs:
+    /// one), and whether its worker last ran on this thread's CPU.
+    fn spin_target(&self) -> Option<(Arc<RingMap>, u64, bool)> {
         let mut busy = self.slots.iter().filter(|s| !s.inflight.is_empty());
         let (Some(s), None) = (busy.next(), busy.next()) else {
             return None;
         };
         let r = s.rings.as_ref().filter(|_| s.awaits_ring() && self.cpus > 1)?;
-        (r.to_driver().writer_cpu() != sys::current_cpu()).then(|| (r.map.clone(), r.tail))
+        let same = r.to_driver().writer_cpu() == sys::current_cpu();
+        Some((r.map.clone(), r.tail, same))
     }
 
     /// Before a poll: tells each busy worker with rings that the driver
@@ -1140,10 +1141,15 @@ impl Core {
 /// wake-up across cores costs 36–120 µs on the VM measured (BENCHMARKS.md).
 const SPIN: Duration = Duration::from_micros(50);
 
-/// Spins until `ring` has a frame after `tail`, for at most [`SPIN`].
-fn spin_for(ring: &crate::channel::ring::Ring, tail: u64) {
+/// Spins until `ring` has a frame after `tail`, for at most [`SPIN`];
+/// yielding the CPU at each turn if its writer last ran on this CPU
+/// (`same`): it writes only once it runs here.
+fn spin_for(ring: &crate::channel::ring::Ring, tail: u64, same: bool) {
     let start = Instant::now();
     while !ring.ready(tail) && start.elapsed() < SPIN {
+        if same {
+            std::thread::yield_now();
+        }
         std::hint::spin_loop();
     }
 }
