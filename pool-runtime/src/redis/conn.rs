@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection, ClusterPipeline};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    cmd, Client, Cmd, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult, ToRedisArgs, Value,
+    cmd, Client, Cmd, Connection, ConnectionLike, ErrorKind, FromRedisValue, RedisError, RedisResult, ToRedisArgs,
+    Value,
 };
 
 /// Longest wait between two reconnection attempts.
@@ -183,8 +184,21 @@ pub(crate) struct Conn {
     con: Option<Link>,
     /// How long a command may keep trying to reach Redis.
     patience: Duration,
-    /// Answers to [`Conn::send`]'s commands not read yet.
+    /// Answers to [`Conn::send`]'s commands not read yet (sent after the
+    /// pipeline [`Conn::send_pipe`] wrote, if there is one).
     unread: usize,
+    /// The pipeline [`Conn::send_pipe`] wrote, for [`Conn::recv_pipe`].
+    ahead: Option<Ahead>,
+}
+
+/// A pipeline written by [`Conn::send_pipe`]: its answers not read yet, or
+/// read (by a command that had to read past them, or on a cluster, where
+/// it ran at once), kept for [`Conn::recv_pipe`].
+enum Ahead {
+    /// Answers of `before` earlier sends come first, then the pipeline's;
+    /// `ignored` says which of those are left out of its result.
+    Sent { before: usize, ignored: Vec<bool> },
+    Read(RedisResult<Vec<Value>>),
 }
 
 impl std::fmt::Debug for Conn {
@@ -209,6 +223,15 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.code() == Some("TRYAGAIN")
 }
 
+/// An answer read with `recv_response`, Redis's error an `Err` (as a
+/// command's query gives it).
+fn answer(v: Value) -> RedisResult<Value> {
+    match v {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
+}
+
 /// Whether `e` says another node of a cluster holds the key.
 fn is_moved(e: &RedisError) -> bool {
     e.code() == Some("MOVED") || e.code() == Some("ASK")
@@ -224,6 +247,7 @@ impl Conn {
             con: Some(con),
             patience,
             unread: 0,
+            ahead: None,
         })
     }
 
@@ -234,6 +258,7 @@ impl Conn {
             con: None,
             patience,
             unread: 0,
+            ahead: None,
         }
     }
 
@@ -268,15 +293,109 @@ impl Conn {
         }
     }
 
-    /// Reads the answers [`Conn::send`] left.
+    /// Writes `pipe` without waiting for its answers, which
+    /// [`Conn::recv_pipe`] reads; commands sent meanwhile are answered
+    /// after it. Nothing is retried: a pipeline written on a connection that
+    /// breaks is lost (its commands may or may not have run), and so
+    /// is one whose answers a later command reads past and a later
+    /// `send_pipe` overwrites. On a cluster it runs at once.
+    pub(crate) fn send_pipe(&mut self, pipe: &Pipe) {
+        self.drain();
+        self.ahead = None;
+        if self.con.is_none() {
+            match self.endpoint.connect() {
+                Ok(con) => self.con = Some(con),
+                Err(e) => {
+                    self.ahead = Some(Ahead::Read(Err(e)));
+                    return;
+                }
+            }
+        }
+        let ahead = match self.con.as_mut() {
+            Some(Link::One(con)) => {
+                let mut packed = Vec::new();
+                for c in &pipe.commands {
+                    c.write_packed_command(&mut packed);
+                }
+                match con.send_packed_command(&packed) {
+                    Ok(()) => Ahead::Sent {
+                        before: std::mem::take(&mut self.unread),
+                        ignored: pipe.ignored.clone(),
+                    },
+                    Err(e) => {
+                        self.con = None;
+                        self.unread = 0;
+                        Ahead::Read(Err(e))
+                    }
+                }
+            }
+            Some(Link::Cluster(_)) => Ahead::Read(self.pipe::<Vec<Value>>(pipe)),
+            None => unreachable!("connected above"),
+        };
+        self.ahead = Some(ahead);
+    }
+
+    /// The answers of the pipeline [`Conn::send_pipe`] wrote last, as
+    /// [`Conn::pipe`] gives them; an error if it was lost, or none is left.
+    pub(crate) fn recv_pipe<T: FromRedisValue>(&mut self) -> RedisResult<T> {
+        let got = match self.ahead.take() {
+            None => Err(RedisError::from((ErrorKind::Client, "no pipeline waits for its answers"))),
+            Some(Ahead::Read(got)) => got,
+            Some(Ahead::Sent { before, ignored }) => self.read_sent(before, &ignored),
+        };
+        Ok(redis::from_redis_value(Value::Array(got?))?)
+    }
+
+    /// Reads `before` answers of sends, then those of a pipeline of
+    /// `ignored.len()` commands: its result, or the first error in it.
+    fn read_sent(&mut self, before: usize, ignored: &[bool]) -> RedisResult<Vec<Value>> {
+        let mut out = Vec::with_capacity(ignored.len());
+        let mut failed = None;
+        for (i, ignore) in std::iter::repeat_n(&true, before).chain(ignored).enumerate() {
+            let Some(Link::One(con)) = self.con.as_mut() else {
+                return Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::NotConnected)));
+            };
+            match con.recv_response().and_then(answer) {
+                Err(e) if is_connection_error(&e) || e.kind() == ErrorKind::Parse => {
+                    self.con = None;
+                    self.unread = 0;
+                    return Err(e);
+                }
+                Err(e) if is_moved(&e) => {
+                    // The next command goes the cluster's way.
+                    if self.endpoint.become_cluster().is_ok() {
+                        self.con = None;
+                        self.unread = 0;
+                        return Err(e);
+                    }
+                    failed.get_or_insert(e);
+                }
+                // A send's error is dropped, as it always is.
+                Err(e) if i >= before => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {}
+                Ok(v) if !*ignore => out.push(v),
+                Ok(_) => {}
+            }
+        }
+        failed.map_or(Ok(out), Err)
+    }
+
+    /// Reads the answers [`Conn::send`] left, and keeps those of the
+    /// pipeline [`Conn::send_pipe`] wrote, if they come first.
     fn drain(&mut self) {
+        if let Some(Ahead::Sent { before, ignored }) = self.ahead.take() {
+            let got = self.read_sent(before, &ignored);
+            self.ahead = Some(Ahead::Read(got));
+        }
         while self.unread > 0 {
             let Some(Link::One(con)) = self.con.as_mut() else {
                 self.unread = 0;
                 return;
             };
-            match con.recv_response() {
-                Err(e) if is_connection_error(&e) => {
+            match con.recv_response().and_then(answer) {
+                Err(e) if is_connection_error(&e) || e.kind() == ErrorKind::Parse => {
                     self.con = None;
                     self.unread = 0;
                 }
@@ -391,5 +510,129 @@ impl Conn {
                 ok => return ok,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+
+    /// A `redis-server` on a unix socket in a temp dir, stopped on drop.
+    /// A missing `redis-server` fails the test.
+    struct Server {
+        child: Child,
+        dir: PathBuf,
+    }
+
+    impl Server {
+        fn start(name: &str) -> Server {
+            let dir = std::env::temp_dir().join(format!("pool-conn-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+                .arg(dir.join("s"))
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is on PATH (.ci/run installs it)");
+            let server = Server { child, dir };
+            let until = Instant::now() + Duration::from_secs(10);
+            while std::os::unix::net::UnixStream::connect(server.dir.join("s")).is_err() {
+                assert!(Instant::now() < until, "redis-server did not come up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            server
+        }
+
+        fn conn(&self) -> Conn {
+            let url = format!("redis+unix://{}", self.dir.join("s").display());
+            let endpoint = Endpoint::new(Client::open(url.as_str()).unwrap(), &url, None);
+            Conn::open(&endpoint, Duration::from_secs(2)).unwrap()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn incr(key: &str) -> Cmd {
+        let mut c = cmd("INCR");
+        c.arg(key);
+        c
+    }
+
+    #[test]
+    fn a_pipeline_sent_ahead_is_answered_past_the_sends_around_it() {
+        let server = Server::start("around");
+        let mut conn = server.conn();
+        conn.send(cmd("SET").arg("a").arg("x"));
+        let mut pipe = Pipe::new();
+        pipe.add_command(incr("n")).ignore();
+        pipe.add_command(incr("n"));
+        pipe.cmd("GET").arg("a");
+        conn.send_pipe(&pipe);
+        conn.send(cmd("SET").arg("b").arg("y"));
+        let (n, a): (u64, String) = conn.recv_pipe().unwrap();
+        assert_eq!((n, a.as_str()), (2, "x"));
+        // The send after it is read before the next command's answer.
+        assert_eq!(conn.run::<String>(cmd("GET").arg("b")).unwrap(), "y");
+        // Nothing waits any more.
+        assert!(conn.recv_pipe::<Vec<Value>>().is_err());
+        assert_eq!(conn.run::<u64>(&incr("n")).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_command_run_before_a_pipeline_is_read_leaves_its_answers_kept() {
+        let server = Server::start("kept");
+        let mut conn = server.conn();
+        let mut pipe = Pipe::new();
+        pipe.add_command(incr("n"));
+        conn.send_pipe(&pipe);
+        assert_eq!(conn.run::<u64>(&incr("n")).unwrap(), 2);
+        assert_eq!(conn.recv_pipe::<(u64,)>().unwrap(), (1,));
+        // A second pipeline sent before the first is read replaces it.
+        conn.send_pipe(&pipe);
+        conn.send_pipe(&pipe);
+        assert_eq!(conn.recv_pipe::<(u64,)>().unwrap(), (4,));
+        assert_eq!(conn.run::<u64>(&incr("n")).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_refused_command_fails_its_pipeline_and_the_connection_stays_in_step() {
+        let server = Server::start("refused");
+        let mut conn = server.conn();
+        conn.run::<()>(cmd("SET").arg("s").arg("text")).unwrap();
+        let mut pipe = Pipe::new();
+        pipe.add_command(incr("s")).ignore();
+        pipe.add_command(incr("n"));
+        conn.send_pipe(&pipe);
+        conn.send(&incr("s"));
+        let e = conn.recv_pipe::<Vec<Value>>().unwrap_err();
+        assert!(e.to_string().contains("not an integer"), "{e}");
+        // The pipeline's other command ran; the failed send's answer is
+        // dropped, not taken for the next command's.
+        assert_eq!(conn.run::<u64>(&incr("n")).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_pipeline_lost_with_its_connection_is_an_error_and_the_next_command_reconnects() {
+        let server = Server::start("lost");
+        let mut conn = server.conn();
+        let id: u64 = conn.run(cmd("CLIENT").arg("ID")).unwrap();
+        let mut pipe = Pipe::new();
+        pipe.cmd("BLPOP").arg("nothing").arg(5);
+        conn.send_pipe(&pipe);
+        let mut other = server.conn();
+        let t = Instant::now();
+        other.run::<()>(cmd("CLIENT").arg("KILL").arg("ID").arg(id)).unwrap();
+        assert!(conn.recv_pipe::<Vec<Value>>().is_err());
+        assert!(t.elapsed() < Duration::from_secs(4), "waited {:?}", t.elapsed());
+        assert_eq!(conn.run::<u64>(&incr("n")).unwrap(), 1);
     }
 }

@@ -92,12 +92,16 @@ impl Session {
     /// marks it, a write it does not wait for, so that if this host dies
     /// only that entry is charged for the death ([`wire::RECLAIM`]); one it
     /// holds alone needs no mark (with none, all a consumer held is
-    /// charged), once the last mark is deleted, with the read that took
-    /// it: an `apply` costs Redis no command more than its read and reply. Fresh entries of short
-    /// tasks are taken several at a time ([`Prefetch`]), their replies sent
-    /// together in one round trip with the next read. Every quarter lease,
-    /// holding nothing, it takes what dead hosts held. It runs nothing it
-    /// took before its host's lease lapsed ([`Live::still_own`]).
+    /// charged), once the last mark is deleted and every entry it ran is
+    /// replied to: an `apply` costs Redis no command more than its read and
+    /// reply. Fresh entries of short tasks are taken several at a time
+    /// ([`Prefetch`]), their replies sent together in one round trip with
+    /// the next read; when a read brought all it asked for (more work
+    /// waits), the next read, which does not block, goes with the replies
+    /// before the group runs, and its answer is read after ([`ReadAhead`]).
+    /// Every quarter lease, holding nothing, it takes what dead hosts held.
+    /// It runs nothing it took before its host's lease lapsed
+    /// ([`Live::still_own`]).
     pub(super) fn consume(&self, n: usize, driver: &Driver, live: &Live) {
         let me = format!("{}/{n}", self.host);
         let mark = Mark {
@@ -105,7 +109,6 @@ impl Session {
             ttl_ms: (self.config.lease * 10).as_millis() as u64,
         };
         let mut conn = Conn::lazy(&self.endpoint, self.config.lease.max(Duration::from_secs(5)));
-        let tasks = self.keys.tasks();
         let script = Script::new(wire::RECLAIM);
         let every = (self.config.lease / 4).max(Duration::from_millis(10));
         let mut next_reclaim = Instant::now();
@@ -114,40 +117,34 @@ impl Session {
         let mut replies: Vec<Reply> = Vec::new();
         // The mark may name an entry: it is deleted before a lone one runs.
         let mut marked = false;
+        // Marks written so far: a deletion sent before the last of them
+        // leaves the mark naming an entry.
+        let mut marks = 0u64;
+        let mut ahead: Option<ReadAhead> = None;
         while !live.leaving.load(Ordering::Acquire) {
-            // Takes nothing while the lease may have lapsed: what it took
-            // could be another host's before it ran it.
-            let seen = live.lapses.load(Ordering::Acquire);
-            if !live.still_own(seen) {
-                continue;
-            }
-            let mut held = Vec::new();
-            if Instant::now() >= next_reclaim {
-                self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
-                held = self.reclaim(&mut conn, &script, &me);
-                // Found some: there may be more.
-                next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
+            let (mut held, mut seen, mut asked) = (Vec::new(), 0, 0);
+            if let Some(a) = ahead.take() {
+                (seen, asked) = (a.seen, a.asked);
+                held = self.read_ahead(&mut conn, a, &mut replies, (marks, &mut marked));
             }
             if held.is_empty() {
-                let mut pipe = Pipe::new();
-                if !replies.is_empty() {
-                    pipe.add_command(self.send_replies(&me, &replies)).ignore();
-                    replies.clear();
+                // Takes nothing while the lease may have lapsed: what it
+                // took could be another host's before it ran it.
+                seen = live.lapses.load(Ordering::Acquire);
+                if !live.still_own(seen) {
+                    continue;
                 }
-                if marked {
-                    pipe.cmd("DEL").arg(&mark.key).ignore();
+                if Instant::now() >= next_reclaim {
+                    self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
+                    held = self.reclaim(&mut conn, &script, &me);
+                    // Found some: there may be more.
+                    next_reclaim = Instant::now() + if held.is_empty() { every } else { Duration::ZERO };
                 }
-                pipe.cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&me)
-                    .arg("COUNT")
-                    .arg(prefetch.count())
-                    .arg("BLOCK")
-                    .arg(100)
-                    .arg("STREAMS")
-                    .arg(&tasks)
-                    .arg(">");
+            }
+            if held.is_empty() {
+                asked = prefetch.count();
+                let pipe = self.read_pipe(&me, &replies, marked.then_some(&mark), asked, true);
+                replies.clear();
                 let read: redis::RedisResult<Vec<Value>> = conn.pipe(&pipe);
                 marked &= read.is_err();
                 match read.map(|v| v.first().map(wire::read_reply).unwrap_or_default()) {
@@ -160,9 +157,22 @@ impl Session {
                     }
                 }
             }
+            // More waits: the next read goes now, with the replies so far.
+            // It shares the group's `seen`: if the group stops short, for a
+            // lapse or a leave, what it brings is not run either.
+            if held.len() > 1 && held.len() == asked && Instant::now() < next_reclaim && live.still_own(seen) {
+                let asked = prefetch.count();
+                conn.send_pipe(&self.read_pipe(&me, &replies, marked.then_some(&mark), asked, false));
+                ahead = Some(ReadAhead {
+                    seen,
+                    asked,
+                    marks,
+                    replies: std::mem::take(&mut replies),
+                });
+            }
             let started = Instant::now();
             let mut ran = 0;
-            let alone = held.len() == 1 && !marked;
+            let alone = held.len() == 1 && !marked && replies.is_empty();
             for (e, deliveries) in &held {
                 // Leaving: what is not run stays pending, uncharged, for others.
                 if live.leaving.load(Ordering::Acquire) {
@@ -179,6 +189,7 @@ impl Session {
                     None
                 } else {
                     marked = true;
+                    marks += 1;
                     Some(&mark)
                 };
                 replies.extend(self.serve_entry(driver, &mut conn, e, *deliveries, mark));
@@ -189,7 +200,53 @@ impl Session {
             }
             prefetch.observe(ran, started.elapsed());
         }
+        if let Some(a) = ahead.take() {
+            // What it brought stays pending, uncharged, for others.
+            self.read_ahead(&mut conn, a, &mut replies, (marks, &mut marked));
+        }
         self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
+    }
+
+    /// The pipeline that sends `replies`, deletes `mark` if there is one,
+    /// and reads at most `count` fresh entries, waiting for some if `block`.
+    fn read_pipe(&self, me: &str, replies: &[Reply], mark: Option<&Mark>, count: usize, block: bool) -> Pipe {
+        let mut pipe = Pipe::new();
+        if !replies.is_empty() {
+            pipe.add_command(self.send_replies(me, replies)).ignore();
+        }
+        if let Some(mark) = mark {
+            pipe.cmd("DEL").arg(&mark.key).ignore();
+        }
+        pipe.cmd("XREADGROUP").arg("GROUP").arg(GROUP).arg(me).arg("COUNT").arg(count);
+        if block {
+            pipe.arg("BLOCK").arg(100);
+        }
+        pipe.arg("STREAMS").arg(self.keys.tasks()).arg(">");
+        pipe
+    }
+
+    /// The entries the read sent ahead brought (none if it was lost, when
+    /// its replies go back to `replies`, to be sent again: a reply to an
+    /// entry no longer held is left out). `marked` is cleared if it deleted
+    /// the mark and no mark was written since (`marks` counts them).
+    fn read_ahead(
+        &self,
+        conn: &mut Conn,
+        a: ReadAhead,
+        replies: &mut Vec<Reply>,
+        (marks, marked): (u64, &mut bool),
+    ) -> Vec<(Entry, u32)> {
+        match conn.recv_pipe::<Vec<Value>>() {
+            Ok(v) => {
+                *marked &= marks != a.marks;
+                let entries = v.first().map(wire::read_reply).unwrap_or_default();
+                entries.into_iter().map(|e| (e, 1)).collect()
+            }
+            Err(_) => {
+                replies.extend(a.replies);
+                Vec::new()
+            }
+        }
     }
 
     /// Sends the replies not sent yet, and deletes the mark if there is one.
@@ -319,6 +376,20 @@ impl Session {
         let _ = conn.retrying_pipe(&pipe);
     }
 
+}
+
+/// A read a consumer sent before running the group it holds, its answer
+/// read after.
+struct ReadAhead {
+    /// The lease's lapses when it was sent: what it brings is run only if
+    /// none came since.
+    seen: u64,
+    /// How many entries it asked for.
+    asked: usize,
+    /// Marks written before it.
+    marks: u64,
+    /// The replies it carries.
+    replies: Vec<Reply>,
 }
 
 /// How many fresh entries a consumer takes at once: as many as it runs in
