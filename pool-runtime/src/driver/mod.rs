@@ -1057,8 +1057,9 @@ impl Core {
             }
             // Least busy first; of two as busy, the one whose batch started
             // last (the other's may be a long one).
+            let depth = self.depth_for(tag);
             let best = (0..self.slots.len())
-                .filter(|&i| self.has_room(i))
+                .filter(|&i| self.has_room(i, depth))
                 .min_by_key(|&i| {
                     let s = &self.slots[i];
                     let since = (!s.inflight.is_empty()).then_some(s.head_since);
@@ -1076,17 +1077,26 @@ impl Core {
         depth_of(self.relayed.as_deref())
     }
 
+    /// Batches a slot may hold at once, for batch `tag`: a relay's depth
+    /// depends on the batch's size (`Relayed::depth_for`).
+    fn depth_for(&self, tag: u64) -> usize {
+        match (&self.relayed, self.batches.get(&tag)) {
+            (Some(r), Some(b)) => r.depth_for(b.count, b.frame.len()),
+            _ => self.depth(),
+        }
+    }
+
     /// Whether slot `i`'s worker is ready and may take one more batch: it
     /// holds fewer than `DEPTH`, and none behind one running `HOLD_BACK`.
-    /// A relay holds up to its depth: its batches run on many workers, no
+    /// A relay holds up to `depth`: its batches run on many workers, no
     /// one behind another.
-    fn has_room(&self, i: usize) -> bool {
+    fn has_room(&self, i: usize, depth: usize) -> bool {
         let s = &self.slots[i];
         if !matches!(s.state, SlotState::Ready { .. }) {
             return false;
         }
         if self.relayed.is_some() {
-            return s.inflight.len() < self.depth();
+            return s.inflight.len() < depth;
         }
         match s.inflight.len() {
             0 => true,

@@ -41,8 +41,9 @@ impl Depth {
     /// here did no better for them and left the tiny `map` slower in two
     /// runs of two (0.85–0.92x R2 against 1.00–1.06x).
     const TRIP: Duration = Duration::from_micros(250);
-    /// The bytes the batches beyond two per worker may add to Redis.
-    const EXTRA_BYTES: u64 = 32 << 20;
+    /// The bytes the batches beyond two per worker may add to Redis, for
+    /// batches of the size measured (twice this for those twice as large).
+    const EXTRA_BYTES: u64 = 16 << 20;
     /// Batches of at most this many inputs may have more in flight.
     const FEW: u64 = 64;
 
@@ -54,7 +55,8 @@ impl Depth {
             batch_inputs: AtomicU64::new(0),
             now: Arc::new(Relayed {
                 depth: AtomicUsize::new(2),
-                workers: AtomicUsize::new(0),
+                base: AtomicUsize::new(2),
+                ..Relayed::default()
             }),
         }
     }
@@ -82,14 +84,20 @@ impl Depth {
     fn size(&self) {
         let workers = self.now.workers.load(Ordering::Relaxed);
         let (ns, bytes) = (self.batch_ns.load(Ordering::Relaxed), self.batch_bytes.load(Ordering::Relaxed));
-        let mut total = 2 * workers;
-        // A worker keeps busy with a trip's worth of batches on the way.
+        let per_relay = |total: usize| total.div_ceil(self.relays).clamp(2, Self::MAX);
+        let base = per_relay(2 * workers);
+        let mut depth = base;
+        // A worker keeps busy with a trip's worth of batches on the way:
+        // batches no larger than twice those measured, the extra bytes
+        // thus within twice `EXTRA_BYTES`.
         let few = self.batch_inputs.load(Ordering::Relaxed) <= Self::FEW;
         if let Some(cover) = (Self::TRIP.as_nanos() as u64).checked_div(ns).filter(|_| few) {
             let within = Self::EXTRA_BYTES / bytes.max(1);
-            total += (workers * cover as usize).min(within as usize);
+            depth = per_relay(2 * workers + (workers * cover as usize).min(within as usize));
+            self.now.small_inputs.store(Self::FEW, Ordering::Relaxed);
+            self.now.small_bytes.store(bytes.saturating_mul(2), Ordering::Relaxed);
         }
-        let depth = total.div_ceil(self.relays).clamp(2, Self::MAX);
+        self.now.base.store(base, Ordering::Relaxed);
         self.now.depth.store(depth, Ordering::Relaxed);
     }
 
@@ -121,6 +129,10 @@ mod tests {
         d.follow(8);
         d.observe(10_000, 64, 1);
         assert_eq!(at(), 27);
+        assert_eq!(relayed.depth_for(64, 128), 27);
+        // A map's batches grow faster than what comes back shows: one
+        // larger goes by two per worker at once.
+        assert_eq!(relayed.depth_for(5_000, 40_000), 2);
         // Long ones: two per worker again, as they come.
         for _ in 0..100 {
             d.observe(50_000_000, 64, 1);
@@ -130,7 +142,10 @@ mod tests {
         for _ in 0..100 {
             d.observe(1_000, 8 << 20, 1);
         }
-        assert_eq!(at(), 3, "(16 + 4) / 8");
+        assert_eq!(at(), 3, "(16 + 2) / 8");
+        assert_eq!(relayed.depth_for(1, 15 << 20), 3, "within twice the size measured");
+        assert_eq!(relayed.depth_for(1, 17 << 20), 2, "larger: two per worker");
+        assert_eq!(relayed.depth_for(65, 64), 2, "more inputs: two per worker");
         // Short batches of many inputs: the chunker's to make longer.
         for _ in 0..100 {
             d.observe(1_000, 64, 5_000);

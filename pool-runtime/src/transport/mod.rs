@@ -17,7 +17,7 @@ mod zygote;
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,10 +48,28 @@ pub(crate) type Position = Option<(u64, Option<(u32, Phase)>)>;
 /// ([`Transport::relayed`]).
 #[derive(Debug, Default)]
 pub(crate) struct Relayed {
-    /// Batches a slot may hold at once.
+    /// Batches a slot may hold at once, of those no larger than
+    /// [`Relayed::small_inputs`] and [`Relayed::small_bytes`] say.
     pub(crate) depth: AtomicUsize,
+    /// Batches a slot may hold at once, of the others.
+    pub(crate) base: AtomicUsize,
+    /// The most inputs, and bytes, of a batch `depth` is for: it was sized
+    /// for batches no larger, and one larger goes by `base` (the sizes
+    /// `depth` was measured on lag behind a map whose batches grow).
+    pub(crate) small_inputs: AtomicU64,
+    pub(crate) small_bytes: AtomicU64,
     /// Workers the relays reach (what the chunker balances batches over).
     pub(crate) workers: AtomicUsize,
+}
+
+impl Relayed {
+    /// Batches a slot may hold at once, for one of `inputs` in `bytes`.
+    pub(crate) fn depth_for(&self, inputs: u32, bytes: usize) -> usize {
+        let small = u64::from(inputs) <= self.small_inputs.load(Ordering::Relaxed)
+            && bytes as u64 <= self.small_bytes.load(Ordering::Relaxed);
+        let d = if small { &self.depth } else { &self.base };
+        d.load(Ordering::Relaxed).max(1)
+    }
 }
 
 /// How worker processes start, end and are watched; see the module docs.
