@@ -395,8 +395,9 @@ struct ReadAhead {
 /// How many fresh entries a consumer takes at once: as many as it runs in
 /// about [`Prefetch::HOLD`], one while it has not run any. A host thus
 /// holds little work another host could have run (none beyond one entry
-/// per worker when tasks are long), and short tasks cost a round trip to
-/// Redis per group instead of per entry.
+/// per worker when tasks are long; twice `HOLD` of short ones while a read
+/// sent ahead waits), and short tasks cost a round trip to Redis per group
+/// instead of per entry.
 #[derive(Debug, Default)]
 struct Prefetch {
     /// Wall time per entry, smoothed.
