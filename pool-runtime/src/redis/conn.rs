@@ -316,9 +316,11 @@ impl Conn {
         let quiet = self.endpoint.quiet.get() == Some(&true);
         match self.con.as_mut() {
             Some(Link::One(con)) => {
+                // Built once: a mark is sent per entry.
+                static SKIP: OnceLock<Vec<u8>> = OnceLock::new();
                 let mut packed = Vec::new();
                 if quiet {
-                    cmd("CLIENT").arg("REPLY").arg("SKIP").write_packed_command(&mut packed);
+                    packed.extend_from_slice(SKIP.get_or_init(|| cmd("CLIENT").arg("REPLY").arg("SKIP").get_packed_command()));
                 }
                 command.write_packed_command(&mut packed);
                 if con.send_packed_command(&packed).is_err() {

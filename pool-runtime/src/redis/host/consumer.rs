@@ -207,9 +207,8 @@ impl Session {
         self.flush(&mut conn, &me, &mut replies, (&mark, &mut marked));
     }
 
-    /// The pipeline that sends `replies`, deletes `mark` if there is one,
-    /// and reads at most `count` fresh entries, waiting for some if `block`.
-    fn read_pipe(&self, me: &str, replies: &[Reply], mark: Option<&Mark>, count: usize, block: bool) -> Pipe {
+    /// The pipeline that sends `replies` and deletes `mark`, if there are.
+    fn reply_pipe(&self, me: &str, replies: &[Reply], mark: Option<&Mark>) -> Pipe {
         let mut pipe = Pipe::new();
         if !replies.is_empty() {
             pipe.add_command(self.send_replies(me, replies)).ignore();
@@ -217,6 +216,13 @@ impl Session {
         if let Some(mark) = mark {
             pipe.cmd("DEL").arg(&mark.key).ignore();
         }
+        pipe
+    }
+
+    /// [`Session::reply_pipe`], then a read of at most `count` fresh
+    /// entries, waiting for some if `block`.
+    fn read_pipe(&self, me: &str, replies: &[Reply], mark: Option<&Mark>, count: usize, block: bool) -> Pipe {
+        let mut pipe = self.reply_pipe(me, replies, mark);
         pipe.cmd("XREADGROUP").arg("GROUP").arg(GROUP).arg(me).arg("COUNT").arg(count);
         if block {
             pipe.arg("BLOCK").arg(100);
@@ -254,14 +260,8 @@ impl Session {
         if replies.is_empty() && !*marked {
             return;
         }
-        let mut pipe = Pipe::new();
-        if !replies.is_empty() {
-            pipe.add_command(self.send_replies(consumer, replies)).ignore();
-            replies.clear();
-        }
-        if *marked {
-            pipe.cmd("DEL").arg(&mark.key).ignore();
-        }
+        let pipe = self.reply_pipe(consumer, replies, marked.then_some(mark));
+        replies.clear();
         *marked &= conn.pipe::<()>(&pipe).is_err();
     }
 
