@@ -1104,20 +1104,35 @@ fn redis_a_lazy_input_stays_bounded_in_redis() {
     let server = Server::start();
     let _hosts = [Host::start(&server.url(), 2), Host::start(&server.url(), 2)];
     let pool = builder(&server.url()).hosts(2).build(start, 0u64).unwrap();
-    let before = server.used_memory();
-    let mut peak = 0;
-    let mut n = 0u64;
-    for (i, r) in pool.imap(square, 0..400_000u64).enumerate() {
-        assert_eq!(r.unwrap(), (i as u64).pow(2));
-        n += 1;
-        if i % 50_000 == 0 {
-            peak = peak.max(server.used_memory());
-        }
-    }
-    assert_eq!(n, 400_000);
-    let grew = peak.saturating_sub(before);
+    let grew = imap_squares_growth(&server, &pool, 400_000);
     // The window, not the input: a few MiB at most.
     assert!(grew < 16 << 20, "Redis grew by {grew} bytes");
+}
+
+/// How far Redis's memory rose above what it was while `pool` squared
+/// `0..n` lazily (each result checked), looked at every 20 ms.
+fn imap_squares_growth(server: &Server, pool: &Pool<State>, n: u64) -> u64 {
+    let before = server.used_memory();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (got, peak) = std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                peak = peak.max(server.used_memory());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        let mut got = 0u64;
+        for (i, r) in pool.imap(square, 0..n).enumerate() {
+            assert_eq!(r.unwrap(), (i as u64).pow(2));
+            got += 1;
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (got, watch.join().unwrap())
+    });
+    assert_eq!(got, n);
+    peak.saturating_sub(before)
 }
 
 #[test]
@@ -1138,28 +1153,7 @@ fn redis_a_lazy_input_after_many_short_calls_stays_bounded_in_redis() {
     for x in 0..2_000u64 {
         assert_eq!(pool.apply(square, x).unwrap(), x * x);
     }
-    let before = server.used_memory();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let (n, peak) = std::thread::scope(|s| {
-        // Redis's memory, looked at every 20 ms while the map runs.
-        let watch = s.spawn(|| {
-            let mut peak = 0;
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
-                peak = peak.max(server.used_memory());
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peak
-        });
-        let mut n = 0u64;
-        for (i, r) in pool.imap(square, 0..2_000_000u64).enumerate() {
-            assert_eq!(r.unwrap(), (i as u64).pow(2));
-            n += 1;
-        }
-        done.store(true, std::sync::atomic::Ordering::Release);
-        (n, watch.join().unwrap())
-    });
-    assert_eq!(n, 2_000_000);
-    let grew = peak.saturating_sub(before);
+    let grew = imap_squares_growth(&server, &pool, 2_000_000);
     assert!(grew < 16 << 20, "Redis grew by {grew} bytes");
     pool.join().unwrap();
 }

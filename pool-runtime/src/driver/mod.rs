@@ -1080,9 +1080,13 @@ impl Core {
     /// Batches a slot may hold at once, for batch `tag`: a relay's depth
     /// depends on the batch's size (`Relayed::depth_for`).
     fn depth_for(&self, tag: u64) -> usize {
-        match (&self.relayed, self.batches.get(&tag)) {
-            (Some(r), Some(b)) => r.depth_for(b.count, b.frame.len()),
-            _ => self.depth(),
+        // A local pool's depth is fixed: no look-up of the batch.
+        let Some(r) = &self.relayed else {
+            return self.depth();
+        };
+        match self.batches.get(&tag) {
+            Some(b) => r.depth_for(b.count, b.frame.len()),
+            None => self.depth(),
         }
     }
 
